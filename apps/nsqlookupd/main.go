@@ -1,0 +1,63 @@
+// Command nsqlookupd is NSQ's discovery daemon: a drop-in replacement for
+// nsqlookupd v1.3.0. Flags beat the --config TOML file, which beats the
+// defaults; SIGINT or SIGTERM stops it cleanly with exit status 0.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mreiferson/go-options"
+
+	"github.com/lookupd/nsqlookupd/internal/lg"
+	"github.com/lookupd/nsqlookupd/internal/version"
+	"github.com/lookupd/nsqlookupd/nsqlookupd"
+)
+
+// logPrefix is the prefix of the FATAL lines main writes before options
+// (and the configured prefix) are known.
+const logPrefix = "[nsqlookupd] "
+
+func main() {
+	opts := nsqlookupd.NewOptions()
+	flagSet := nsqlookupdFlagSet(opts)
+	flagSet.Parse(os.Args[1:])
+
+	if flagSet.Lookup("version").Value.(flag.Getter).Get().(bool) {
+		fmt.Println(version.String("nsqlookupd"))
+		os.Exit(0)
+	}
+
+	cfg, err := loadConfig(flagSet.Lookup("config").Value.String(), opts)
+	if err != nil {
+		lg.LogFatal(logPrefix, "%s", err)
+	}
+	options.Resolve(opts, flagSet, cfg)
+
+	daemon, err := nsqlookupd.New(opts)
+	if err != nil {
+		lg.LogFatal(opts.LogPrefix, "%s", err)
+	}
+
+	signalChan := make(chan os.Signal, 1)
+	signal.Notify(signalChan, syscall.SIGINT, syscall.SIGTERM)
+
+	exitCode := make(chan int, 1)
+	go func() {
+		// Main logs its own fatal error
+		if err := daemon.Main(); err != nil {
+			exitCode <- 1
+		}
+	}()
+
+	code := 0
+	select {
+	case <-signalChan:
+	case code = <-exitCode:
+	}
+	daemon.Exit()
+	os.Exit(code)
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/lookupd/nsqlookupd/internal/lg"
+	"github.com/lookupd/nsqlookupd/nsqlookupd"
+)
+
+// nsqlookupdFlagSet declares every flag, with opts' values as defaults.
+func nsqlookupdFlagSet(opts *nsqlookupd.Options) *flag.FlagSet {
+	flagSet := flag.NewFlagSet("nsqlookupd", flag.ExitOnError)
+
+	flagSet.String("config", "", "path to config file")
+	flagSet.Bool("version", false, "print version string")
+
+	logLevel := opts.LogLevel
+	flagSet.Var(&logLevel, "log-level", "set log verbosity: debug, info, warn, error, or fatal")
+	flagSet.String("log-prefix", "[nsqlookupd] ", "log message prefix")
+	flagSet.Bool("verbose", false, "[deprecated] has no effect, use --log-level")
+
+	flagSet.String("tcp-address", opts.TCPAddress, "<addr>:<port> to listen on for TCP clients")
+	flagSet.String("http-address", opts.HTTPAddress, "<addr>:<port> to listen on for HTTP clients")
+	flagSet.String("broadcast-address", opts.BroadcastAddress, "address of this lookupd node, (default to the OS hostname)")
+
+	flagSet.Duration("inactive-producer-timeout", opts.InactiveProducerTimeout, "duration of time a producer will remain in the active list since its last ping")
+	flagSet.Duration("tombstone-lifetime", opts.TombstoneLifetime, "duration of time a producer will remain tombstoned if registration remains")
+
+	flagSet.Duration("identify-timeout", opts.IdentifyTimeout, "time a new TCP connection has to send the protocol magic and IDENTIFY before it is closed (0 disables)")
+	flagSet.Bool("disable-pprof", opts.DisablePprof, "do not serve the /debug/pprof endpoints (they answer 404)")
+	flagSet.Int("block-profile-rate", opts.BlockProfileRate, "runtime.SetBlockProfileRate at start-up: 0 off, 1 every blocking event, N one sample per N ns blocked")
+	flagSet.Int("mutex-profile-fraction", opts.MutexProfileFraction, "runtime.SetMutexProfileFraction at start-up: 0 off, N one in N contention events")
+
+	return flagSet
+}
+
+// loadConfig reads the TOML file at path ("" means none) and checks each
+// known key's value, so that a bad file is one clear error instead of a
+// failure deep in option resolution. log_level is converted to its level.
+func loadConfig(path string, opts *nsqlookupd.Options) (map[string]interface{}, error) {
+	cfg := map[string]interface{}{}
+	if path == "" {
+		return cfg, nil
+	}
+	if _, err := toml.DecodeFile(path, &cfg); err != nil {
+		return nil, fmt.Errorf("failed to load config file %s - %s", path, err)
+	}
+	if err := validateConfig(cfg, opts); err != nil {
+		return nil, fmt.Errorf("invalid config file %s - %s", path, err)
+	}
+	return cfg, nil
+}
+
+// validateConfig checks each key of cfg that names an option against the
+// option's type, as go-options will coerce it.
+func validateConfig(cfg map[string]interface{}, opts *nsqlookupd.Options) error {
+	if v, ok := cfg["log_level"]; ok {
+		var level lg.LogLevel
+		if err := level.Set(fmt.Sprint(v)); err != nil {
+			return fmt.Errorf("failed parsing log_level %+v", v)
+		}
+		cfg["log_level"] = level
+	}
+
+	typ := reflect.TypeOf(*opts)
+	for i := 0; i < typ.NumField(); i++ {
+		field := typ.Field(i)
+		name := strings.ReplaceAll(field.Tag.Get("flag"), "-", "_")
+		v, ok := cfg[name]
+		if name == "" || !ok || name == "log_level" {
+			continue
+		}
+		if err := checkValue(field.Type, v); err != nil {
+			return fmt.Errorf("%s: %s", name, err)
+		}
+	}
+	return nil
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+func checkValue(t reflect.Type, v interface{}) error {
+	switch {
+	case t == durationType:
+		switch d := v.(type) {
+		case int64:
+			return nil // milliseconds
+		case string:
+			_, err := time.ParseDuration(d)
+			return err
+		}
+		return fmt.Errorf("want a duration string such as \"45s\" or an integer of milliseconds, got %v", v)
+	case t.Kind() == reflect.String:
+		if _, ok := v.(string); !ok {
+			return fmt.Errorf("want a string, got %v", v)
+		}
+	case t.Kind() == reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			return fmt.Errorf("want true or false, got %v", v)
+		}
+	case t.Kind() == reflect.Int:
+		if _, ok := v.(int64); !ok {
+			return fmt.Errorf("want an integer, got %v", v)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,174 @@
+// Package http_api holds the HTTP plumbing of the daemon: handlers that
+// return (value, error), decorators that log and encode them as NSQ's V1 API
+// does, strict query parsing, and the server with its timeouts.
+package http_api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/lookupd/nsqlookupd/internal/lg"
+)
+
+// APIHandler is a route's handler: it returns the value to encode, or an Err.
+type APIHandler func(http.ResponseWriter, *http.Request, httprouter.Params) (interface{}, error)
+
+// Decorator wraps an APIHandler.
+type Decorator func(APIHandler) APIHandler
+
+// Err is an API error: an HTTP status and the message sent as
+// {"message":"<Text>"}.
+type Err struct {
+	Code int
+	Text string
+}
+
+// Error returns the message.
+func (e Err) Error() string {
+	return e.Text
+}
+
+// errStatus returns the status and message for err: those of an Err, else
+// 500 INTERNAL_ERROR.
+func errStatus(err error) (int, string) {
+	var e Err
+	if errors.As(err, &e) {
+		return e.Code, e.Text
+	}
+	return http.StatusInternalServerError, "INTERNAL_ERROR"
+}
+
+// Decorate applies ds to f, innermost first, and adapts it to httprouter.
+func Decorate(f APIHandler, ds ...Decorator) httprouter.Handle {
+	decorated := f
+	for _, decorate := range ds {
+		decorated = decorate(decorated)
+	}
+	return func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) {
+		decorated(w, req, ps)
+	}
+}
+
+// Log logs one INFO line per request once the handler has returned:
+// "<status> <METHOD> <request-uri> (<remote addr>) <duration>".
+func Log(logf lg.AppLogFunc) Decorator {
+	return func(f APIHandler) APIHandler {
+		return func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+			start := time.Now()
+			response, err := f(w, req, ps)
+			elapsed := time.Since(start)
+			status := http.StatusOK
+			if err != nil {
+				status, _ = errStatus(err)
+			}
+			logf(lg.INFO, "%d %s %s (%s) %s",
+				status, req.Method, req.URL.RequestURI(), req.RemoteAddr, elapsed)
+			return response, err
+		}
+	}
+}
+
+// PlainText writes the handler's string answer as text/plain.
+func PlainText(f APIHandler) APIHandler {
+	return func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+		code := http.StatusOK
+		data, err := f(w, req, ps)
+		if err != nil {
+			code, data = errStatus(err)
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(code)
+		io.WriteString(w, fmt.Sprint(data))
+		return nil, nil
+	}
+}
+
+// V1 writes the handler's answer as NSQ's V1 API does: a value as JSON, nil
+// as an empty 200, an error as {"message":"..."} with its status.
+func V1(f APIHandler) APIHandler {
+	return func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+		data, err := f(w, req, ps)
+		if err != nil {
+			code, text := errStatus(err)
+			RespondV1(w, code, text)
+			return nil, nil
+		}
+		RespondV1(w, http.StatusOK, data)
+		return nil, nil
+	}
+}
+
+type messageBody struct {
+	Message string `json:"message"`
+}
+
+// RespondV1 writes one V1 response. With code 200, data nil is an empty
+// body, a string or []byte is written as is and anything else is JSON;
+// with any other code, data is the message of a JSON error body.
+func RespondV1(w http.ResponseWriter, code int, data interface{}) {
+	var response []byte
+	isJSON := false
+
+	if code == http.StatusOK {
+		switch d := data.(type) {
+		case nil:
+		case string:
+			response = []byte(d)
+		case []byte:
+			response = d
+		default:
+			var err error
+			response, err = json.Marshal(data)
+			if err != nil {
+				code = http.StatusInternalServerError
+				response, _ = json.Marshal(messageBody{Message: "INTERNAL_ERROR"})
+			}
+			isJSON = true
+		}
+	} else {
+		isJSON = true
+		response, _ = json.Marshal(messageBody{Message: fmt.Sprint(data)})
+	}
+
+	if isJSON {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	}
+	w.Header().Set("X-NSQ-Content-Type", "nsq; version=1.0")
+	w.WriteHeader(code)
+	w.Write(response)
+}
+
+// errorHandler is a handler that always answers err, logged and in V1 form.
+func errorHandler(logf lg.AppLogFunc, err Err) http.Handler {
+	h := Decorate(func(http.ResponseWriter, *http.Request, httprouter.Params) (interface{}, error) {
+		return nil, err
+	}, Log(logf), V1)
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { h(w, req, nil) })
+}
+
+// LogNotFoundHandler answers 404 {"message":"NOT_FOUND"}.
+func LogNotFoundHandler(logf lg.AppLogFunc) http.Handler {
+	return errorHandler(logf, Err{Code: http.StatusNotFound, Text: "NOT_FOUND"})
+}
+
+// LogMethodNotAllowedHandler answers 405 {"message":"METHOD_NOT_ALLOWED"};
+// the router has set the Allow header already.
+func LogMethodNotAllowedHandler(logf lg.AppLogFunc) http.Handler {
+	return errorHandler(logf, Err{Code: http.StatusMethodNotAllowed, Text: "METHOD_NOT_ALLOWED"})
+}
+
+// LogPanicHandler is the router's PanicHandler: it logs the panic and
+// answers 500 {"message":"INTERNAL_ERROR"}.
+func LogPanicHandler(logf lg.AppLogFunc) func(http.ResponseWriter, *http.Request, interface{}) {
+	h := errorHandler(logf, Err{Code: http.StatusInternalServerError, Text: "INTERNAL_ERROR"})
+	return func(w http.ResponseWriter, req *http.Request, p interface{}) {
+		logf(lg.ERROR, "panic in HTTP handler - %s", p)
+		h.ServeHTTP(w, req)
+	}
+}

@@ -1,0 +1,34 @@
+package protocol
+
+import "errors"
+
+// ClientErr is an error to be sent to a TCP client: the wire code (E_INVALID,
+// E_BAD_BODY...), a description and an optional cause that is logged but
+// never sent. Every ClientErr closes the connection after it is sent.
+type ClientErr struct {
+	Code string
+	Desc string
+	Err  error
+}
+
+// NewClientErr returns a ClientErr with the given cause, code and description.
+func NewClientErr(err error, code, desc string) *ClientErr {
+	return &ClientErr{Code: code, Desc: desc, Err: err}
+}
+
+// Error returns exactly the text sent on the wire: "CODE description".
+func (e *ClientErr) Error() string {
+	return e.Code + " " + e.Desc
+}
+
+// Unwrap returns the cause.
+func (e *ClientErr) Unwrap() error {
+	return e.Err
+}
+
+// AsClientErr reports whether err is (or wraps) a ClientErr, and returns it.
+func AsClientErr(err error) (*ClientErr, bool) {
+	var ce *ClientErr
+	ok := errors.As(err, &ce)
+	return ce, ok
+}

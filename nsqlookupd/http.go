@@ -1,0 +1,289 @@
+package nsqlookupd
+
+import (
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/lookupd/nsqlookupd/internal/http_api"
+	"github.com/lookupd/nsqlookupd/internal/lg"
+	"github.com/lookupd/nsqlookupd/internal/protocol"
+	"github.com/lookupd/nsqlookupd/internal/version"
+)
+
+type httpServer struct {
+	nsqlookupd *NSQLookupd
+	router     http.Handler
+}
+
+// newHTTPServer declares every route of the HTTP API.
+func newHTTPServer(l *NSQLookupd) *httpServer {
+	log := http_api.Log(l.logf)
+
+	router := httprouter.New()
+	router.HandleMethodNotAllowed = true
+	router.PanicHandler = http_api.LogPanicHandler(l.logf)
+	router.NotFound = http_api.LogNotFoundHandler(l.logf)
+	router.MethodNotAllowed = http_api.LogMethodNotAllowedHandler(l.logf)
+	s := &httpServer{nsqlookupd: l, router: router}
+
+	router.Handle("GET", "/ping", http_api.Decorate(s.pingHandler, log, http_api.PlainText))
+	router.Handle("GET", "/info", http_api.Decorate(s.doInfo, log, http_api.V1))
+
+	router.Handle("GET", "/debug", http_api.Decorate(s.doDebug, log, http_api.V1))
+	router.Handle("GET", "/lookup", http_api.Decorate(s.doLookup, log, http_api.V1))
+	router.Handle("GET", "/topics", http_api.Decorate(s.doTopics, log, http_api.V1))
+	router.Handle("GET", "/channels", http_api.Decorate(s.doChannels, log, http_api.V1))
+	router.Handle("GET", "/nodes", http_api.Decorate(s.doNodes, log, http_api.V1))
+
+	router.Handle("POST", "/topic/create", http_api.Decorate(s.doCreateTopic, log, http_api.V1))
+	router.Handle("POST", "/topic/delete", http_api.Decorate(s.doDeleteTopic, log, http_api.V1))
+	router.Handle("POST", "/channel/create", http_api.Decorate(s.doCreateChannel, log, http_api.V1))
+	router.Handle("POST", "/channel/delete", http_api.Decorate(s.doDeleteChannel, log, http_api.V1))
+	router.Handle("POST", "/topic/tombstone", http_api.Decorate(s.doTombstoneTopicProducer, log, http_api.V1))
+
+	if !l.opts.DisablePprof {
+		// v1.3.0's routes, then the index at /debug/pprof/ (where its
+		// relative links resolve) and the profiles it links to.
+		router.HandlerFunc("GET", "/debug/pprof", pprof.Index)
+		router.HandlerFunc("GET", "/debug/pprof/", pprof.Index)
+		router.HandlerFunc("GET", "/debug/pprof/cmdline", pprof.Cmdline)
+		router.HandlerFunc("GET", "/debug/pprof/symbol", pprof.Symbol)
+		router.HandlerFunc("POST", "/debug/pprof/symbol", pprof.Symbol)
+		router.HandlerFunc("GET", "/debug/pprof/profile", pprof.Profile)
+		router.HandlerFunc("GET", "/debug/pprof/trace", pprof.Trace)
+		for _, name := range []string{"allocs", "block", "goroutine", "heap", "mutex", "threadcreate"} {
+			router.Handler("GET", "/debug/pprof/"+name, pprof.Handler(name))
+		}
+	}
+	return s
+}
+
+func (s *httpServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	s.router.ServeHTTP(w, req)
+}
+
+var (
+	errInvalidRequest  = http_api.Err{Code: http.StatusBadRequest, Text: "INVALID_REQUEST"}
+	errMissingTopic    = http_api.Err{Code: http.StatusBadRequest, Text: "MISSING_ARG_TOPIC"}
+	errInvalidTopic    = http_api.Err{Code: http.StatusBadRequest, Text: "INVALID_ARG_TOPIC"}
+	errMissingNode     = http_api.Err{Code: http.StatusBadRequest, Text: "MISSING_ARG_NODE"}
+	errTopicNotFound   = http_api.Err{Code: http.StatusNotFound, Text: "TOPIC_NOT_FOUND"}
+	errChannelNotFound = http_api.Err{Code: http.StatusNotFound, Text: "CHANNEL_NOT_FOUND"}
+)
+
+// topicParam parses the query strictly and returns its topic parameter.
+func topicParam(req *http.Request) (*http_api.ReqParams, string, error) {
+	reqParams, err := http_api.NewReqParams(req)
+	if err != nil {
+		return nil, "", errInvalidRequest
+	}
+	topicName, err := reqParams.Get("topic")
+	if err != nil {
+		return nil, "", errMissingTopic
+	}
+	return reqParams, topicName, nil
+}
+
+func (s *httpServer) pingHandler(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+	return "OK", nil
+}
+
+type infoResponse struct {
+	Version string `json:"version"`
+}
+
+func (s *httpServer) doInfo(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+	return infoResponse{Version: version.Binary}, nil
+}
+
+type topicsResponse struct {
+	Topics []string `json:"topics"`
+}
+
+func (s *httpServer) doTopics(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+	return topicsResponse{Topics: s.nsqlookupd.db.topicNames()}, nil
+}
+
+type channelsResponse struct {
+	Channels []string `json:"channels"`
+}
+
+func (s *httpServer) doChannels(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+	_, topicName, err := topicParam(req)
+	if err != nil {
+		return nil, err
+	}
+	return channelsResponse{Channels: s.nsqlookupd.db.channelNames(topicName)}, nil
+}
+
+type lookupResponse struct {
+	Channels  []string    `json:"channels"`
+	Producers []*peerInfo `json:"producers"`
+}
+
+func (s *httpServer) doLookup(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+	_, topicName, err := topicParam(req)
+	if err != nil {
+		return nil, err
+	}
+	channels, producers, ok := s.nsqlookupd.db.lookup(topicName)
+	if !ok {
+		return nil, errTopicNotFound
+	}
+	opts := s.nsqlookupd.opts
+	now := time.Now()
+	active := make([]*peerInfo, 0, len(producers))
+	for _, p := range producers {
+		if p.isActive(now, opts.InactiveProducerTimeout, opts.TombstoneLifetime) {
+			active = append(active, p.info)
+		}
+	}
+	return lookupResponse{Channels: channels, Producers: active}, nil
+}
+
+// node is one producer in /nodes: tombstones[i] is for topics[i].
+type node struct {
+	*peerInfo
+	Tombstones []bool   `json:"tombstones"`
+	Topics     []string `json:"topics"`
+}
+
+type nodesResponse struct {
+	Producers []node `json:"producers"`
+}
+
+func (s *httpServer) doNodes(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+	opts := s.nsqlookupd.opts
+	now := time.Now()
+	all := s.nsqlookupd.db.nodes()
+	nodes := make([]node, 0, len(all))
+	for _, n := range all {
+		// tombstoned nodes stay listed; only inactivity hides a node
+		if !n.isActive(now, opts.InactiveProducerTimeout, 0) {
+			continue
+		}
+		tombstones := make([]bool, len(n.entries))
+		for i, e := range n.entries {
+			tombstones[i] = e.isTombstoned(now, opts.TombstoneLifetime)
+		}
+		nodes = append(nodes, node{peerInfo: n.info, Tombstones: tombstones, Topics: n.topics})
+	}
+	return nodesResponse{Producers: nodes}, nil
+}
+
+// debugProducer is one entry of /debug; fields in the sorted order of
+// v1.3.0's map.
+type debugProducer struct {
+	BroadcastAddress string `json:"broadcast_address"`
+	Hostname         string `json:"hostname"`
+	HTTPPort         int    `json:"http_port"`
+	ID               string `json:"id"`
+	LastUpdate       int64  `json:"last_update"`
+	TCPPort          int    `json:"tcp_port"`
+	Tombstoned       bool   `json:"tombstoned"`
+	TombstonedAt     int64  `json:"tombstoned_at"`
+	TopologyRegion   string `json:"topology_region,omitempty"`
+	TopologyZone     string `json:"topology_zone,omitempty"`
+	Version          string `json:"version"`
+}
+
+func (s *httpServer) doDebug(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+	state := s.nsqlookupd.db.debugState()
+	data := make(map[string][]debugProducer, len(state))
+	for key, producers := range state {
+		list := make([]debugProducer, len(producers))
+		for i, p := range producers {
+			list[i] = debugProducer{
+				BroadcastAddress: p.info.BroadcastAddress,
+				Hostname:         p.info.Hostname,
+				HTTPPort:         p.info.HTTPPort,
+				ID:               p.info.id,
+				LastUpdate:       p.lastUpdate,
+				TCPPort:          p.info.TCPPort,
+				Tombstoned:       p.tombstoned,
+				TombstonedAt:     p.tombstonedAt.UnixNano(),
+				TopologyRegion:   p.info.TopologyRegion,
+				TopologyZone:     p.info.TopologyZone,
+				Version:          p.info.Version,
+			}
+		}
+		data[key] = list
+	}
+	return data, nil
+}
+
+func (s *httpServer) doCreateTopic(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+	_, topicName, err := topicParam(req)
+	if err != nil {
+		return nil, err
+	}
+	if !protocol.IsValidTopicName(topicName) {
+		return nil, errInvalidTopic
+	}
+	s.nsqlookupd.logf(lg.INFO, "DB: adding topic(%s)", topicName)
+	s.nsqlookupd.db.createTopic(topicName)
+	return nil, nil
+}
+
+func (s *httpServer) doDeleteTopic(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+	_, topicName, err := topicParam(req)
+	if err != nil {
+		return nil, err
+	}
+	channels, topics := s.nsqlookupd.db.deleteTopic(topicName)
+	for _, r := range channels {
+		s.nsqlookupd.logf(lg.INFO, "DB: removing channel(%s) from topic(%s)", r.SubKey, r.Key)
+	}
+	for _, t := range topics {
+		s.nsqlookupd.logf(lg.INFO, "DB: removing topic(%s)", t)
+	}
+	return nil, nil
+}
+
+func (s *httpServer) doCreateChannel(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+	reqParams, err := http_api.NewReqParams(req)
+	if err != nil {
+		return nil, errInvalidRequest
+	}
+	topicName, channelName, err := http_api.GetTopicChannelArgs(reqParams)
+	if err != nil {
+		return nil, err
+	}
+	s.nsqlookupd.logf(lg.INFO, "DB: adding channel(%s) in topic(%s)", channelName, topicName)
+	s.nsqlookupd.logf(lg.INFO, "DB: adding topic(%s)", topicName)
+	s.nsqlookupd.db.createChannel(topicName, channelName)
+	return nil, nil
+}
+
+func (s *httpServer) doDeleteChannel(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+	reqParams, err := http_api.NewReqParams(req)
+	if err != nil {
+		return nil, errInvalidRequest
+	}
+	topicName, channelName, err := http_api.GetTopicChannelArgs(reqParams)
+	if err != nil {
+		return nil, err
+	}
+	if !s.nsqlookupd.db.deleteChannel(topicName, channelName) {
+		return nil, errChannelNotFound
+	}
+	s.nsqlookupd.logf(lg.INFO, "DB: removing channel(%s) from topic(%s)", channelName, topicName)
+	return nil, nil
+}
+
+func (s *httpServer) doTombstoneTopicProducer(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+	reqParams, topicName, err := topicParam(req)
+	if err != nil {
+		return nil, err
+	}
+	node, err := reqParams.Get("node")
+	if err != nil {
+		return nil, errMissingNode
+	}
+	s.nsqlookupd.logf(lg.INFO, "DB: setting tombstone for producer@%s of topic(%s)", node, topicName)
+	s.nsqlookupd.db.tombstone(topicName, node, time.Now())
+	return nil, nil
+}

@@ -1,0 +1,265 @@
+package nsqlookupd
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/lookupd/nsqlookupd/internal/lg"
+	"github.com/lookupd/nsqlookupd/internal/protocol"
+)
+
+// Limits on what one registration connection may send.
+const (
+	// maxCommandLine bounds a command line, newline included. The longest
+	// valid command, UNREGISTER with a 64-byte topic and channel, is 141
+	// bytes; 4 KiB leaves room for surrounding white space and ignored extra
+	// words while capping the memory a connection can make us hold.
+	maxCommandLine = 4096
+	// maxIdentifyBody bounds the IDENTIFY JSON body. nsqd sends a few
+	// hundred bytes; the declared length is checked before anything is
+	// allocated.
+	maxIdentifyBody = 64 << 10
+	// writeBufferSize is the size of the buffer answers are gathered in
+	// while a client's pipelined commands are being read.
+	writeBufferSize = 4096
+)
+
+var okResponse = []byte("OK")
+
+// lookupProtocolV1 runs the line-oriented V1 registration protocol.
+type lookupProtocolV1 struct {
+	nsqlookupd *NSQLookupd
+}
+
+// flushingReader reads from the connection, first flushing the answers
+// gathered in w: answers to pipelined commands go out in one write once the
+// input read so far has been handled, and never wait behind a blocking read.
+type flushingReader struct {
+	conn net.Conn
+	w    *bufio.Writer
+}
+
+func (r flushingReader) Read(p []byte) (int, error) {
+	if r.w.Buffered() > 0 {
+		if err := r.w.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	return r.conn.Read(p)
+}
+
+// IOLoop reads and executes commands until the connection ends or a command
+// fails; a failed command's error is sent framed and ends the connection.
+func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
+	w := bufio.NewWriterSize(client, writeBufferSize)
+	reader := bufio.NewReaderSize(flushingReader{conn: client, w: w}, maxCommandLine)
+	defer w.Flush()
+
+	var err error
+	for {
+		var line []byte
+		line, err = reader.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				err = protocol.NewClientErr(nil, "E_INVALID",
+					fmt.Sprintf("command line longer than %d bytes", maxCommandLine))
+				p.sendError(client, w, err)
+				err = nil
+			} else if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			break
+		}
+
+		params := strings.Split(strings.TrimSpace(string(line)), " ")
+		var response []byte
+		response, err = p.Exec(client, reader, params)
+		if err != nil {
+			p.sendError(client, w, err)
+			err = nil
+			break
+		}
+		if response != nil {
+			w.Write(protocol.AppendFrame(w.AvailableBuffer(), response))
+		}
+	}
+
+	p.nsqlookupd.logf(lg.INFO, "PROTOCOL(V1): [%s] exiting ioloop", client)
+	return err
+}
+
+// sendError logs err and sends it framed.
+func (p *lookupProtocolV1) sendError(client *clientV1, w *bufio.Writer, err error) {
+	ctx := ""
+	if cause := errors.Unwrap(err); cause != nil {
+		ctx = " - " + cause.Error()
+	}
+	p.nsqlookupd.logf(lg.ERROR, "[%s] - %s%s", client, err, ctx)
+	w.Write(protocol.AppendFrame(w.AvailableBuffer(), []byte(err.Error())))
+	if ferr := w.Flush(); ferr != nil {
+		p.nsqlookupd.logf(lg.ERROR, "[%s] - %s%s", client, ferr, ctx)
+	}
+}
+
+// Exec runs one command and returns its answer.
+func (p *lookupProtocolV1) Exec(client *clientV1, reader *bufio.Reader, params []string) ([]byte, error) {
+	switch params[0] {
+	case "PING":
+		return p.PING(client, params)
+	case "IDENTIFY":
+		return p.IDENTIFY(client, reader, params[1:])
+	case "REGISTER":
+		return p.REGISTER(client, reader, params[1:])
+	case "UNREGISTER":
+		return p.UNREGISTER(client, reader, params[1:])
+	}
+	return nil, protocol.NewClientErr(nil, "E_INVALID", fmt.Sprintf("invalid command %s", params[0]))
+}
+
+// getTopicChan returns the topic and optional channel named by params.
+func getTopicChan(command string, params []string) (string, string, error) {
+	if len(params) == 0 {
+		return "", "", protocol.NewClientErr(nil, "E_INVALID",
+			fmt.Sprintf("%s insufficient number of params", command))
+	}
+	topicName := params[0]
+	var channelName string
+	if len(params) >= 2 {
+		channelName = params[1]
+	}
+	if !protocol.IsValidTopicName(topicName) {
+		return "", "", protocol.NewClientErr(nil, "E_BAD_TOPIC",
+			fmt.Sprintf("%s topic name '%s' is not valid", command, topicName))
+	}
+	if channelName != "" && !protocol.IsValidChannelName(channelName) {
+		return "", "", protocol.NewClientErr(nil, "E_BAD_CHANNEL",
+			fmt.Sprintf("%s channel name '%s' is not valid", command, channelName))
+	}
+	return topicName, channelName, nil
+}
+
+// REGISTER adds the client to (channel T C), if C is given, and to (topic T).
+func (p *lookupProtocolV1) REGISTER(client *clientV1, reader *bufio.Reader, params []string) ([]byte, error) {
+	if client.peer == nil {
+		return nil, protocol.NewClientErr(nil, "E_INVALID", "client must IDENTIFY")
+	}
+	topic, channel, err := getTopicChan("REGISTER", params)
+	if err != nil {
+		return nil, err
+	}
+	channelAdded, topicAdded := p.nsqlookupd.db.register(client.peer, topic, channel)
+	if channelAdded {
+		p.nsqlookupd.logf(lg.INFO, "DB: client(%s) REGISTER category:%s key:%s subkey:%s",
+			client, "channel", topic, channel)
+	}
+	if topicAdded {
+		p.nsqlookupd.logf(lg.INFO, "DB: client(%s) REGISTER category:%s key:%s subkey:%s",
+			client, "topic", topic, "")
+	}
+	return okResponse, nil
+}
+
+// UNREGISTER removes the client from (channel T C), or from every channel of
+// T and from (topic T).
+func (p *lookupProtocolV1) UNREGISTER(client *clientV1, reader *bufio.Reader, params []string) ([]byte, error) {
+	if client.peer == nil {
+		return nil, protocol.NewClientErr(nil, "E_INVALID", "client must IDENTIFY")
+	}
+	topic, channel, err := getTopicChan("UNREGISTER", params)
+	if err != nil {
+		return nil, err
+	}
+	db := p.nsqlookupd.db
+	if channel != "" {
+		if db.unregisterChannel(client.peer, topic, channel) {
+			p.nsqlookupd.logf(lg.INFO, "DB: client(%s) UNREGISTER category:%s key:%s subkey:%s",
+				client, "channel", topic, channel)
+		}
+		return okResponse, nil
+	}
+	// A topic unregistration: nsqd unregisters each channel first, so any
+	// channel removed here is unexpected and logged as a warning.
+	channels, removed := db.unregisterTopic(client.peer, topic)
+	for _, ch := range channels {
+		p.nsqlookupd.logf(lg.WARN, "client(%s) unexpected UNREGISTER category:%s key:%s subkey:%s",
+			client, "channel", topic, ch)
+	}
+	if removed {
+		p.nsqlookupd.logf(lg.INFO, "DB: client(%s) UNREGISTER category:%s key:%s subkey:%s",
+			client, "topic", topic, "")
+	}
+	return okResponse, nil
+}
+
+// IDENTIFY reads the producer's JSON body, records the producer and answers
+// with this lookupd's own identity.
+func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader *bufio.Reader, params []string) ([]byte, error) {
+	if client.peer != nil {
+		return nil, protocol.NewClientErr(nil, "E_INVALID", "cannot IDENTIFY again")
+	}
+
+	var size [4]byte
+	if _, err := io.ReadFull(reader, size[:]); err != nil {
+		return nil, protocol.NewClientErr(err, "E_BAD_BODY", "IDENTIFY failed to read body size")
+	}
+	bodyLen := int32(binary.BigEndian.Uint32(size[:]))
+	if bodyLen <= 0 || bodyLen > maxIdentifyBody {
+		return nil, protocol.NewClientErr(nil, "E_BAD_BODY",
+			fmt.Sprintf("IDENTIFY body size %d out of range (1 to %d)", bodyLen, maxIdentifyBody))
+	}
+	body := make([]byte, bodyLen)
+	if _, err := io.ReadFull(reader, body); err != nil {
+		return nil, protocol.NewClientErr(err, "E_BAD_BODY", "IDENTIFY failed to read body")
+	}
+
+	info, err := decodeIdentify(body, client.RemoteAddr().String())
+	if err != nil {
+		return nil, err
+	}
+
+	p.nsqlookupd.logf(lg.INFO, "CLIENT(%s): IDENTIFY Address:%s TCP:%d HTTP:%d Version:%s",
+		client, info.BroadcastAddress, info.TCPPort, info.HTTPPort, info.Version)
+
+	client.peer = newPeer(info, time.Now())
+	if p.nsqlookupd.db.addPeer(client.peer) {
+		p.nsqlookupd.logf(lg.INFO, "DB: client(%s) REGISTER category:%s key:%s subkey:%s",
+			client, "client", "", "")
+	}
+	// Identified: the connection may now stay as long as the producer wants.
+	client.SetReadDeadline(time.Time{})
+	return p.nsqlookupd.identifyResponse, nil
+}
+
+// decodeIdentify decodes an IDENTIFY body as encoding/json does and checks
+// that broadcast_address, tcp_port, http_port and version are set.
+func decodeIdentify(body []byte, remoteAddr string) (*peerInfo, error) {
+	info := &peerInfo{}
+	if err := json.Unmarshal(body, info); err != nil {
+		return nil, protocol.NewClientErr(err, "E_BAD_BODY", "IDENTIFY failed to decode JSON body")
+	}
+	if info.BroadcastAddress == "" || info.TCPPort == 0 || info.HTTPPort == 0 || info.Version == "" {
+		return nil, protocol.NewClientErr(nil, "E_BAD_BODY", "IDENTIFY missing fields")
+	}
+	info.id = remoteAddr
+	info.RemoteAddress = remoteAddr
+	return info, nil
+}
+
+// PING refreshes an identified producer's last_update.
+func (p *lookupProtocolV1) PING(client *clientV1, params []string) ([]byte, error) {
+	if client.peer != nil {
+		// a PING may come before IDENTIFY on the same connection
+		now := time.Now()
+		last := client.peer.lastUpdate.Swap(now.UnixNano())
+		p.nsqlookupd.logf(lg.INFO, "CLIENT(%s): pinged (last ping %s)",
+			client.peer.info.id, now.Sub(time.Unix(0, last)))
+	}
+	return okResponse, nil
+}

@@ -1,0 +1,176 @@
+// Package nsqlookupd is the discovery daemon of NSQ: nsqd register their
+// topics and channels with it over TCP, and consumers find them over HTTP.
+// It is a drop-in replacement for nsqlookupd v1.3.0.
+//
+// New listens on both addresses, Main serves until the first fatal error,
+// Exit closes everything and waits:
+//
+//	l, err := nsqlookupd.New(nsqlookupd.NewOptions())
+//	if err != nil { ... }
+//	go l.Main()
+//	defer l.Exit()
+package nsqlookupd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lookupd/nsqlookupd/internal/http_api"
+	"github.com/lookupd/nsqlookupd/internal/lg"
+	"github.com/lookupd/nsqlookupd/internal/protocol"
+	"github.com/lookupd/nsqlookupd/internal/util"
+	"github.com/lookupd/nsqlookupd/internal/version"
+)
+
+// shutdownTimeout bounds how long Exit lets HTTP requests in flight finish
+// before their connections are closed.
+const shutdownTimeout = 2 * time.Second
+
+// NSQLookupd is one running daemon.
+type NSQLookupd struct {
+	opts *Options
+
+	tcpListener  net.Listener
+	httpListener net.Listener
+	tcpServer    *tcpServer
+	httpServer   *http.Server
+	db           *registrationDB
+
+	// identifyResponse is the answer to every IDENTIFY, built once in New.
+	identifyResponse []byte
+
+	mu      sync.Mutex // guards exiting, so Main never starts servers Exit won't wait for
+	exiting bool
+	wg      util.WaitGroupWrapper
+
+	exitOnce sync.Once
+	// panics counts connection goroutines that panicked (and were closed).
+	panics atomic.Int64
+}
+
+// identifyAnswer is the IDENTIFY response; its fields are in the order
+// v1.3.0's sorted map gives them.
+type identifyAnswer struct {
+	BroadcastAddress string `json:"broadcast_address"`
+	Hostname         string `json:"hostname"`
+	HTTPPort         int    `json:"http_port"`
+	TCPPort          int    `json:"tcp_port"`
+	Version          string `json:"version"`
+}
+
+// New checks opts and listens on the TCP and HTTP addresses. It logs the
+// version line and returns an error rather than exiting.
+func New(opts *Options) (*NSQLookupd, error) {
+	if opts.Logger == nil {
+		opts.Logger = lg.NewLogger(opts.LogPrefix)
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	hostname, err := os.Hostname()
+	if err != nil {
+		return nil, fmt.Errorf("unable to get hostname - %w", err)
+	}
+
+	l := &NSQLookupd{opts: opts, db: newRegistrationDB()}
+	l.logf(lg.INFO, "%s", version.String("nsqlookupd"))
+
+	l.tcpListener, err = net.Listen("tcp", opts.TCPAddress)
+	if err != nil {
+		return nil, fmt.Errorf("listen (%s) failed - %w", opts.TCPAddress, err)
+	}
+	l.httpListener, err = net.Listen("tcp", opts.HTTPAddress)
+	if err != nil {
+		l.tcpListener.Close()
+		return nil, fmt.Errorf("listen (%s) failed - %w", opts.HTTPAddress, err)
+	}
+
+	l.identifyResponse, _ = json.Marshal(identifyAnswer{
+		BroadcastAddress: opts.BroadcastAddress,
+		Hostname:         hostname,
+		HTTPPort:         l.RealHTTPAddr().Port,
+		TCPPort:          l.RealTCPAddr().Port,
+		Version:          version.Binary,
+	})
+
+	if opts.BlockProfileRate > 0 {
+		runtime.SetBlockProfileRate(opts.BlockProfileRate)
+	}
+	if opts.MutexProfileFraction > 0 {
+		runtime.SetMutexProfileFraction(opts.MutexProfileFraction)
+	}
+
+	l.tcpServer = newTCPServer(l)
+	l.httpServer = http_api.NewServer(newHTTPServer(l), l.logf)
+	return l, nil
+}
+
+// Main serves TCP and HTTP until one of them stops; it returns that
+// server's error, or nil once Exit has closed them.
+func (l *NSQLookupd) Main() error {
+	exitCh := make(chan error, 1)
+	var once sync.Once
+	exitFunc := func(err error) {
+		once.Do(func() {
+			if err != nil {
+				l.logf(lg.FATAL, "%s", err)
+			}
+			exitCh <- err
+		})
+	}
+
+	l.mu.Lock()
+	if l.exiting {
+		l.mu.Unlock()
+		return nil
+	}
+	l.wg.Wrap(func() {
+		exitFunc(protocol.TCPServer(l.tcpListener, l.tcpServer, l.logf))
+	})
+	l.wg.Wrap(func() {
+		exitFunc(http_api.Serve(l.httpListener, l.httpServer, "HTTP", l.logf))
+	})
+	l.mu.Unlock()
+
+	return <-exitCh
+}
+
+// RealTCPAddr returns the address the TCP listener is bound to.
+func (l *NSQLookupd) RealTCPAddr() *net.TCPAddr {
+	return l.tcpListener.Addr().(*net.TCPAddr)
+}
+
+// RealHTTPAddr returns the address the HTTP listener is bound to.
+func (l *NSQLookupd) RealHTTPAddr() *net.TCPAddr {
+	return l.httpListener.Addr().(*net.TCPAddr)
+}
+
+// Exit closes both listeners and every connection, and waits for the
+// servers' goroutines. It returns in bounded time; later calls do nothing.
+func (l *NSQLookupd) Exit() {
+	l.exitOnce.Do(func() {
+		l.mu.Lock()
+		l.exiting = true
+		l.mu.Unlock()
+
+		l.tcpListener.Close()
+		l.tcpServer.closeAll()
+
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := l.httpServer.Shutdown(ctx); err != nil {
+			l.httpServer.Close()
+		}
+		l.httpListener.Close()
+
+		l.wg.Wait()
+	})
+}

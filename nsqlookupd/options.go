@@ -1,0 +1,89 @@
+package nsqlookupd
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/lookupd/nsqlookupd/internal/lg"
+)
+
+// Options configures an NSQLookupd. The flag tags name the command-line
+// flags; each config-file key is the flag name with "-" replaced by "_".
+type Options struct {
+	// LogLevel is the least severe level logged (default INFO).
+	LogLevel lg.LogLevel `flag:"log-level"`
+	// LogPrefix starts every log line (default "[nsqlookupd] ").
+	LogPrefix string `flag:"log-prefix"`
+	// Logger receives the log lines; nil means stderr with LogPrefix.
+	Logger Logger
+
+	// TCPAddress is where nsqd connect to register (default 0.0.0.0:4160).
+	TCPAddress string `flag:"tcp-address"`
+	// HTTPAddress serves the HTTP API and profiling (default 0.0.0.0:4161).
+	HTTPAddress string `flag:"http-address"`
+	// BroadcastAddress is this lookupd's address as told to nsqd in the
+	// IDENTIFY answer (default: the OS hostname).
+	BroadcastAddress string `flag:"broadcast-address"`
+
+	// InactiveProducerTimeout is how long a producer stays active after its
+	// last IDENTIFY or PING (default 5m).
+	InactiveProducerTimeout time.Duration `flag:"inactive-producer-timeout"`
+	// TombstoneLifetime is how long a tombstoned producer stays hidden from
+	// /lookup for its topic (default 45s).
+	TombstoneLifetime time.Duration `flag:"tombstone-lifetime"`
+
+	// IdentifyTimeout is how long a new TCP connection has to send the
+	// protocol magic and a successful IDENTIFY before it is closed; 0
+	// disables it (default 30s; nsqd identifies at once).
+	IdentifyTimeout time.Duration `flag:"identify-timeout"`
+
+	// DisablePprof removes the /debug/pprof routes, which then answer 404
+	// like any unknown path (default false: profiling is served).
+	DisablePprof bool `flag:"disable-pprof"`
+	// BlockProfileRate is passed to runtime.SetBlockProfileRate at start-up:
+	// 0 leaves the block profile off, 1 records every blocking event,
+	// N samples one per N nanoseconds blocked (default 0).
+	BlockProfileRate int `flag:"block-profile-rate"`
+	// MutexProfileFraction is passed to runtime.SetMutexProfileFraction at
+	// start-up: 0 leaves the mutex profile off, N samples 1 in N
+	// contention events (default 0).
+	MutexProfileFraction int `flag:"mutex-profile-fraction"`
+}
+
+// NewOptions returns the defaults.
+func NewOptions() *Options {
+	hostname, err := os.Hostname()
+	if err != nil {
+		hostname = "localhost"
+	}
+	return &Options{
+		LogPrefix:               "[nsqlookupd] ",
+		LogLevel:                lg.INFO,
+		TCPAddress:              "0.0.0.0:4160",
+		HTTPAddress:             "0.0.0.0:4161",
+		BroadcastAddress:        hostname,
+		InactiveProducerTimeout: 300 * time.Second,
+		TombstoneLifetime:       45 * time.Second,
+		IdentifyTimeout:         30 * time.Second,
+	}
+}
+
+// Validate reports the first option that cannot work.
+func (o *Options) Validate() error {
+	switch {
+	case o.LogLevel < lg.DEBUG || o.LogLevel > lg.FATAL:
+		return fmt.Errorf("invalid log level %d", int(o.LogLevel))
+	case o.InactiveProducerTimeout < 0:
+		return fmt.Errorf("inactive-producer-timeout must not be negative (got %s)", o.InactiveProducerTimeout)
+	case o.TombstoneLifetime < 0:
+		return fmt.Errorf("tombstone-lifetime must not be negative (got %s)", o.TombstoneLifetime)
+	case o.IdentifyTimeout < 0:
+		return fmt.Errorf("identify-timeout must not be negative (got %s)", o.IdentifyTimeout)
+	case o.BlockProfileRate < 0:
+		return fmt.Errorf("block-profile-rate must not be negative (got %d)", o.BlockProfileRate)
+	case o.MutexProfileFraction < 0:
+		return fmt.Errorf("mutex-profile-fraction must not be negative (got %d)", o.MutexProfileFraction)
+	}
+	return nil
+}

@@ -1,0 +1,564 @@
+package nsqlookupd
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lookupd/nsqlookupd/internal/protocol"
+)
+
+// wildcard, as the topic of /lookup, /channels, /topic/delete or
+// /topic/tombstone, matches every topic.
+const wildcard = "*"
+
+// peerInfo is what a producer (an nsqd) told us in IDENTIFY, plus the
+// address of its connection. It is written once, before the producer is
+// added to the registry, and never changed after: it is shared by pointer.
+type peerInfo struct {
+	id string // the connection's remote address: the producer's key
+
+	RemoteAddress    string `json:"remote_address"`
+	Hostname         string `json:"hostname"`
+	BroadcastAddress string `json:"broadcast_address"`
+	TCPPort          int    `json:"tcp_port"`
+	HTTPPort         int    `json:"http_port"`
+	Version          string `json:"version"`
+	TopologyZone     string `json:"topology_zone,omitempty"`
+	TopologyRegion   string `json:"topology_region,omitempty"`
+}
+
+// peer is one identified registration connection.
+type peer struct {
+	info *peerInfo
+	// lastUpdate is the time of IDENTIFY or of the last PING, in unix ns.
+	lastUpdate atomic.Int64
+}
+
+func newPeer(info *peerInfo, now time.Time) *peer {
+	p := &peer{info: info}
+	p.lastUpdate.Store(now.UnixNano())
+	return p
+}
+
+// topicProducer is a producer's entry in a topic registration: tombstones
+// are per (producer, topic).
+type topicProducer struct {
+	peer         *peer
+	tombstoned   bool
+	tombstonedAt time.Time
+}
+
+// topicReg holds everything registered under one topic name: the topic
+// registration itself, when it exists, and the topic's channel
+// registrations, which may exist without it.
+type topicReg struct {
+	name       string
+	registered bool                     // ("topic", name, "") exists
+	producers  map[string]topicProducer // peer id -> entry; empty unless registered
+	channels   map[string]map[string]*peer
+}
+
+// peerRegs indexes one identified peer's registrations: the number of its
+// registrations (topic and channel) under each topic name.
+type peerRegs struct {
+	peer   *peer
+	topics map[string]int
+}
+
+// registration names one (category, key, subkey) triple, for logs.
+type registration struct {
+	Category, Key, SubKey string
+}
+
+// registrationDB is the daemon's only state: which producers hold which
+// registrations. It is safe for concurrent use. Every method takes the lock
+// once and returns copies; the indexes make each one cost what its answer
+// holds, never a walk of unrelated topics or peers.
+type registrationDB struct {
+	mu     sync.RWMutex         // guards the maps below, and what they point to but peer.lastUpdate
+	topics map[string]*topicReg // topic name -> its registrations
+	peers  map[string]*peerRegs // peer id -> its registrations: the ("client", "", "") registration
+}
+
+func newRegistrationDB() *registrationDB {
+	return &registrationDB{
+		topics: make(map[string]*topicReg),
+		peers:  make(map[string]*peerRegs),
+	}
+}
+
+// topicLocked returns the topicReg of name, creating it.
+func (db *registrationDB) topicLocked(name string) *topicReg {
+	t, ok := db.topics[name]
+	if !ok {
+		t = &topicReg{
+			name:      name,
+			producers: make(map[string]topicProducer),
+			channels:  make(map[string]map[string]*peer),
+		}
+		db.topics[name] = t
+	}
+	return t
+}
+
+// matchLocked calls f for the topic named name, or for every topic when name
+// is the wildcard.
+func (db *registrationDB) matchLocked(name string, f func(*topicReg)) {
+	if name == wildcard {
+		for _, t := range db.topics {
+			f(t)
+		}
+		return
+	}
+	if t, ok := db.topics[name]; ok {
+		f(t)
+	}
+}
+
+// gcLocked drops t once it holds no registration at all.
+func (db *registrationDB) gcLocked(t *topicReg) {
+	if !t.registered && len(t.channels) == 0 {
+		delete(db.topics, t.name)
+	}
+}
+
+// forgetLocked records that peer id lost one registration under topic.
+func (db *registrationDB) forgetLocked(id, topic string) {
+	pr, ok := db.peers[id]
+	if !ok {
+		return
+	}
+	if pr.topics[topic] <= 1 {
+		delete(pr.topics, topic)
+	} else {
+		pr.topics[topic]--
+	}
+}
+
+// addPeer adds an identified peer to the client registration. It reports
+// false if a peer with that id is there already.
+func (db *registrationDB) addPeer(p *peer) bool {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if _, ok := db.peers[p.info.id]; ok {
+		return false
+	}
+	db.peers[p.info.id] = &peerRegs{peer: p, topics: make(map[string]int)}
+	return true
+}
+
+// register adds p to (channel topic channel), when channel is not empty, and
+// to (topic topic), and reports which of the two it was not in before. A
+// repeated registration keeps the producer's tombstone.
+func (db *registrationDB) register(p *peer, topic, channel string) (channelAdded, topicAdded bool) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	pr, ok := db.peers[p.info.id]
+	if !ok || pr.peer != p {
+		return false, false // the peer has gone: its connection is being torn down
+	}
+	t := db.topicLocked(topic)
+	if channel != "" {
+		producers, ok := t.channels[channel]
+		if !ok {
+			producers = make(map[string]*peer)
+			t.channels[channel] = producers
+		}
+		if _, ok := producers[p.info.id]; !ok {
+			producers[p.info.id] = p
+			pr.topics[t.name]++
+			channelAdded = true
+		}
+	}
+	t.registered = true
+	if _, ok := t.producers[p.info.id]; !ok {
+		t.producers[p.info.id] = topicProducer{peer: p}
+		pr.topics[t.name]++
+		topicAdded = true
+	}
+	return channelAdded, topicAdded
+}
+
+// removeChannelProducerLocked removes peer id from channel of t and, if that
+// leaves an ephemeral channel empty, the channel itself.
+func (db *registrationDB) removeChannelProducerLocked(t *topicReg, channel, id string) bool {
+	producers, ok := t.channels[channel]
+	if !ok {
+		return false
+	}
+	_, removed := producers[id]
+	if removed {
+		delete(producers, id)
+		db.forgetLocked(id, t.name)
+	}
+	if len(producers) == 0 && protocol.IsEphemeral(channel) {
+		delete(t.channels, channel)
+	}
+	return removed
+}
+
+// removeTopicProducerLocked removes peer id from the topic registration of t
+// and, if that leaves an ephemeral topic empty, the registration itself.
+func (db *registrationDB) removeTopicProducerLocked(t *topicReg, id string) bool {
+	_, removed := t.producers[id]
+	if removed {
+		delete(t.producers, id)
+		db.forgetLocked(id, t.name)
+	}
+	if t.registered && len(t.producers) == 0 && protocol.IsEphemeral(t.name) {
+		t.registered = false
+	}
+	return removed
+}
+
+// unregisterChannel removes p from (channel topic channel); an ephemeral
+// channel left empty is removed.
+func (db *registrationDB) unregisterChannel(p *peer, topic, channel string) bool {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	t, ok := db.topics[topic]
+	if !ok {
+		return false
+	}
+	removed := db.removeChannelProducerLocked(t, channel, p.info.id)
+	db.gcLocked(t)
+	return removed
+}
+
+// unregisterTopic removes p from every channel of topic, then from the
+// topic; ephemeral registrations left empty are removed. It returns the
+// channels p was removed from, and whether it was in the topic.
+func (db *registrationDB) unregisterTopic(p *peer, topic string) (channels []string, removed bool) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	t, ok := db.topics[topic]
+	if !ok {
+		return nil, false
+	}
+	for channel := range t.channels {
+		if db.removeChannelProducerLocked(t, channel, p.info.id) {
+			channels = append(channels, channel)
+		}
+	}
+	removed = db.removeTopicProducerLocked(t, p.info.id)
+	db.gcLocked(t)
+	slices.Sort(channels)
+	return channels, removed
+}
+
+// removePeer removes p from the client registration and from every
+// registration it holds, removing ephemeral ones it leaves empty. It returns
+// the registrations p was removed from, sorted.
+func (db *registrationDB) removePeer(p *peer) []registration {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	id := p.info.id
+	pr, ok := db.peers[id]
+	if !ok || pr.peer != p {
+		return nil
+	}
+	removed := []registration{{Category: "client"}}
+	for topic := range pr.topics {
+		t := db.topics[topic]
+		for channel, producers := range t.channels {
+			if _, ok := producers[id]; ok {
+				db.removeChannelProducerLocked(t, channel, id)
+				removed = append(removed, registration{"channel", topic, channel})
+			}
+		}
+		if db.removeTopicProducerLocked(t, id) {
+			removed = append(removed, registration{"topic", topic, ""})
+		}
+		db.gcLocked(t)
+	}
+	delete(db.peers, id)
+	slices.SortFunc(removed, func(a, b registration) int {
+		return strings.Compare(a.Category+"\x00"+a.Key+"\x00"+a.SubKey, b.Category+"\x00"+b.Key+"\x00"+b.SubKey)
+	})
+	return removed
+}
+
+// createTopic adds the registration (topic name) if absent.
+func (db *registrationDB) createTopic(name string) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.topicLocked(name).registered = true
+}
+
+// createChannel adds (channel topic channel) and (topic topic) if absent.
+func (db *registrationDB) createChannel(topic, channel string) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	t := db.topicLocked(topic)
+	if _, ok := t.channels[channel]; !ok {
+		t.channels[channel] = make(map[string]*peer)
+	}
+	t.registered = true
+}
+
+// dropChannelLocked removes the registration (channel t.name channel), with
+// its producers.
+func (db *registrationDB) dropChannelLocked(t *topicReg, channel string) {
+	for id := range t.channels[channel] {
+		db.forgetLocked(id, t.name)
+	}
+	delete(t.channels, channel)
+}
+
+// deleteTopic removes every channel registration of the matching topics,
+// then the topic registrations, producers and all. It returns what it
+// removed, sorted.
+func (db *registrationDB) deleteTopic(name string) (channels []registration, topics []string) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.matchLocked(name, func(t *topicReg) {
+		for channel := range t.channels {
+			db.dropChannelLocked(t, channel)
+			channels = append(channels, registration{"channel", t.name, channel})
+		}
+		if t.registered {
+			for id := range t.producers {
+				db.forgetLocked(id, t.name)
+			}
+			clear(t.producers)
+			t.registered = false
+			topics = append(topics, t.name)
+		}
+		db.gcLocked(t)
+	})
+	slices.SortFunc(channels, func(a, b registration) int {
+		return strings.Compare(a.Key+"\x00"+a.SubKey, b.Key+"\x00"+b.SubKey)
+	})
+	slices.Sort(topics)
+	return channels, topics
+}
+
+// deleteChannel removes the registration (channel topic channel) with its
+// producers; it reports false if there was none.
+func (db *registrationDB) deleteChannel(topic, channel string) bool {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	t, ok := db.topics[topic]
+	if !ok {
+		return false
+	}
+	if _, ok := t.channels[channel]; !ok {
+		return false
+	}
+	db.dropChannelLocked(t, channel)
+	db.gcLocked(t)
+	return true
+}
+
+// tombstone marks, in the matching topics, every producer whose
+// broadcast_address:http_port is node as tombstoned at now. It returns how
+// many entries it marked.
+func (db *registrationDB) tombstone(topic, node string, now time.Time) int {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	n := 0
+	db.matchLocked(topic, func(t *topicReg) {
+		for id, tp := range t.producers {
+			if tp.peer.info.node() == node {
+				tp.tombstoned, tp.tombstonedAt = true, now
+				t.producers[id] = tp
+				n++
+			}
+		}
+	})
+	return n
+}
+
+// node returns the producer's broadcast_address:http_port, as named by
+// /topic/tombstone.
+func (pi *peerInfo) node() string {
+	return pi.BroadcastAddress + ":" + strconv.Itoa(pi.HTTPPort)
+}
+
+// producerState is a copy of a producer's registration state.
+type producerState struct {
+	info         *peerInfo // immutable, shared
+	lastUpdate   int64
+	tombstoned   bool
+	tombstonedAt time.Time
+}
+
+func (tp topicProducer) state() producerState {
+	return producerState{
+		info:         tp.peer.info,
+		lastUpdate:   tp.peer.lastUpdate.Load(),
+		tombstoned:   tp.tombstoned,
+		tombstonedAt: tp.tombstonedAt,
+	}
+}
+
+func peerState(p *peer) producerState {
+	return producerState{info: p.info, lastUpdate: p.lastUpdate.Load()}
+}
+
+// isTombstoned reports whether the producer's tombstone is younger than
+// lifetime.
+func (ps producerState) isTombstoned(now time.Time, lifetime time.Duration) bool {
+	return ps.tombstoned && now.Sub(ps.tombstonedAt) < lifetime
+}
+
+// isActive reports whether the producer pinged within inactiveTimeout and is
+// not tombstoned within lifetime.
+func (ps producerState) isActive(now time.Time, inactiveTimeout, lifetime time.Duration) bool {
+	return now.UnixNano()-ps.lastUpdate <= int64(inactiveTimeout) && !ps.isTombstoned(now, lifetime)
+}
+
+func byID(a, b producerState) int {
+	return strings.Compare(a.info.id, b.info.id)
+}
+
+// topicNames returns the names of every topic registration, sorted.
+func (db *registrationDB) topicNames() []string {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	names := make([]string, 0, len(db.topics))
+	for name, t := range db.topics {
+		if t.registered {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// channelsLocked appends the channel names of the matching topics.
+func (db *registrationDB) channelsLocked(topic string, channels []string) []string {
+	db.matchLocked(topic, func(t *topicReg) {
+		for channel := range t.channels {
+			channels = append(channels, channel)
+		}
+	})
+	slices.Sort(channels)
+	return channels
+}
+
+// channelNames returns the channel names of topic (of every topic for the
+// wildcard), sorted; never nil.
+func (db *registrationDB) channelNames(topic string) []string {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	return db.channelsLocked(topic, []string{})
+}
+
+// lookup returns the channels and producers of topic (for the wildcard: of
+// every topic, each producer once, in its least tombstoned entry). ok is
+// false when no matching topic registration exists.
+func (db *registrationDB) lookup(topic string) (channels []string, producers []producerState, ok bool) {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	if topic != wildcard {
+		t, found := db.topics[topic]
+		if !found || !t.registered {
+			return nil, nil, false
+		}
+		producers = make([]producerState, 0, len(t.producers))
+		for _, tp := range t.producers {
+			producers = append(producers, tp.state())
+		}
+		slices.SortFunc(producers, byID)
+		return db.channelsLocked(topic, make([]string, 0, len(t.channels))), producers, true
+	}
+
+	index := make(map[string]int)
+	for _, t := range db.topics {
+		if !t.registered {
+			continue
+		}
+		ok = true
+		for id, tp := range t.producers {
+			i, seen := index[id]
+			switch {
+			case !seen:
+				index[id] = len(producers)
+				producers = append(producers, tp.state())
+			case !tp.tombstoned:
+				producers[i] = tp.state()
+			case producers[i].tombstoned && tp.tombstonedAt.Before(producers[i].tombstonedAt):
+				producers[i] = tp.state()
+			}
+		}
+	}
+	if !ok {
+		return nil, nil, false
+	}
+	slices.SortFunc(producers, byID)
+	return db.channelsLocked(topic, []string{}), producers, true
+}
+
+// nodeState is a copy of an identified producer with the topics it is
+// registered in, sorted, and its entry in each.
+type nodeState struct {
+	producerState
+	topics  []string
+	entries []producerState // entries[i] is the producer's entry in topics[i]
+}
+
+// nodes returns every identified producer, sorted by id, with its topics.
+func (db *registrationDB) nodes() []nodeState {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	nodes := make([]nodeState, 0, len(db.peers))
+	for id, pr := range db.peers {
+		n := nodeState{producerState: peerState(pr.peer), topics: make([]string, 0, len(pr.topics))}
+		for topic := range pr.topics {
+			if _, ok := db.topics[topic].producers[id]; ok {
+				n.topics = append(n.topics, topic)
+			}
+		}
+		slices.Sort(n.topics)
+		n.entries = make([]producerState, len(n.topics))
+		for i, topic := range n.topics {
+			n.entries[i] = db.topics[topic].producers[id].state()
+		}
+		nodes = append(nodes, n)
+	}
+	slices.SortFunc(nodes, func(a, b nodeState) int { return byID(a.producerState, b.producerState) })
+	return nodes
+}
+
+// debugState returns every registration that has producers, keyed
+// "category:key:subkey", each list sorted by id.
+func (db *registrationDB) debugState() map[string][]producerState {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	data := make(map[string][]producerState)
+	if len(db.peers) > 0 {
+		list := make([]producerState, 0, len(db.peers))
+		for _, pr := range db.peers {
+			list = append(list, peerState(pr.peer))
+		}
+		slices.SortFunc(list, byID)
+		data["client::"] = list
+	}
+	for name, t := range db.topics {
+		if len(t.producers) > 0 {
+			list := make([]producerState, 0, len(t.producers))
+			for _, tp := range t.producers {
+				list = append(list, tp.state())
+			}
+			slices.SortFunc(list, byID)
+			data["topic:"+name+":"] = list
+		}
+		for channel, producers := range t.channels {
+			if len(producers) == 0 {
+				continue
+			}
+			list := make([]producerState, 0, len(producers))
+			for _, p := range producers {
+				list = append(list, peerState(p))
+			}
+			slices.SortFunc(list, byID)
+			data["channel:"+name+":"+channel] = list
+		}
+	}
+	return data
+}

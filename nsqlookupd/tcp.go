@@ -1,0 +1,126 @@
+package nsqlookupd
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/lookupd/nsqlookupd/internal/lg"
+	"github.com/lookupd/nsqlookupd/internal/protocol"
+)
+
+// tcpServer hands each accepted connection to the V1 protocol after reading
+// its magic, and keeps the live connections so Exit can close them.
+type tcpServer struct {
+	nsqlookupd *NSQLookupd
+
+	mu     sync.Mutex            // guards the two fields below
+	closed bool                  // set by closeAll: new connections are refused
+	conns  map[net.Conn]struct{} // live connections
+}
+
+func newTCPServer(l *NSQLookupd) *tcpServer {
+	return &tcpServer{nsqlookupd: l, conns: make(map[net.Conn]struct{})}
+}
+
+// track adds conn to the live set; it reports false once closeAll has run.
+func (p *tcpServer) track(conn net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.conns[conn] = struct{}{}
+	return true
+}
+
+func (p *tcpServer) untrack(conn net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.conns, conn)
+}
+
+// closeAll closes every live connection and refuses new ones.
+func (p *tcpServer) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for conn := range p.conns {
+		conn.Close()
+	}
+}
+
+// Handle serves one registration connection until it ends, then removes its
+// producer from the registry.
+func (p *tcpServer) Handle(conn net.Conn) {
+	l := p.nsqlookupd
+	defer conn.Close()
+	if !p.track(conn) {
+		return
+	}
+	defer p.untrack(conn)
+
+	l.logf(lg.INFO, "TCP: new client(%s)", conn.RemoteAddr())
+	if l.opts.IdentifyTimeout > 0 {
+		// Lifted by a successful IDENTIFY: a connection that never identifies
+		// cannot hold its goroutine and buffers forever.
+		conn.SetReadDeadline(time.Now().Add(l.opts.IdentifyTimeout))
+	}
+
+	var magic [4]byte
+	if _, err := io.ReadFull(conn, magic[:]); err != nil {
+		l.logf(lg.ERROR, "failed to read protocol version - %s", err)
+		return
+	}
+	l.logf(lg.INFO, "CLIENT(%s): desired protocol magic '%s'", conn.RemoteAddr(), magic[:])
+	if string(magic[:]) != protocol.MagicV1 {
+		protocol.SendFramedResponse(conn, []byte("E_BAD_PROTOCOL"))
+		l.logf(lg.ERROR, "client(%s) bad protocol magic '%s'", conn.RemoteAddr(), magic[:])
+		return
+	}
+
+	client := newClientV1(conn)
+	defer func() {
+		// Last line of defence: a panic closes this one connection, is
+		// logged and counted, and leaves the daemon serving.
+		if r := recover(); r != nil {
+			l.panics.Add(1)
+			l.logf(lg.ERROR, "client(%s) - panic: %v", conn.RemoteAddr(), r)
+		}
+		p.cleanup(client)
+	}()
+
+	prot := &lookupProtocolV1{nsqlookupd: l}
+	if err := prot.IOLoop(client); err != nil {
+		l.logf(lg.ERROR, "client(%s) - %s", conn.RemoteAddr(), err)
+	}
+}
+
+// cleanup removes the client's producer from every registration it holds.
+func (p *tcpServer) cleanup(client *clientV1) {
+	if client.peer == nil {
+		return
+	}
+	l := p.nsqlookupd
+	for _, r := range l.db.removePeer(client.peer) {
+		l.logf(lg.INFO, "DB: client(%s) UNREGISTER category:%s key:%s subkey:%s",
+			client, r.Category, r.Key, r.SubKey)
+	}
+}
+
+// clientV1 is one registration connection.
+type clientV1 struct {
+	net.Conn
+	peer *peer // nil until IDENTIFY succeeds
+}
+
+func newClientV1(conn net.Conn) *clientV1 {
+	return &clientV1{Conn: conn}
+}
+
+// String returns the remote address, as logs name a client.
+func (c *clientV1) String() string {
+	return fmt.Sprint(c.RemoteAddr())
+}
