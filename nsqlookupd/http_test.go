@@ -1,0 +1,251 @@
+package nsqlookupd
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+)
+
+const (
+	jsonType = "application/json; charset=utf-8"
+	nsqType  = "nsq; version=1.0"
+)
+
+type httpCase struct {
+	method, path string
+	status       int
+	body         string
+	contentType  string // "" means no Content-Type header
+	nsqHeader    bool   // X-NSQ-Content-Type expected
+	allow        string // Allow header expected, if any
+	location     string // Location header expected, if any
+}
+
+func runHTTPCases(t *testing.T, l *NSQLookupd, cases []httpCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			resp, body := httpDo(t, l, tc.method, tc.path)
+			if resp.StatusCode != tc.status {
+				t.Errorf("status: got %d; want %d (body %q)", resp.StatusCode, tc.status, body)
+			}
+			if tc.body != "*" && body != tc.body {
+				t.Errorf("body: got %q; want %q", body, tc.body)
+			}
+			if got := resp.Header.Get("Content-Type"); got != tc.contentType {
+				t.Errorf("Content-Type: got %q; want %q", got, tc.contentType)
+			}
+			got := resp.Header.Get("X-NSQ-Content-Type")
+			if tc.nsqHeader && got != nsqType || !tc.nsqHeader && got != "" {
+				t.Errorf("X-NSQ-Content-Type: got %q; want present=%v", got, tc.nsqHeader)
+			}
+			if got := resp.Header.Get("Allow"); got != tc.allow {
+				t.Errorf("Allow: got %q; want %q", got, tc.allow)
+			}
+			if got := resp.Header.Get("Location"); got != tc.location {
+				t.Errorf("Location: got %q; want %q", got, tc.location)
+			}
+		})
+	}
+}
+
+// apiOK and apiErr build the common cases.
+func apiOK(method, path, body string) httpCase {
+	ct := jsonType
+	if body == "" {
+		ct = ""
+	}
+	return httpCase{method: method, path: path, status: 200, body: body, contentType: ct, nsqHeader: true}
+}
+
+func apiErr(method, path string, status int, msg string) httpCase {
+	return httpCase{method: method, path: path, status: status, body: `{"message":"` + msg + `"}`,
+		contentType: jsonType, nsqHeader: true}
+}
+
+// TestHTTPReadRoutes checks every GET route of SPEC §4 byte for byte
+// against a registry holding one producer.
+func TestHTTPReadRoutes(t *testing.T) {
+	l := startLookupd(t, nil)
+	p := producer(t, l, 4150, 4151)
+	p.mustOK("REGISTER t c2")
+	p.mustOK("REGISTER t c1")
+	p.mustOK("REGISTER u c1")
+	addr := p.conn.LocalAddr().String()
+	prod := fmt.Sprintf(`{"remote_address":%q,"hostname":"host-4150","broadcast_address":"127.0.0.1","tcp_port":4150,"http_port":4151,"version":"1.3.0"`, addr)
+
+	runHTTPCases(t, l, []httpCase{
+		{method: "GET", path: "/ping", status: 200, body: "OK", contentType: "text/plain; charset=utf-8"},
+		apiOK("GET", "/info", `{"version":"1.3.0"}`),
+		apiOK("GET", "/topics", `{"topics":["t","u"]}`),
+		apiOK("GET", "/channels?topic=t", `{"channels":["c1","c2"]}`),
+		apiOK("GET", "/channels?topic=nope", `{"channels":[]}`),
+		apiOK("GET", "/channels?topic=*", `{"channels":["c1","c1","c2"]}`),
+		apiOK("GET", "/channels?topic=t&topic=u", `{"channels":["c1","c2"]}`),
+		apiErr("GET", "/channels", 400, "MISSING_ARG_TOPIC"),
+		apiErr("GET", "/channels?topic=%zz", 400, "INVALID_REQUEST"),
+		apiOK("GET", "/lookup?topic=t", `{"channels":["c1","c2"],"producers":[`+prod+`}]}`),
+		apiOK("GET", "/lookup?topic=*", `{"channels":["c1","c1","c2"],"producers":[`+prod+`}]}`),
+		apiErr("GET", "/lookup?topic=bad!", 404, "TOPIC_NOT_FOUND"),
+		apiErr("GET", "/lookup?topic=", 404, "TOPIC_NOT_FOUND"),
+		apiErr("GET", "/lookup", 400, "MISSING_ARG_TOPIC"),
+		apiErr("GET", "/lookup?topic=t;x", 400, "INVALID_REQUEST"),
+		apiOK("GET", "/nodes", `{"producers":[`+prod+`,"tombstones":[false,false],"topics":["t","u"]}]}`),
+		apiOK("GET", "/topics?%zz", `{"topics":["t","u"]}`), // routes that read no parameter don't parse
+		apiErr("GET", "/nope", 404, "NOT_FOUND"),
+		apiErr("POST", "/nope", 404, "NOT_FOUND"),
+		{method: "POST", path: "/lookup", status: 405, body: `{"message":"METHOD_NOT_ALLOWED"}`, contentType: jsonType, nsqHeader: true, allow: "GET, OPTIONS"},
+		{method: "GET", path: "/topic/create", status: 405, body: `{"message":"METHOD_NOT_ALLOWED"}`, contentType: jsonType, nsqHeader: true, allow: "OPTIONS, POST"},
+		{method: "HEAD", path: "/ping", status: 405, body: "", contentType: jsonType, nsqHeader: true, allow: "GET, OPTIONS"},
+		{method: "OPTIONS", path: "/lookup", status: 200, body: "", allow: "GET, OPTIONS"},
+		{method: "GET", path: "/lookup/?topic=t", status: 301, body: "*", contentType: "text/html; charset=utf-8", location: "/lookup?topic=t"},
+		{method: "GET", path: "/LOOKUP?topic=t", status: 301, body: "*", contentType: "text/html; charset=utf-8", location: "/lookup?topic=t"},
+		{method: "GET", path: "//lookup?topic=t", status: 301, body: "*", contentType: "text/html; charset=utf-8", location: "/lookup?topic=t"},
+		{method: "POST", path: "/topic/create/?topic=x", status: 307, body: "", location: "/topic/create?topic=x"},
+	})
+}
+
+// TestHTTPWriteRoutes checks every POST route and its errors, in order.
+func TestHTTPWriteRoutes(t *testing.T) {
+	l := startLookupd(t, nil)
+	runHTTPCases(t, l, []httpCase{
+		apiErr("POST", "/topic/create", 400, "MISSING_ARG_TOPIC"),
+		apiErr("POST", "/topic/create?topic=bad!", 400, "INVALID_ARG_TOPIC"),
+		apiErr("POST", "/topic/create?topic=", 400, "INVALID_ARG_TOPIC"),
+		apiErr("POST", "/topic/create?topic=%zz", 400, "INVALID_REQUEST"),
+		apiOK("POST", "/topic/create?topic=a", ""),
+		apiOK("POST", "/topic/create?topic=a", ""),
+		apiErr("POST", "/channel/create?channel=c", 400, "MISSING_ARG_TOPIC"),
+		apiErr("POST", "/channel/create?topic=bad!&channel=bad!", 400, "INVALID_ARG_TOPIC"),
+		apiErr("POST", "/channel/create?topic=b", 400, "MISSING_ARG_CHANNEL"),
+		apiErr("POST", "/channel/create?topic=b&channel=bad!", 400, "INVALID_ARG_CHANNEL"),
+		apiOK("POST", "/channel/create?topic=b&channel=c", ""),
+		apiOK("POST", "/channel/create?topic=b&channel=d%23ephemeral", ""),
+		apiOK("GET", "/topics", `{"topics":["a","b"]}`),
+		apiOK("GET", "/channels?topic=b", `{"channels":["c","d#ephemeral"]}`),
+		apiOK("GET", "/lookup?topic=b", `{"channels":["c","d#ephemeral"],"producers":[]}`),
+		apiOK("GET", "/debug", `{}`),
+		apiErr("POST", "/channel/delete?topic=b", 400, "MISSING_ARG_CHANNEL"),
+		apiErr("POST", "/channel/delete?topic=b&channel=x", 404, "CHANNEL_NOT_FOUND"),
+		apiOK("POST", "/channel/delete?topic=b&channel=c", ""),
+		apiOK("GET", "/channels?topic=b", `{"channels":["d#ephemeral"]}`),
+		apiErr("POST", "/topic/delete", 400, "MISSING_ARG_TOPIC"),
+		apiOK("POST", "/topic/delete?topic=absent", ""),
+		apiOK("POST", "/topic/delete?topic=b", ""),
+		apiOK("GET", "/topics", `{"topics":["a"]}`),
+		apiOK("GET", "/channels?topic=b", `{"channels":[]}`),
+		apiErr("POST", "/topic/tombstone", 400, "MISSING_ARG_TOPIC"),
+		apiErr("POST", "/topic/tombstone?topic=a", 400, "MISSING_ARG_NODE"),
+		apiOK("POST", "/topic/tombstone?topic=a&node=nobody:1", ""),
+		apiOK("POST", "/topic/delete?topic=*", ""),
+		apiOK("GET", "/topics", `{"topics":[]}`),
+	})
+}
+
+func TestHTTPPanicAnswers500(t *testing.T) {
+	l := startLookupd(t, nil)
+	s := newHTTPServer(l)
+	s.router.(*httprouter.Router).GET("/boom", func(http.ResponseWriter, *http.Request, httprouter.Params) {
+		panic("boom")
+	})
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, httptest.NewRequest("GET", "/boom", nil))
+	if w.Code != 500 || w.Body.String() != `{"message":"INTERNAL_ERROR"}` {
+		t.Fatalf("got %d %q; want 500 INTERNAL_ERROR", w.Code, w.Body.String())
+	}
+	if got := w.Header().Get("X-NSQ-Content-Type"); got != nsqType {
+		t.Fatalf("X-NSQ-Content-Type: got %q; want %q", got, nsqType)
+	}
+}
+
+// zeroTimeUnixNano is what v1.3.0 reports as tombstoned_at of a producer
+// never tombstoned: Go's zero time in unix nanoseconds.
+const zeroTimeUnixNano = -6795364578871345152
+
+type debugEntry struct {
+	ID               string `json:"id"`
+	Hostname         string `json:"hostname"`
+	BroadcastAddress string `json:"broadcast_address"`
+	TCPPort          int    `json:"tcp_port"`
+	HTTPPort         int    `json:"http_port"`
+	Version          string `json:"version"`
+	LastUpdate       int64  `json:"last_update"`
+	Tombstoned       bool   `json:"tombstoned"`
+	TombstonedAt     int64  `json:"tombstoned_at"`
+}
+
+func TestDebug(t *testing.T) {
+	l := startLookupd(t, nil)
+	before := time.Now().UnixNano()
+	p := producer(t, l, 4150, 4151)
+	p.mustOK("REGISTER t c")
+	httpDo(t, l, "POST", "/topic/create?topic=empty")
+	resp, _ := httpDo(t, l, "POST", "/topic/tombstone?topic=t&node=127.0.0.1:4151")
+	if resp.StatusCode != 200 {
+		t.Fatalf("tombstone: status %d", resp.StatusCode)
+	}
+
+	var data map[string][]debugEntry
+	getJSON(t, l, "/debug", &data)
+	keys := make([]string, 0, len(data))
+	for k := range data {
+		keys = append(keys, k)
+	}
+	// encoding/json sorts map keys; registrations without producers are absent
+	_, raw := httpDo(t, l, "GET", "/debug")
+	if !strings.HasPrefix(raw, `{"channel:t:c":[{"broadcast_address":"127.0.0.1","hostname":"host-4150","http_port":4151,"id":`) {
+		t.Fatalf("raw /debug: got %s; want keys and fields in sorted order", raw)
+	}
+	if len(data) != 3 || data["client::"] == nil || data["topic:t:"] == nil || data["channel:t:c"] == nil {
+		t.Fatalf("keys: got %v; want client::, topic:t:, channel:t:c", keys)
+	}
+	id := p.conn.LocalAddr().String()
+	for k, list := range data {
+		if len(list) != 1 {
+			t.Fatalf("%s: got %d producers; want 1", k, len(list))
+		}
+		e := list[0]
+		if e.ID != id || e.TCPPort != 4150 || e.HTTPPort != 4151 || e.Version != "1.3.0" || e.LastUpdate < before {
+			t.Errorf("%s: got %+v", k, e)
+		}
+		if k == "topic:t:" {
+			if !e.Tombstoned || e.TombstonedAt < before {
+				t.Errorf("%s: got tombstoned=%v at %d; want true, after %d", k, e.Tombstoned, e.TombstonedAt, before)
+			}
+		} else if e.Tombstoned || e.TombstonedAt != zeroTimeUnixNano {
+			t.Errorf("%s: got tombstoned=%v at %d; want false at Go's zero time", k, e.Tombstoned, e.TombstonedAt)
+		}
+	}
+}
+
+// TestLookupWildcardAndOrder checks the wildcard topic and sorted lists.
+func TestLookupWildcardAndOrder(t *testing.T) {
+	l := startLookupd(t, nil)
+	for i := 5; i > 0; i-- {
+		c := producer(t, l, 4000+i, 5000+i)
+		c.mustOK(fmt.Sprintf("REGISTER t%d c%d", i%2, i))
+	}
+	var lookup struct {
+		Channels  []string
+		Producers []struct {
+			RemoteAddress string `json:"remote_address"`
+		}
+	}
+	getJSON(t, l, "/lookup?topic=*", &lookup)
+	if len(lookup.Producers) != 5 {
+		t.Fatalf("wildcard producers: got %d; want 5", len(lookup.Producers))
+	}
+	for i := 1; i < len(lookup.Producers); i++ {
+		if lookup.Producers[i-1].RemoteAddress >= lookup.Producers[i].RemoteAddress {
+			t.Fatalf("producers not sorted: %v", lookup.Producers)
+		}
+	}
+	if got := strings.Join(lookup.Channels, ","); got != "c1,c2,c3,c4,c5" {
+		t.Fatalf("wildcard channels: got %s", got)
+	}
+}
