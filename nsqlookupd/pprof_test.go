@@ -1,0 +1,187 @@
+package nsqlookupd
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lookupd/nsqlookupd/internal/test"
+)
+
+// TestPprofRoutes checks every profiling route of SPEC §5 and §6 answers.
+func TestPprofRoutes(t *testing.T) {
+	l := startLookupd(t, nil)
+	tests := []struct {
+		method, path, contains string
+	}{
+		{"GET", "/debug/pprof", "full goroutine stack dump"},
+		{"GET", "/debug/pprof/", "full goroutine stack dump"},
+		{"GET", "/debug/pprof/cmdline", ""},
+		{"GET", "/debug/pprof/symbol", "num_symbols"},
+		{"POST", "/debug/pprof/symbol", "num_symbols"},
+		{"GET", "/debug/pprof/profile?seconds=1", ""},
+		{"GET", "/debug/pprof/trace?seconds=1", ""},
+		{"GET", "/debug/pprof/heap", ""},
+		{"GET", "/debug/pprof/allocs", ""},
+		{"GET", "/debug/pprof/goroutine?debug=2", "created by"},
+		{"GET", "/debug/pprof/block", ""},
+		{"GET", "/debug/pprof/mutex", ""},
+		{"GET", "/debug/pprof/threadcreate", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			resp, body := httpDo(t, l, tt.method, tt.path)
+			if resp.StatusCode != 200 || len(body) == 0 {
+				t.Fatalf("got %d with %d bytes; want 200 with a body", resp.StatusCode, len(body))
+			}
+			if !strings.Contains(body, tt.contains) {
+				t.Fatalf("body does not contain %q", tt.contains)
+			}
+		})
+	}
+	// a full goroutine dump shows the daemon's own goroutines
+	_, body := httpDo(t, l, "GET", "/debug/pprof/goroutine?debug=2")
+	if !strings.Contains(body, "nsqlookupd.(*NSQLookupd).Main") {
+		t.Errorf("goroutine?debug=2 does not show the daemon's goroutines")
+	}
+}
+
+var hrefRE = regexp.MustCompile(`href=['"]([^'"]+)['"]`)
+
+// TestPprofIndexLinks follows every link of the index at /debug/pprof/.
+func TestPprofIndexLinks(t *testing.T) {
+	l := startLookupd(t, nil)
+	_, index := httpDo(t, l, "GET", "/debug/pprof/")
+	links := hrefRE.FindAllStringSubmatch(index, -1)
+	if len(links) < 10 {
+		t.Fatalf("index has %d links; want at least 10", len(links))
+	}
+	base, _ := url.Parse("/debug/pprof/")
+	for _, m := range links {
+		ref, err := url.Parse(m[1])
+		if err != nil {
+			t.Fatalf("link %q: %s", m[1], err)
+		}
+		u := base.ResolveReference(ref)
+		if name := strings.TrimPrefix(u.Path, "/debug/pprof/"); name == "profile" || name == "trace" {
+			q := u.Query()
+			q.Set("seconds", "1") // the default is 30s
+			u.RawQuery = q.Encode()
+		}
+		resp, _ := httpDo(t, l, "GET", u.String())
+		if resp.StatusCode != 200 {
+			t.Errorf("link %q -> %s: got %d; want 200", m[1], u, resp.StatusCode)
+		}
+	}
+}
+
+func TestPprofDisabled(t *testing.T) {
+	l := startLookupd(t, func(o *Options) { o.DisablePprof = true })
+	for _, path := range []string{"/debug/pprof", "/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/profile?seconds=1"} {
+		resp, body := httpDo(t, l, "GET", path)
+		if resp.StatusCode != 404 || body != `{"message":"NOT_FOUND"}` {
+			t.Errorf("%s: got %d %s; want 404 NOT_FOUND", path, resp.StatusCode, body)
+		}
+	}
+	// the rest of the API, /debug included, is unaffected
+	if resp, _ := httpDo(t, l, "GET", "/debug"); resp.StatusCode != 200 {
+		t.Errorf("/debug: got %d; want 200", resp.StatusCode)
+	}
+}
+
+// TestContentionProfiles switches the block and mutex profiles on and shows
+// they record real contention in the registry under load.
+func TestContentionProfiles(t *testing.T) {
+	l := startLookupd(t, func(o *Options) {
+		o.BlockProfileRate = 1
+		o.MutexProfileFraction = 1
+	})
+	t.Cleanup(func() {
+		runtime.SetBlockProfileRate(0)
+		runtime.SetMutexProfileFraction(0)
+	})
+	seen := map[string]bool{}
+	test.Eventually(t, 30*time.Second, func() bool {
+		contend(t, l)
+		for _, name := range []string{"block", "mutex"} {
+			_, body := httpDo(t, l, "GET", "/debug/pprof/"+name+"?debug=1")
+			if strings.Contains(body, "nsqlookupd.(*registrationDB)") {
+				seen[name] = true
+			}
+		}
+		return seen["block"] && seen["mutex"]
+	})
+}
+
+// contend runs registrations and lookups at once for a moment.
+func contend(t *testing.T, l *NSQLookupd) {
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		p := producer(t, l, 100+i, 200+i)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 200; j++ {
+				p.write(fmt.Sprintf("REGISTER t%d c%d\n", j%10, j))
+			}
+			for j := 0; j < 200; j++ {
+				if _, err := p.readFrame(); err != nil {
+					return
+				}
+			}
+			p.conn.Close()
+		}()
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 50; j++ {
+				httpDo(t, l, "GET", fmt.Sprintf("/lookup?topic=t%d", j%10))
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestGoToolReadsProfiles runs `go tool pprof` on every profile the daemon
+// serves, and `go tool trace` on its execution trace.
+func TestGoToolReadsProfiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go tool pprof; skipped in -short mode")
+	}
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	l := startLookupd(t, nil)
+	dir := t.TempDir()
+	base := "http://" + l.RealHTTPAddr().String() + "/debug/pprof/"
+	for _, name := range []string{"profile", "heap", "allocs", "goroutine", "block", "mutex", "threadcreate"} {
+		t.Run(name, func(t *testing.T) {
+			// pprof sets the CPU profile's duration itself: -seconds, not ?seconds=
+			cmd := exec.Command(goBin, "tool", "pprof", "-raw", "-seconds=1", base+name)
+			cmd.Env = append(os.Environ(), "HOME="+dir, "PPROF_TMPDIR="+dir)
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "PeriodType") {
+				t.Fatalf("go tool pprof -raw %s: %v\n%s", name, err, out)
+			}
+		})
+	}
+	t.Run("trace", func(t *testing.T) {
+		resp, body := httpDo(t, l, "GET", "/debug/pprof/trace?seconds=1")
+		if resp.StatusCode != 200 {
+			t.Fatalf("trace: got %d", resp.StatusCode)
+		}
+		file := filepath.Join(dir, "trace.out")
+		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(goBin, "tool", "trace", "-d=parsed", file).CombinedOutput()
+		if err != nil || len(out) == 0 {
+			t.Fatalf("go tool trace: %v\n%.2000s", err, out)
+		}
+	})
+}
