@@ -163,7 +163,9 @@ func TestGoToolReadsProfiles(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			// pprof sets the CPU profile's duration itself: -seconds, not ?seconds=
 			cmd := exec.Command(goBin, "tool", "pprof", "-raw", "-seconds=1", base+name)
-			cmd.Env = append(os.Environ(), "HOME="+dir, "PPROF_TMPDIR="+dir)
+			// PPROF_TMPDIR keeps pprof's saved copies out of $HOME; HOME itself
+			// stays, so the go command finds its cache of the built pprof tool
+			cmd.Env = append(os.Environ(), "PPROF_TMPDIR="+dir)
 			out, err := cmd.CombinedOutput()
 			if err != nil || !strings.Contains(string(out), "PeriodType") {
 				t.Fatalf("go tool pprof -raw %s: %v\n%s", name, err, out)
