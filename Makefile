@@ -1,0 +1,53 @@
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+GO ?= go
+FUZZTIME ?= 60s
+PRESET ?= small
+
+.PHONY: test build run bench bench-go fuzz lint clean install
+
+# test (default): every test of both modules, race detector on
+test:
+	bash scripts/install-test-deps.sh
+	$(GO) test -race -count=1 ./...
+	cd test/interop && $(GO) test -race -count=1 ./...
+
+# build: the daemon, to build/nsqlookupd
+build:
+	$(GO) build -o build/nsqlookupd ./apps/nsqlookupd
+
+# run: build and run the daemon with its defaults
+run: build
+	./build/nsqlookupd
+
+# bench: the load harness against the built daemon (PRESET=small|medium|large), then the Go benchmarks
+bench: build bench-go
+	$(GO) run ./bench -preset $(PRESET) -binary build/nsqlookupd
+
+# bench-go: the registry and protocol benchmarks (testing.B)
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./nsqlookupd
+
+# fuzz: each fuzz target for FUZZTIME; failing inputs land in testdata/fuzz
+fuzz:
+	for t in FuzzCommandLine FuzzIdentifyBody FuzzConn; do \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./nsqlookupd || exit 1; done
+	$(GO) test -run '^$$' -fuzz '^FuzzNames$$' -fuzztime $(FUZZTIME) ./internal/protocol
+
+# lint: gofmt, go vet in both modules, staticcheck, and a go mod tidy check
+lint:
+	test -z "$$(gofmt -l .)"
+	$(GO) vet ./...
+	cd test/interop && $(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+	$(GO) mod tidy -diff
+	cd test/interop && $(GO) mod tidy -diff
+
+# clean: remove build output
+clean:
+	rm -rf build
+
+# install: the daemon to $(BINDIR)
+install: build
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 build/nsqlookupd $(DESTDIR)$(BINDIR)/nsqlookupd

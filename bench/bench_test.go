@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestPercentile(t *testing.T) {
+	ms := func(vs ...int) []time.Duration {
+		out := make([]time.Duration, len(vs))
+		for i, v := range vs {
+			out[i] = time.Duration(v) * time.Millisecond
+		}
+		return out
+	}
+	hundred := make([]time.Duration, 100)
+	for i := range hundred {
+		hundred[i] = time.Duration(i+1) * time.Millisecond
+	}
+	tests := []struct {
+		name   string
+		sorted []time.Duration
+		p      float64
+		want   time.Duration
+	}{
+		{"empty", nil, 50, 0},
+		{"single p50", ms(7), 50, 7 * time.Millisecond},
+		{"single p99", ms(7), 99, 7 * time.Millisecond},
+		{"odd median", ms(1, 2, 3), 50, 2 * time.Millisecond},
+		{"even median is lower", ms(1, 2, 3, 4), 50, 2 * time.Millisecond},
+		{"p99 of 100", hundred, 99, 99 * time.Millisecond},
+		{"p50 of 100", hundred, 50, 50 * time.Millisecond},
+		{"p100 is max", hundred, 100, 100 * time.Millisecond},
+		{"tiny p is min", hundred, 0.001, 1 * time.Millisecond},
+		{"p99 of 10 is max", ms(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), 99, 10 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		if got := percentile(tt.sorted, tt.p); got != tt.want {
+			t.Errorf("%s: percentile(p=%v) = %v, want %v", tt.name, tt.p, got, tt.want)
+		}
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	// A command name with spaces and parentheses must not shift the fields.
+	stat := "4242 (nsq lookupd (x)) S 1 4242 4242 0 -1 4194560 1234 0 0 0 " +
+		"1500 250 0 0 20 0 9 0 123456 812345344 4321 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+	u, s, err := parseStatCPU([]byte(stat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u != 1500 || s != 250 {
+		t.Errorf("utime, stime = %d, %d; want 1500, 250", u, s)
+	}
+	for _, bad := range []string{"", "1 (x) S 1 2 3", "1 (x) S 1 2 3 4 5 6 7 8 9 10 x 2 3"} {
+		if _, _, err := parseStatCPU([]byte(bad)); err == nil {
+			t.Errorf("parseStatCPU(%q): no error", bad)
+		}
+	}
+}
+
+func TestParseStatusMem(t *testing.T) {
+	status := "Name:\tnsqlookupd\nState:\tS (sleeping)\nVmPeak:\t 1266788 kB\n" +
+		"VmHWM:\t   41300 kB\nVmRSS:\t   31400 kB\nRssAnon:\t   20000 kB\nThreads:\t9\n"
+	m, err := parseStatusMem([]byte(status))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.RSSKiB != 31400 || m.PeakKiB != 41300 {
+		t.Errorf("got %+v, want RSS 31400 peak 41300", m)
+	}
+	if _, err := parseStatusMem([]byte("Name:\tkthreadd\nThreads:\t1\n")); err == nil {
+		t.Error("status without VmRSS: no error")
+	}
+	if _, err := parseStatusMem([]byte("VmRSS:\t12 MB\n")); err == nil {
+		t.Error("status with bad unit: no error")
+	}
+}
+
+func TestReadOwnProc(t *testing.T) {
+	if _, err := readCPUSeconds(1 << 30); err == nil {
+		t.Error("nonexistent pid: no error")
+	}
+	if _, err := readMem(0); err == nil {
+		t.Error("pid 0: no error")
+	}
+	if m := startCPU(0); m.stop() != nil {
+		t.Error("unknown pid measured CPU")
+	}
+}
+
+func TestAssignTopics(t *testing.T) {
+	for _, w := range presets {
+		assign := assignTopics(w.Producers, w.Topics, w.PerTopic)
+		perTopic := make([]map[int]bool, w.Topics)
+		lo, hi := w.Topics, 0
+		for p, topics := range assign {
+			lo, hi = min(lo, len(topics)), max(hi, len(topics))
+			for _, tp := range topics {
+				if perTopic[tp] == nil {
+					perTopic[tp] = map[int]bool{}
+				}
+				if perTopic[tp][p] {
+					t.Fatalf("%s: producer %d has topic %d twice", w.Preset, p, tp)
+				}
+				perTopic[tp][p] = true
+			}
+		}
+		for tp, ps := range perTopic {
+			if len(ps) != w.PerTopic {
+				t.Fatalf("%s: topic %d has %d producers, want %d", w.Preset, tp, len(ps), w.PerTopic)
+			}
+			for _, p := range topicProducers(tp, w.Producers, w.PerTopic) {
+				if !ps[p] {
+					t.Fatalf("%s: topicProducers(%d) lists %d, assignTopics does not", w.Preset, tp, p)
+				}
+			}
+		}
+		if hi-lo > 1 {
+			t.Errorf("%s: unbalanced, producers have %d..%d topics", w.Preset, lo, hi)
+		}
+	}
+	// perTopic == producers: every producer has every topic.
+	for p, topics := range assignTopics(3, 5, 3) {
+		if len(topics) != 5 {
+			t.Errorf("producer %d: %d topics, want 5", p, len(topics))
+		}
+	}
+}
+
+func TestSameSet(t *testing.T) {
+	if err := sameSet([]string{"b", "a"}, []string{"a", "b"}); err != nil {
+		t.Errorf("permutation: %v", err)
+	}
+	if err := sameSet([]string{}, nil); err != nil {
+		t.Errorf("empty: %v", err)
+	}
+	for _, got := range [][]string{{"a"}, {"a", "b", "c"}, {"a", "a"}, {"a", "c"}} {
+		if err := sameSet(got, []string{"a", "b"}); err == nil {
+			t.Errorf("sameSet(%q, [a b]): no error", got)
+		}
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	o, err := parseFlags([]string{"-preset", "medium", "-channels", "0", "-binary", "a,b", "-binary", "c"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Producers != 100 || o.Topics != 2000 || o.PerTopic != 10 || o.Channels != 0 || o.Preset != "medium+custom" {
+		t.Errorf("workload %+v", o.workload)
+	}
+	if strings.Join(o.binaries, " ") != "a b c" {
+		t.Errorf("binaries %q", o.binaries)
+	}
+	if o.verify != 200 {
+		t.Errorf("verify sample %d, want 200", o.verify)
+	}
+	for _, bad := range [][]string{
+		{},                            // no target
+		{"-binary", "x", "-pid", "1"}, // pid with binary
+		{"-addr-tcp", "h:1"},          // half an address
+		{"-binary", "x", "-preset", "huge"},
+		{"-binary", "x", "-producers", "2", "-per-topic", "3"},
+	} {
+		if _, err := parseFlags(bad, io.Discard); err == nil {
+			t.Errorf("parseFlags(%q): no error", bad)
+		}
+	}
+}
+
+// TestProducerRegister runs one producer against a minimal in-process
+// server over loopback and checks the exact bytes and the pipelining.
+func TestProducerRegister(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var registers atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		frame := func(s string) {
+			b := binary.BigEndian.AppendUint32(nil, uint32(len(s)))
+			c.Write(append(b, s...))
+		}
+		magic := make([]byte, 4)
+		io.ReadFull(r, magic)
+		if string(magic) != "  V1" {
+			frame("E_BAD_PROTOCOL")
+			done <- nil
+			return
+		}
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				done <- nil
+				return
+			}
+			switch fields := strings.Fields(line); fields[0] {
+			case "IDENTIFY":
+				var n [4]byte
+				io.ReadFull(r, n[:])
+				io.CopyN(io.Discard, r, int64(binary.BigEndian.Uint32(n[:])))
+				frame(`{"broadcast_address":"127.0.0.1","tcp_port":1,"http_port":2,"version":"1.3.0"}`)
+			case "REGISTER":
+				registers.Add(1)
+				frame("OK")
+			case "PING":
+				frame("OK")
+			default:
+				frame("E_INVALID invalid command " + fields[0])
+			}
+		}
+	}()
+
+	w := workload{Producers: 1, Topics: 50, PerTopic: 1, Channels: 3}
+	nm := newNaming("test", w)
+	ctx := context.Background()
+	p, ans, err := dialProducer(ctx, l.Addr().String(), 0, nm, assignTopics(1, 50, 1)[0], 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ans.TCPPort != 1 || ans.HTTPPort != 2 {
+		t.Errorf("IDENTIFY answer %+v", ans)
+	}
+	first, last, n, err := p.register(nm, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != w.registers() || registers.Load() != int64(n) || last.Before(first) {
+		t.Errorf("register: n=%d, server saw %d, want %d", n, registers.Load(), w.registers())
+	}
+	if err := p.ping(5 * time.Second); err != nil {
+		t.Errorf("ping: %v", err)
+	}
+	p.conn.Close()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+}
+
+// TestVerifyRejectsWrongAnswers serves hand-made answers over loopback and
+// checks that verification accepts the right one and rejects wrong ones.
+func TestVerifyRejectsWrongAnswers(t *testing.T) {
+	w := workload{Producers: 3, Topics: 1, PerTopic: 2, Channels: 2}
+	nm := newNaming("v", w)
+	e := expectation{w: w, nm: nm, strict: true}
+	peer := func(i int) string {
+		return fmt.Sprintf(`{"remote_address":"127.0.0.1:1","hostname":%q,"broadcast_address":"127.0.0.1","tcp_port":%d,"http_port":%d,"version":"1.3.0"}`,
+			nm.hostname(i), fakeTCPBase+i, fakeHTTPBase+i)
+	}
+	good := `{"channels":["ch1","ch0"],"producers":[` + peer(1) + `,` + peer(0) + `]}`
+	cases := map[string]struct {
+		lookup string
+		ok     bool
+	}{
+		"right":           {good, true},
+		"missing channel": {`{"channels":["ch1"],"producers":[` + peer(1) + `,` + peer(0) + `]}`, false},
+		"wrong producer":  {`{"channels":["ch0","ch1"],"producers":[` + peer(2) + `,` + peer(0) + `]}`, false},
+		"duplicate":       {`{"channels":["ch0","ch1"],"producers":[` + peer(0) + `,` + peer(0) + `]}`, false},
+		"null lists":      {`{"channels":null,"producers":null}`, false},
+	}
+	for name, c := range cases {
+		srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/lookup":
+				io.WriteString(rw, c.lookup)
+			case "/channels":
+				io.WriteString(rw, `{"channels":["ch0","ch1"]}`)
+			default:
+				http.NotFound(rw, r)
+			}
+		}))
+		h := newHTTPClient(strings.TrimPrefix(srv.URL, "http://"), 1, 5*time.Second)
+		err := e.checkTopic(context.Background(), h, 0)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: checkTopic error = %v, want ok=%v", name, err, c.ok)
+		}
+		h.close()
+		srv.Close()
+	}
+}
+
+func TestParseProcStatBusy(t *testing.T) {
+	stat := "cpu  100 5 50 9000 40 3 2 1 0 0\ncpu0 50 2 25 4500 20 1 1 0 0 0\nintr 1 2 3\n"
+	busy, err := parseProcStatBusy([]byte(stat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := uint64(100 + 5 + 50 + 3 + 2 + 1); busy != want {
+		t.Errorf("busy = %d, want %d", busy, want)
+	}
+	if _, err := parseProcStatBusy([]byte("intr 1 2\n")); err == nil {
+		t.Error("no cpu line: no error")
+	}
+}

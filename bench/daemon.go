@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// target is one daemon under test: either started by the harness from a
+// binary, or already running at given addresses.
+type target struct {
+	binary   string // empty for an external daemon
+	tcpAddr  string
+	httpAddr string
+	pid      int // 0 if unknown
+
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the spawned process has exited
+	waitErr error         // valid once exited is closed
+	logPath string
+	keepLog bool
+}
+
+// freePorts returns n distinct free TCP ports on 127.0.0.1 by listening on
+// port 0 and closing the listeners. Another process could take a port in
+// between; startDaemon's /ping wait would then fail clearly.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// startDaemon starts binary on free loopback ports and waits until it
+// answers /ping. Its output goes to a log file: in logDir (kept) if given,
+// otherwise a temporary file removed by stop unless the run failed.
+func startDaemon(ctx context.Context, binary string, index int, extra []string, logDir string, timeout time.Duration) (*target, error) {
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, fmt.Errorf("picking ports: %w", err)
+	}
+	t := &target{
+		binary:   binary,
+		tcpAddr:  fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		httpAddr: fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		exited:   make(chan struct{}),
+	}
+	var logFile *os.File
+	if logDir != "" {
+		t.logPath = filepath.Join(logDir, fmt.Sprintf("%d-%s.log", index, filepath.Base(binary)))
+		logFile, err = os.Create(t.logPath)
+		t.keepLog = true
+	} else {
+		logFile, err = os.CreateTemp("", "bench-nsqlookupd-*.log")
+		if err == nil {
+			t.logPath = logFile.Name()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("daemon log: %w", err)
+	}
+	defer logFile.Close() // the child keeps its own descriptor
+
+	args := append([]string{
+		"--tcp-address=" + t.tcpAddr,
+		"--http-address=" + t.httpAddr,
+		"--broadcast-address=127.0.0.1",
+	}, extra...)
+	t.cmd = exec.Command(binary, args...)
+	t.cmd.Stdout = logFile
+	t.cmd.Stderr = logFile
+	t.cmd.SysProcAttr = daemonSysProcAttr()
+	if err := t.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", binary, err)
+	}
+	t.pid = t.cmd.Process.Pid
+	go func() {
+		t.waitErr = t.cmd.Wait()
+		close(t.exited)
+	}()
+
+	h := newHTTPClient(t.httpAddr, 1, time.Second)
+	defer h.close()
+	if err := waitPing(ctx, h, timeout, t.exited); err != nil {
+		tail := t.logTail()
+		t.keepLog = tail != "" // keep a log worth reading
+		t.stop()
+		return nil, fmt.Errorf("%s: %w%s", binary, err, tail)
+	}
+	return t, nil
+}
+
+// alive reports an error if a spawned daemon has exited.
+func (t *target) alive() error {
+	if t.cmd == nil {
+		return nil
+	}
+	select {
+	case <-t.exited:
+		return fmt.Errorf("daemon exited during the run (%v)%s", t.waitErr, t.logTail())
+	default:
+		return nil
+	}
+}
+
+// stop kills a spawned daemon and waits for it. The temporary log is
+// removed unless keepLog is set.
+func (t *target) stop() {
+	if t.cmd == nil {
+		return
+	}
+	select {
+	case <-t.exited:
+	default:
+		t.cmd.Process.Kill()
+		<-t.exited
+	}
+	if !t.keepLog && t.logPath != "" {
+		os.Remove(t.logPath)
+	}
+}
+
+// logTail returns the end of the daemon's log for error messages.
+func (t *target) logTail() string {
+	if t.logPath == "" {
+		return ""
+	}
+	data, err := os.ReadFile(t.logPath)
+	if err != nil || len(data) == 0 {
+		return ""
+	}
+	const max = 2000
+	if len(data) > max {
+		data = data[len(data)-max:]
+	}
+	return fmt.Sprintf("\ndaemon log %s (tail):\n%s", t.logPath, strings.TrimRight(string(data), "\n"))
+}

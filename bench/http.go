@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// httpClient issues GET requests to one daemon over keep-alive connections
+// shared by all load clients.
+type httpClient struct {
+	base string // "http://host:port"
+	c    *http.Client
+}
+
+func newHTTPClient(addr string, clients int, timeout time.Duration) *httpClient {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        clients * 2,
+		MaxIdleConnsPerHost: clients * 2,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+	}
+	return &httpClient{base: "http://" + addr, c: &http.Client{Transport: tr, Timeout: timeout}}
+}
+
+func (h *httpClient) close() { h.c.CloseIdleConnections() }
+
+// get fetches path (with query) and returns the status and body.
+func (h *httpClient) get(ctx context.Context, path string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.base+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := h.c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, body, err
+}
+
+// getJSON fetches path, requires 200 and decodes the body into v.
+func (h *httpClient) getJSON(ctx context.Context, path string, v any) error {
+	status, body, err := h.get(ctx, path)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d, body %q", path, status, truncate(body, 200))
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("GET %s: decoding %q: %w", path, truncate(body, 200), err)
+	}
+	return nil
+}
+
+// waitPing polls GET /ping until it answers 200, the deadline passes, or
+// exited is closed (the daemon died).
+func waitPing(ctx context.Context, h *httpClient, timeout time.Duration, exited <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		status, body, err := h.get(rctx, "/ping")
+		rcancel()
+		switch {
+		case err == nil && status == http.StatusOK && string(body) == "OK":
+			return nil
+		case err == nil:
+			last = fmt.Errorf("GET /ping: status %d, body %q", status, truncate(body, 100))
+		default:
+			last = err
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("daemon exited before answering /ping (last: %v)", last)
+		case <-ctx.Done():
+			return fmt.Errorf("no answer to /ping within %v (last: %v)", timeout, last)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// loadSpec describes one timed HTTP phase.
+type loadSpec struct {
+	clients  int
+	duration time.Duration // used when requests == 0
+	requests int           // fixed total request count, if > 0
+	seed     uint64
+	// url picks the URL of the next request.
+	url func(r *rand.Rand) string
+}
+
+// phaseStats is the outcome of one timed HTTP phase.
+type phaseStats struct {
+	Path      string   `json:"path"`
+	Requests  int      `json:"requests"`
+	Seconds   float64  `json:"seconds"`
+	PerSecond float64  `json:"per_second"`
+	P50ms     float64  `json:"p50_ms"`
+	P99ms     float64  `json:"p99_ms"`
+	MaxMs     float64  `json:"max_ms"`
+	AvgBytes  float64  `json:"avg_body_bytes"`
+	DaemonCPU *float64 `json:"daemon_cpu_seconds,omitempty"`
+	// CPUPer1k is daemon CPU seconds per 1000 requests.
+	CPUPer1k   *float64 `json:"daemon_cpu_seconds_per_1000,omitempty"`
+	HarnessCPU *float64 `json:"harness_cpu_seconds,omitempty"`
+}
+
+// runLoad runs spec.clients goroutines that each issue GET requests
+// back-to-back until the duration elapses or the request budget is spent.
+// Every answer must be 200; anything else aborts the phase with an error.
+func runLoad(ctx context.Context, h *httpClient, spec loadSpec) (phaseStats, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+		budget   atomic.Int64
+		bytes    atomic.Int64
+		lats     = make([][]time.Duration, spec.clients)
+	)
+	budget.Store(int64(spec.requests))
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err; cancel() })
+	}
+	start := time.Now()
+	deadline := start.Add(spec.duration)
+	for c := range spec.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(spec.seed, uint64(c)))
+			lat := make([]time.Duration, 0, 4096)
+			defer func() { lats[c] = lat }()
+			for ctx.Err() == nil {
+				if spec.requests > 0 {
+					if budget.Add(-1) < 0 {
+						return
+					}
+				} else if !time.Now().Before(deadline) {
+					return
+				}
+				url := spec.url(r)
+				t0 := time.Now()
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+				if err != nil {
+					fail(err)
+					return
+				}
+				resp, err := h.c.Do(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						fail(fmt.Errorf("GET %s: %w", url, err))
+					}
+					return
+				}
+				n, err := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					fail(fmt.Errorf("GET %s: reading body: %w", url, err))
+					return
+				}
+				if resp.StatusCode != http.StatusOK {
+					fail(fmt.Errorf("GET %s: status %d", url, resp.StatusCode))
+					return
+				}
+				lat = append(lat, time.Since(t0))
+				bytes.Add(n)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return phaseStats{}, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return phaseStats{}, err
+	}
+	all := slices.Concat(lats...)
+	slices.Sort(all)
+	st := phaseStats{
+		Requests: len(all),
+		Seconds:  elapsed.Seconds(),
+		P50ms:    ms(percentile(all, 50)),
+		P99ms:    ms(percentile(all, 99)),
+	}
+	if len(all) > 0 {
+		st.MaxMs = ms(all[len(all)-1])
+		st.AvgBytes = float64(bytes.Load()) / float64(len(all))
+		st.PerSecond = float64(len(all)) / elapsed.Seconds()
+	}
+	return st, nil
+}
+
+// seqStats summarises a few sequential requests to one URL.
+type seqStats struct {
+	Path     string  `json:"path"`
+	Samples  int     `json:"samples"`
+	MinMs    float64 `json:"min_ms"`
+	MedianMs float64 `json:"median_ms"`
+	MaxMs    float64 `json:"max_ms"`
+	Bytes    int     `json:"body_bytes"`
+}
+
+// sequential issues n GET requests to path one after the other, each of
+// which must answer 200, and reports min/median/max latency.
+func sequential(ctx context.Context, h *httpClient, path string, n int) (seqStats, error) {
+	lat := make([]time.Duration, 0, n)
+	st := seqStats{Path: path, Samples: n}
+	for range n {
+		t0 := time.Now()
+		status, body, err := h.get(ctx, path)
+		d := time.Since(t0)
+		if err != nil {
+			return st, fmt.Errorf("GET %s: %w", path, err)
+		}
+		if status != http.StatusOK {
+			return st, fmt.Errorf("GET %s: status %d, body %q", path, status, truncate(body, 200))
+		}
+		lat = append(lat, d)
+		st.Bytes = len(body)
+	}
+	slices.Sort(lat)
+	if n > 0 {
+		st.MinMs, st.MedianMs, st.MaxMs = ms(lat[0]), ms(percentile(lat, 50)), ms(lat[n-1])
+	}
+	return st, nil
+}
+
+// percentile returns the p-th percentile (0 < p <= 100) of sorted by the
+// nearest-rank method: the smallest value such that at least p% of the
+// values are less than or equal to it. It returns 0 for an empty slice.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	rank = min(max(rank, 1), len(sorted))
+	return sorted[rank-1]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

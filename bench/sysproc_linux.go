@@ -1,0 +1,9 @@
+package main
+
+import "syscall"
+
+// daemonSysProcAttr makes the kernel kill a spawned daemon if the harness
+// dies without cleaning up (e.g. SIGKILL), so no daemon is left behind.
+func daemonSysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
