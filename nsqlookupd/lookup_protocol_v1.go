@@ -79,6 +79,9 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 		}
 
 		params := strings.Split(strings.TrimSpace(string(line)), " ")
+		if hook := p.nsqlookupd.tcpServer.commandHook; hook != nil {
+			hook(params) // tests only: see tcpServer.commandHook
+		}
 		var response []byte
 		response, err = p.Exec(client, reader, params)
 		if err != nil {

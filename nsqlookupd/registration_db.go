@@ -59,7 +59,10 @@ type topicReg struct {
 	name       string
 	registered bool                     // ("topic", name, "") exists
 	producers  map[string]topicProducer // peer id -> entry; empty unless registered
-	channels   map[string]map[string]*peer
+	// channels maps a channel name to its producers; a channel without
+	// producers holds a nil map (see removeChannelProducerLocked).
+	channels     map[string]map[string]*peer
+	channelsPeak int // most entries channels has held: see shrink
 }
 
 // peerRegs indexes one identified peer's registrations: the number of its
@@ -79,9 +82,31 @@ type registration struct {
 // once and returns copies; the indexes make each one cost what its answer
 // holds, never a walk of unrelated topics or peers.
 type registrationDB struct {
-	mu     sync.RWMutex         // guards the maps below, and what they point to but peer.lastUpdate
+	mu     sync.RWMutex         // guards the fields below, and what they point to but peer.lastUpdate
 	topics map[string]*topicReg // topic name -> its registrations
 	peers  map[string]*peerRegs // peer id -> its registrations: the ("client", "", "") registration
+
+	topicsPeak, peersPeak int // most entries topics and peers have held: see shrink
+}
+
+// shrinkMin is the size below which a map is never reallocated.
+const shrinkMin = 64
+
+// shrink returns m, or, when deletes have left it holding a quarter or less
+// of the peak entries it held, a copy sized to what it holds, and resets
+// *peak. Go maps never give back their storage: without this, a topic that
+// once had 50 000 ephemeral channels keeps ~1.7 MB after they are gone.
+// The copy costs O(len(m)), paid for by the 3/4 of peak deletes before it.
+func shrink[K comparable, V any](m map[K]V, peak *int) map[K]V {
+	if *peak < shrinkMin || len(m) > *peak/4 {
+		return m
+	}
+	c := make(map[K]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	*peak = len(m)
+	return c
 }
 
 func newRegistrationDB() *registrationDB {
@@ -101,6 +126,7 @@ func (db *registrationDB) topicLocked(name string) *topicReg {
 			channels:  make(map[string]map[string]*peer),
 		}
 		db.topics[name] = t
+		db.topicsPeak = max(db.topicsPeak, len(db.topics))
 	}
 	return t
 }
@@ -119,11 +145,18 @@ func (db *registrationDB) matchLocked(name string, f func(*topicReg)) {
 	}
 }
 
-// gcLocked drops t once it holds no registration at all.
+// gcLocked drops t once it holds no registration at all, and reallocates
+// maps that deletes have left much smaller than they were. No caller
+// ranges over t.channels when it calls gcLocked; deleteTopic ranges over
+// db.topics, but a range keeps reading the map it started with, and each
+// topic it yields is gc'd only by its own call.
 func (db *registrationDB) gcLocked(t *topicReg) {
 	if !t.registered && len(t.channels) == 0 {
 		delete(db.topics, t.name)
+		db.topics = shrink(db.topics, &db.topicsPeak)
+		return
 	}
+	t.channels = shrink(t.channels, &t.channelsPeak)
 }
 
 // forgetLocked records that peer id lost one registration under topic.
@@ -148,6 +181,7 @@ func (db *registrationDB) addPeer(p *peer) bool {
 		return false
 	}
 	db.peers[p.info.id] = &peerRegs{peer: p, topics: make(map[string]int)}
+	db.peersPeak = max(db.peersPeak, len(db.peers))
 	return true
 }
 
@@ -163,10 +197,11 @@ func (db *registrationDB) register(p *peer, topic, channel string) (channelAdded
 	}
 	t := db.topicLocked(topic)
 	if channel != "" {
-		producers, ok := t.channels[channel]
-		if !ok {
+		producers := t.channels[channel]
+		if producers == nil { // a new channel, or one without producers
 			producers = make(map[string]*peer)
 			t.channels[channel] = producers
+			t.channelsPeak = max(t.channelsPeak, len(t.channels))
 		}
 		if _, ok := producers[p.info.id]; !ok {
 			producers[p.info.id] = p
@@ -195,8 +230,14 @@ func (db *registrationDB) removeChannelProducerLocked(t *topicReg, channel, id s
 		delete(producers, id)
 		db.forgetLocked(id, t.name)
 	}
-	if len(producers) == 0 && protocol.IsEphemeral(channel) {
-		delete(t.channels, channel)
+	if len(producers) == 0 {
+		if protocol.IsEphemeral(channel) {
+			delete(t.channels, channel)
+		} else {
+			// The registration stays, but not the storage of the map
+			// that held its producers (~200 bytes even when empty).
+			t.channels[channel] = nil
+		}
 	}
 	return removed
 }
@@ -276,6 +317,7 @@ func (db *registrationDB) removePeer(p *peer) []registration {
 		db.gcLocked(t)
 	}
 	delete(db.peers, id)
+	db.peers = shrink(db.peers, &db.peersPeak)
 	slices.SortFunc(removed, func(a, b registration) int {
 		return strings.Compare(a.Category+"\x00"+a.Key+"\x00"+a.SubKey, b.Category+"\x00"+b.Key+"\x00"+b.SubKey)
 	})
@@ -295,7 +337,8 @@ func (db *registrationDB) createChannel(topic, channel string) {
 	defer db.mu.Unlock()
 	t := db.topicLocked(topic)
 	if _, ok := t.channels[channel]; !ok {
-		t.channels[channel] = make(map[string]*peer)
+		t.channels[channel] = nil // no producers yet: register makes the map
+		t.channelsPeak = max(t.channelsPeak, len(t.channels))
 	}
 	t.registered = true
 }

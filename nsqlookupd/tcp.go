@@ -16,9 +16,15 @@ import (
 type tcpServer struct {
 	nsqlookupd *NSQLookupd
 
-	mu     sync.Mutex            // guards the two fields below
-	closed bool                  // set by closeAll: new connections are refused
-	conns  map[net.Conn]struct{} // live connections
+	mu        sync.Mutex            // guards the three fields below
+	closed    bool                  // set by closeAll: new connections are refused
+	conns     map[net.Conn]struct{} // live connections
+	connsPeak int                   // most entries conns has held: see shrink
+
+	// commandHook, when not nil, is called with the words of each command
+	// line before it runs. It is always nil in production: tests set it,
+	// before Main, to inject a fault (a panic) that no input can cause.
+	commandHook func(params []string)
 }
 
 func newTCPServer(l *NSQLookupd) *tcpServer {
@@ -33,6 +39,7 @@ func (p *tcpServer) track(conn net.Conn) bool {
 		return false
 	}
 	p.conns[conn] = struct{}{}
+	p.connsPeak = max(p.connsPeak, len(p.conns))
 	return true
 }
 
@@ -40,6 +47,7 @@ func (p *tcpServer) untrack(conn net.Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.conns, conn)
+	p.conns = shrink(p.conns, &p.connsPeak) // give back a burst's storage
 }
 
 // closeAll closes every live connection and refuses new ones.
