@@ -1,0 +1,272 @@
+package nsqlookupd
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lookupd/nsqlookupd/internal/lg"
+	"github.com/lookupd/nsqlookupd/internal/test"
+)
+
+// Memory: what connections and registrations cost must go away with them
+// (SPEC §6, "no leaks"). Figures are logged so they can be quoted.
+
+// liveHeap returns the live heap after a full collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC() // the second cycle frees what the first one's finalizers released
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// kib formats a byte count as KiB, signed.
+func kib(n int64) string {
+	return fmt.Sprintf("%d KiB", n/1024)
+}
+
+// quietLookupd starts a daemon whose log is dropped: a test log kept in
+// memory would be counted as heap.
+func quietLookupd(t *testing.T) *NSQLookupd {
+	t.Helper()
+	return startLookupdWith(t, func(o *Options) { o.Logger = lg.NilLogger{} }, nil)
+}
+
+// registryLens returns the sizes of the registry's maps.
+func registryLens(l *NSQLookupd) (topics, peers int) {
+	l.db.mu.RLock()
+	defer l.db.mu.RUnlock()
+	return len(l.db.topics), len(l.db.peers)
+}
+
+func TestMemoryConnectionsClose(t *testing.T) {
+	const n, workers = 2000, 8
+	ensureFDs(t, 2*n+256)
+	l := quietLookupd(t)
+	before := liveHeap()
+
+	conns := make([]net.Conn, n)
+	var wg sync.WaitGroup
+	var failed error
+	var mu sync.Mutex
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				conn, err := net.DialTimeout("tcp", l.RealTCPAddr().String(), ioTimeout)
+				if err == nil {
+					conns[i] = conn
+					conn.SetDeadline(time.Now().Add(10 * time.Second))
+					_, err = conn.Write([]byte("  V1"))
+				}
+				if err == nil && i%2 == 0 {
+					// Half identify, each with its own ephemeral topic.
+					body := identifyBody(20000+i, 20001+i)
+					_, err = fmt.Fprintf(conn, "IDENTIFY\n%s%sREGISTER conn-%d#ephemeral c#ephemeral\n",
+						sizePrefix(int32(len(body))), body, i)
+					if err == nil {
+						_, err = io.ReadFull(conn, make([]byte, 4+len(l.identifyResponse)+4+2))
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					failed = err
+					mu.Unlock()
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if failed != nil {
+		t.Fatal(failed)
+	}
+	test.Eventually(t, 10*time.Second, func() bool { return trackedConns(l) == n })
+	topics, peers := registryLens(l)
+	if topics != n/2 || peers != n/2 {
+		t.Fatalf("with %d connections open: got %d topics, %d peers; want %d and %d", n, topics, peers, n/2, n/2)
+	}
+	peak := liveHeap()
+
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil // the client side's memory is not the daemon's
+	test.Eventually(t, 10*time.Second, func() bool {
+		topics, peers := registryLens(l)
+		return trackedConns(l) == 0 && topics == 0 && peers == 0
+	})
+	after := liveHeap()
+
+	grown, retained := int64(peak)-int64(before), int64(after)-int64(before)
+	t.Logf("%d connections (%d identified, one ephemeral topic each): heap %s before, %s with them open (+%s), %s after they closed (%+d KiB retained)",
+		n, n/2, kib(int64(before)), kib(int64(peak)), kib(grown), kib(int64(after)), retained/1024)
+	// Generous: what the connections cost may not stay, but the runtime
+	// keeps caches of its own. A heap profile shows the ~1 MiB left to be
+	// the runtime's free list of goroutine descriptors (one per connection
+	// served, kept for reuse), not the daemon's maps.
+	if limit := max(grown/4, 256<<10); retained > limit {
+		t.Fatalf("retained %d bytes of the %d the connections took; want at most %d", retained, grown, limit)
+	}
+}
+
+// registerMany registers the producer c in count channels of topic, each
+// name made by name(i), pipelining the commands.
+func registerMany(t *testing.T, c *tcpClient, topic string, count int, name func(int) string) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		w := bufio.NewWriterSize(c.conn, 64<<10)
+		c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		for i := 0; i < count; i++ {
+			fmt.Fprintf(w, "REGISTER %s %s\n", topic, name(i))
+		}
+		errc <- w.Flush()
+	}()
+	c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	frame := make([]byte, 6)
+	for i := 0; i < count; i++ {
+		if _, err := io.ReadFull(c.r, frame); err != nil {
+			t.Fatalf("answer %d: %s", i, err)
+		}
+		if string(frame[4:]) != "OK" {
+			t.Fatalf("answer %d: got %q; want OK", i, frame[4:])
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("write: %s", err)
+	}
+}
+
+// TestMemoryChannelRegistrations registers one producer in 50 000 channels
+// of one topic, disconnects it, and checks that the registry and the heap
+// shrink back: entirely for ephemeral channels; for durable ones, to what
+// the same registrations cost when made without any producer.
+func TestMemoryChannelRegistrations(t *testing.T) {
+	const count = 50000
+	const topic = "mem"
+
+	// Reference: the durable registrations, made without a producer.
+	refBefore := liveHeap()
+	ref := newRegistrationDB()
+	ref.createTopic(topic)
+	for i := 0; i < count; i++ {
+		ref.createChannel(topic, fmt.Sprintf("c-%d", i))
+	}
+	refCost := int64(liveHeap()) - int64(refBefore)
+	runtime.KeepAlive(ref)
+	t.Logf("reference: %d durable channels created without a producer cost %s", count, kib(refCost))
+
+	for _, tt := range []struct {
+		name      string
+		suffix    string
+		wantLeft  int   // channels left after the disconnect
+		allowance int64 // heap the registrations left may keep
+	}{
+		{"ephemeral", "#ephemeral", 0, 0},
+		{"durable", "", count, refCost + refCost/4},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := quietLookupd(t)
+			before := liveHeap()
+
+			c := producer(t, l, 30150, 30151)
+			c.mustOK("REGISTER " + topic)
+			registerMany(t, c, topic, count, func(i int) string { return fmt.Sprintf("c-%d%s", i, tt.suffix) })
+			l.db.mu.RLock()
+			channels, regs := len(l.db.topics[topic].channels), 0
+			for _, pr := range l.db.peers {
+				regs = pr.topics[topic]
+			}
+			l.db.mu.RUnlock()
+			if channels != count || regs != count+1 {
+				t.Fatalf("registered: got %d channels, %d registrations of the producer; want %d and %d",
+					channels, regs, count, count+1)
+			}
+			peak := liveHeap()
+
+			c.conn.Close()
+			test.Eventually(t, 10*time.Second, func() bool {
+				_, peers := registryLens(l)
+				return peers == 0 && trackedConns(l) == 0
+			})
+			l.db.mu.RLock()
+			tr := l.db.topics[topic]
+			left, withProducers := len(tr.channels), 0
+			for _, ps := range tr.channels {
+				if len(ps) > 0 {
+					withProducers++
+				}
+			}
+			producers := len(tr.producers)
+			l.db.mu.RUnlock()
+			if left != tt.wantLeft || withProducers != 0 || producers != 0 {
+				t.Fatalf("after the disconnect: got %d channels (%d with producers), %d topic producers; want %d, 0, 0",
+					left, withProducers, producers, tt.wantLeft)
+			}
+			after := liveHeap()
+
+			grown, retained := int64(peak)-int64(before), int64(after)-int64(before)
+			t.Logf("%d %s channels: heap %s before, %s registered (+%s), %s after the disconnect (%+d KiB retained, %d KiB allowed)",
+				count, tt.name, kib(int64(before)), kib(int64(peak)), kib(grown), kib(int64(after)),
+				retained/1024, (tt.allowance+256<<10)/1024)
+			// 256 KiB of slack for the runtime's own caches.
+			if retained > tt.allowance+256<<10 {
+				t.Fatalf("retained %d bytes of the %d the registrations took; want at most %d",
+					retained, grown, tt.allowance+256<<10)
+			}
+			if !strings.Contains(fmt.Sprint(l.db.topicNames()), topic) {
+				t.Fatalf("topics: got %v; want %s kept (a durable topic registration stays)", l.db.topicNames(), topic)
+			}
+		})
+	}
+}
+
+// TestShrinkKeepsRegistry checks the registry's answers across the map
+// reallocations of shrink, including those made while deleteTopic ranges
+// over every topic for the wildcard.
+func TestShrinkKeepsRegistry(t *testing.T) {
+	db := newRegistrationDB()
+	info, err := decodeIdentify([]byte(identifyBody(1, 2)), "127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPeer(info, time.Now())
+	db.addPeer(p)
+	const n = 500
+	for i := 0; i < n; i++ {
+		db.register(p, fmt.Sprintf("t%d#ephemeral", i), "c#ephemeral")
+		db.register(p, "big", fmt.Sprintf("c%d#ephemeral", i))
+		db.createChannel(fmt.Sprintf("d%d", i), "c")
+	}
+	db.register(p, "big", "durable")
+	// Leave 10 ephemeral channels of big: the map is reallocated on the way.
+	for i := 10; i < n; i++ {
+		db.unregisterChannel(p, "big", fmt.Sprintf("c%d#ephemeral", i))
+	}
+	if got := len(db.channelNames("big")); got != 11 {
+		t.Fatalf("big: got %d channels; want 11", got)
+	}
+	if got, peak := len(db.topics["big"].channels), db.topics["big"].channelsPeak; got != 11 || peak >= n/4 {
+		t.Fatalf("big: got %d channels, peak %d; want 11, and the peak reset by a reallocation", got, peak)
+	}
+	// Every topic is deleted in one wildcard range while db.topics shrinks.
+	channels, topics := db.deleteTopic(wildcard)
+	if len(topics) != 2*n+1 || len(channels) != 2*n+11 {
+		t.Fatalf("deleteTopic(*): got %d topics, %d channels; want %d and %d", len(topics), len(channels), 2*n+1, 2*n+11)
+	}
+	if len(db.topics) != 0 || len(db.topicNames()) != 0 || len(db.peers[p.info.id].topics) != 0 {
+		t.Fatalf("after deleteTopic(*): got %d topics, %v, peer index %v; want none", len(db.topics), db.topicNames(), db.peers[p.info.id].topics)
+	}
+	if removed := db.removePeer(p); len(removed) != 1 || len(db.peers) != 0 {
+		t.Fatalf("removePeer: got %v, %d peers left; want only the client registration, 0", removed, len(db.peers))
+	}
+}
