@@ -158,18 +158,13 @@ type nodesResponse struct {
 func (s *httpServer) doNodes(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
 	opts := s.nsqlookupd.opts
 	now := time.Now()
-	all := s.nsqlookupd.db.nodes()
+	all := s.nsqlookupd.db.nodes(now, opts.TombstoneLifetime)
 	nodes := make([]node, 0, len(all))
 	for _, n := range all {
 		// tombstoned nodes stay listed; only inactivity hides a node
-		if !n.isActive(now, opts.InactiveProducerTimeout, 0) {
-			continue
+		if n.isActive(now, opts.InactiveProducerTimeout, 0) {
+			nodes = append(nodes, node{peerInfo: n.info, Tombstones: n.tombstones, Topics: n.topics})
 		}
-		tombstones := make([]bool, len(n.entries))
-		for i, e := range n.entries {
-			tombstones[i] = e.isTombstoned(now, opts.TombstoneLifetime)
-		}
-		nodes = append(nodes, node{peerInfo: n.info, Tombstones: tombstones, Topics: n.topics})
 	}
 	return nodesResponse{Producers: nodes}, nil
 }

@@ -184,7 +184,7 @@ func TestMemoryChannelRegistrations(t *testing.T) {
 			l.db.mu.RLock()
 			channels, regs := len(l.db.topics[topic].channels), 0
 			for _, pr := range l.db.peers {
-				regs = pr.topics[topic]
+				regs = int(pr.topics[l.db.topics[topic].slot])
 			}
 			l.db.mu.RUnlock()
 			if channels != count || regs != count+1 {

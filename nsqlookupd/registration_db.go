@@ -36,6 +36,9 @@ type peer struct {
 	info *peerInfo
 	// lastUpdate is the time of IDENTIFY or of the last PING, in unix ns.
 	lastUpdate atomic.Int64
+	// slot is the peer's index in registrationDB.slots; guarded by
+	// registrationDB.mu, set by addPeer.
+	slot slot
 }
 
 func newPeer(info *peerInfo, now time.Time) *peer {
@@ -44,12 +47,17 @@ func newPeer(info *peerInfo, now time.Time) *peer {
 	return p
 }
 
-// topicProducer is a producer's entry in a topic registration: tombstones
-// are per (producer, topic).
-type topicProducer struct {
-	peer         *peer
-	tombstoned   bool
-	tombstonedAt time.Time
+// slot is a small integer naming an identified peer, or a topic, inside
+// the registry. The maps that hold one entry per registration are keyed by
+// slots and hold no pointers: they cost a few bytes an entry and the
+// garbage collector never scans them, however large the cluster.
+type slot uint32
+
+// tombstone is a producer's entry in a topic registration: tombstones are
+// per (producer, topic). at is in unix ns and meaningful only when set.
+type tombstone struct {
+	at  int64
+	set bool
 }
 
 // topicReg holds everything registered under one topic name: the topic
@@ -57,19 +65,20 @@ type topicProducer struct {
 // registrations, which may exist without it.
 type topicReg struct {
 	name       string
-	registered bool                     // ("topic", name, "") exists
-	producers  map[string]topicProducer // peer id -> entry; empty unless registered
+	slot       slot
+	registered bool               // ("topic", name, "") exists
+	producers  map[slot]tombstone // peer -> entry; empty unless registered
 	// channels maps a channel name to its producers; a channel without
 	// producers holds a nil map (see removeChannelProducerLocked).
-	channels     map[string]map[string]*peer
+	channels     map[string]map[slot]struct{}
 	channelsPeak int // most entries channels has held: see shrink
 }
 
 // peerRegs indexes one identified peer's registrations: the number of its
-// registrations (topic and channel) under each topic name.
+// registrations (topic and channel) under each topic.
 type peerRegs struct {
 	peer   *peer
-	topics map[string]int
+	topics map[slot]int32 // topic slot -> count
 }
 
 // registration names one (category, key, subkey) triple, for logs.
@@ -85,6 +94,11 @@ type registrationDB struct {
 	mu     sync.RWMutex         // guards the fields below, and what they point to but peer.lastUpdate
 	topics map[string]*topicReg // topic name -> its registrations
 	peers  map[string]*peerRegs // peer id -> its registrations: the ("client", "", "") registration
+
+	peerSlots  []*peerRegs // peer slot -> peer; nil when free
+	topicSlots []*topicReg // topic slot -> topic; nil when free
+	freePeers  []slot      // free indexes of peerSlots
+	freeTopics []slot      // free indexes of topicSlots
 
 	topicsPeak, peersPeak int // most entries topics and peers have held: see shrink
 }
@@ -109,6 +123,18 @@ func shrink[K comparable, V any](m map[K]V, peak *int) map[K]V {
 	return c
 }
 
+// allocSlot returns a free index of a slot table, growing it if none is free.
+func allocSlot[T any](table *[]*T, free *[]slot, v *T) slot {
+	if n := len(*free); n > 0 {
+		s := (*free)[n-1]
+		*free = (*free)[:n-1]
+		(*table)[s] = v
+		return s
+	}
+	*table = append(*table, v)
+	return slot(len(*table) - 1)
+}
+
 func newRegistrationDB() *registrationDB {
 	return &registrationDB{
 		topics: make(map[string]*topicReg),
@@ -122,9 +148,10 @@ func (db *registrationDB) topicLocked(name string) *topicReg {
 	if !ok {
 		t = &topicReg{
 			name:      name,
-			producers: make(map[string]topicProducer),
-			channels:  make(map[string]map[string]*peer),
+			producers: make(map[slot]tombstone),
+			channels:  make(map[string]map[slot]struct{}),
 		}
+		t.slot = allocSlot(&db.topicSlots, &db.freeTopics, t)
 		db.topics[name] = t
 		db.topicsPeak = max(db.topicsPeak, len(db.topics))
 	}
@@ -153,23 +180,36 @@ func (db *registrationDB) matchLocked(name string, f func(*topicReg)) {
 func (db *registrationDB) gcLocked(t *topicReg) {
 	if !t.registered && len(t.channels) == 0 {
 		delete(db.topics, t.name)
+		db.topicSlots[t.slot] = nil
+		db.freeTopics = append(db.freeTopics, t.slot)
 		db.topics = shrink(db.topics, &db.topicsPeak)
 		return
 	}
 	t.channels = shrink(t.channels, &t.channelsPeak)
 }
 
-// forgetLocked records that peer id lost one registration under topic.
-func (db *registrationDB) forgetLocked(id, topic string) {
-	pr, ok := db.peers[id]
-	if !ok {
+// forgetLocked records that peer s lost one registration under topic t.
+func (db *registrationDB) forgetLocked(s slot, t *topicReg) {
+	pr := db.peerSlots[s]
+	if pr == nil {
 		return
 	}
-	if pr.topics[topic] <= 1 {
-		delete(pr.topics, topic)
+	if pr.topics[t.slot] <= 1 {
+		delete(pr.topics, t.slot)
 	} else {
-		pr.topics[topic]--
+		pr.topics[t.slot]--
 	}
+}
+
+// peerLocked returns p's index entry, or nil if p is not (or no longer) in
+// the registry.
+func (db *registrationDB) peerLocked(p *peer) *peerRegs {
+	if int(p.slot) < len(db.peerSlots) {
+		if pr := db.peerSlots[p.slot]; pr != nil && pr.peer == p {
+			return pr
+		}
+	}
+	return nil
 }
 
 // addPeer adds an identified peer to the client registration. It reports
@@ -180,7 +220,9 @@ func (db *registrationDB) addPeer(p *peer) bool {
 	if _, ok := db.peers[p.info.id]; ok {
 		return false
 	}
-	db.peers[p.info.id] = &peerRegs{peer: p, topics: make(map[string]int)}
+	pr := &peerRegs{peer: p, topics: make(map[slot]int32)}
+	p.slot = allocSlot(&db.peerSlots, &db.freePeers, pr)
+	db.peers[p.info.id] = pr
 	db.peersPeak = max(db.peersPeak, len(db.peers))
 	return true
 }
@@ -191,44 +233,44 @@ func (db *registrationDB) addPeer(p *peer) bool {
 func (db *registrationDB) register(p *peer, topic, channel string) (channelAdded, topicAdded bool) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	pr, ok := db.peers[p.info.id]
-	if !ok || pr.peer != p {
+	pr := db.peerLocked(p)
+	if pr == nil {
 		return false, false // the peer has gone: its connection is being torn down
 	}
 	t := db.topicLocked(topic)
 	if channel != "" {
 		producers := t.channels[channel]
 		if producers == nil { // a new channel, or one without producers
-			producers = make(map[string]*peer)
+			producers = make(map[slot]struct{})
 			t.channels[channel] = producers
 			t.channelsPeak = max(t.channelsPeak, len(t.channels))
 		}
-		if _, ok := producers[p.info.id]; !ok {
-			producers[p.info.id] = p
-			pr.topics[t.name]++
+		if _, ok := producers[p.slot]; !ok {
+			producers[p.slot] = struct{}{}
+			pr.topics[t.slot]++
 			channelAdded = true
 		}
 	}
 	t.registered = true
-	if _, ok := t.producers[p.info.id]; !ok {
-		t.producers[p.info.id] = topicProducer{peer: p}
-		pr.topics[t.name]++
+	if _, ok := t.producers[p.slot]; !ok {
+		t.producers[p.slot] = tombstone{}
+		pr.topics[t.slot]++
 		topicAdded = true
 	}
 	return channelAdded, topicAdded
 }
 
-// removeChannelProducerLocked removes peer id from channel of t and, if that
+// removeChannelProducerLocked removes peer s from channel of t and, if that
 // leaves an ephemeral channel empty, the channel itself.
-func (db *registrationDB) removeChannelProducerLocked(t *topicReg, channel, id string) bool {
+func (db *registrationDB) removeChannelProducerLocked(t *topicReg, channel string, s slot) bool {
 	producers, ok := t.channels[channel]
 	if !ok {
 		return false
 	}
-	_, removed := producers[id]
+	_, removed := producers[s]
 	if removed {
-		delete(producers, id)
-		db.forgetLocked(id, t.name)
+		delete(producers, s)
+		db.forgetLocked(s, t)
 	}
 	if len(producers) == 0 {
 		if protocol.IsEphemeral(channel) {
@@ -242,13 +284,13 @@ func (db *registrationDB) removeChannelProducerLocked(t *topicReg, channel, id s
 	return removed
 }
 
-// removeTopicProducerLocked removes peer id from the topic registration of t
+// removeTopicProducerLocked removes peer s from the topic registration of t
 // and, if that leaves an ephemeral topic empty, the registration itself.
-func (db *registrationDB) removeTopicProducerLocked(t *topicReg, id string) bool {
-	_, removed := t.producers[id]
+func (db *registrationDB) removeTopicProducerLocked(t *topicReg, s slot) bool {
+	_, removed := t.producers[s]
 	if removed {
-		delete(t.producers, id)
-		db.forgetLocked(id, t.name)
+		delete(t.producers, s)
+		db.forgetLocked(s, t)
 	}
 	if t.registered && len(t.producers) == 0 && protocol.IsEphemeral(t.name) {
 		t.registered = false
@@ -262,10 +304,10 @@ func (db *registrationDB) unregisterChannel(p *peer, topic, channel string) bool
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	t, ok := db.topics[topic]
-	if !ok {
+	if !ok || db.peerLocked(p) == nil {
 		return false
 	}
-	removed := db.removeChannelProducerLocked(t, channel, p.info.id)
+	removed := db.removeChannelProducerLocked(t, channel, p.slot)
 	db.gcLocked(t)
 	return removed
 }
@@ -277,15 +319,15 @@ func (db *registrationDB) unregisterTopic(p *peer, topic string) (channels []str
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	t, ok := db.topics[topic]
-	if !ok {
+	if !ok || db.peerLocked(p) == nil {
 		return nil, false
 	}
 	for channel := range t.channels {
-		if db.removeChannelProducerLocked(t, channel, p.info.id) {
+		if db.removeChannelProducerLocked(t, channel, p.slot) {
 			channels = append(channels, channel)
 		}
 	}
-	removed = db.removeTopicProducerLocked(t, p.info.id)
+	removed = db.removeTopicProducerLocked(t, p.slot)
 	db.gcLocked(t)
 	slices.Sort(channels)
 	return channels, removed
@@ -297,26 +339,28 @@ func (db *registrationDB) unregisterTopic(p *peer, topic string) (channels []str
 func (db *registrationDB) removePeer(p *peer) []registration {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	id := p.info.id
-	pr, ok := db.peers[id]
-	if !ok || pr.peer != p {
+	pr := db.peerLocked(p)
+	if pr == nil {
 		return nil
 	}
+	s := p.slot
 	removed := []registration{{Category: "client"}}
-	for topic := range pr.topics {
-		t := db.topics[topic]
+	for ts := range pr.topics {
+		t := db.topicSlots[ts]
 		for channel, producers := range t.channels {
-			if _, ok := producers[id]; ok {
-				db.removeChannelProducerLocked(t, channel, id)
-				removed = append(removed, registration{"channel", topic, channel})
+			if _, ok := producers[s]; ok {
+				db.removeChannelProducerLocked(t, channel, s)
+				removed = append(removed, registration{"channel", t.name, channel})
 			}
 		}
-		if db.removeTopicProducerLocked(t, id) {
-			removed = append(removed, registration{"topic", topic, ""})
+		if db.removeTopicProducerLocked(t, s) {
+			removed = append(removed, registration{"topic", t.name, ""})
 		}
 		db.gcLocked(t)
 	}
-	delete(db.peers, id)
+	delete(db.peers, p.info.id)
+	db.peerSlots[s] = nil
+	db.freePeers = append(db.freePeers, s)
 	db.peers = shrink(db.peers, &db.peersPeak)
 	slices.SortFunc(removed, func(a, b registration) int {
 		return strings.Compare(a.Category+"\x00"+a.Key+"\x00"+a.SubKey, b.Category+"\x00"+b.Key+"\x00"+b.SubKey)
@@ -346,8 +390,8 @@ func (db *registrationDB) createChannel(topic, channel string) {
 // dropChannelLocked removes the registration (channel t.name channel), with
 // its producers.
 func (db *registrationDB) dropChannelLocked(t *topicReg, channel string) {
-	for id := range t.channels[channel] {
-		db.forgetLocked(id, t.name)
+	for s := range t.channels[channel] {
+		db.forgetLocked(s, t)
 	}
 	delete(t.channels, channel)
 }
@@ -364,8 +408,8 @@ func (db *registrationDB) deleteTopic(name string) (channels []registration, top
 			channels = append(channels, registration{"channel", t.name, channel})
 		}
 		if t.registered {
-			for id := range t.producers {
-				db.forgetLocked(id, t.name)
+			for s := range t.producers {
+				db.forgetLocked(s, t)
 			}
 			clear(t.producers)
 			t.registered = false
@@ -405,10 +449,9 @@ func (db *registrationDB) tombstone(topic, node string, now time.Time) int {
 	defer db.mu.Unlock()
 	n := 0
 	db.matchLocked(topic, func(t *topicReg) {
-		for id, tp := range t.producers {
-			if tp.peer.info.node() == node {
-				tp.tombstoned, tp.tombstonedAt = true, now
-				t.producers[id] = tp
+		for s := range t.producers {
+			if db.peerSlots[s].peer.info.node() == node {
+				t.producers[s] = tombstone{at: now.UnixNano(), set: true}
 				n++
 			}
 		}
@@ -430,13 +473,13 @@ type producerState struct {
 	tombstonedAt time.Time
 }
 
-func (tp topicProducer) state() producerState {
-	return producerState{
-		info:         tp.peer.info,
-		lastUpdate:   tp.peer.lastUpdate.Load(),
-		tombstoned:   tp.tombstoned,
-		tombstonedAt: tp.tombstonedAt,
+// stateLocked returns the state of peer s with the tombstone tb.
+func (db *registrationDB) stateLocked(s slot, tb tombstone) producerState {
+	ps := peerState(db.peerSlots[s].peer)
+	if tb.set {
+		ps.tombstoned, ps.tombstonedAt = true, time.Unix(0, tb.at)
 	}
+	return ps
 }
 
 func peerState(p *peer) producerState {
@@ -463,6 +506,10 @@ func byID(a, b producerState) int {
 func (db *registrationDB) topicNames() []string {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
+	return db.topicNamesLocked()
+}
+
+func (db *registrationDB) topicNamesLocked() []string {
 	names := make([]string, 0, len(db.topics))
 	for name, t := range db.topics {
 		if t.registered {
@@ -504,29 +551,29 @@ func (db *registrationDB) lookup(topic string) (channels []string, producers []p
 			return nil, nil, false
 		}
 		producers = make([]producerState, 0, len(t.producers))
-		for _, tp := range t.producers {
-			producers = append(producers, tp.state())
+		for s, tb := range t.producers {
+			producers = append(producers, db.stateLocked(s, tb))
 		}
 		slices.SortFunc(producers, byID)
 		return db.channelsLocked(topic, make([]string, 0, len(t.channels))), producers, true
 	}
 
-	index := make(map[string]int)
+	index := make(map[slot]int)
 	for _, t := range db.topics {
 		if !t.registered {
 			continue
 		}
 		ok = true
-		for id, tp := range t.producers {
-			i, seen := index[id]
+		for s, tb := range t.producers {
+			i, seen := index[s]
 			switch {
 			case !seen:
-				index[id] = len(producers)
-				producers = append(producers, tp.state())
-			case !tp.tombstoned:
-				producers[i] = tp.state()
-			case producers[i].tombstoned && tp.tombstonedAt.Before(producers[i].tombstonedAt):
-				producers[i] = tp.state()
+				index[s] = len(producers)
+				producers = append(producers, db.stateLocked(s, tb))
+			case !tb.set:
+				producers[i] = db.stateLocked(s, tb)
+			case producers[i].tombstoned && tb.at < producers[i].tombstonedAt.UnixNano():
+				producers[i] = db.stateLocked(s, tb)
 			}
 		}
 	}
@@ -538,31 +585,40 @@ func (db *registrationDB) lookup(topic string) (channels []string, producers []p
 }
 
 // nodeState is a copy of an identified producer with the topics it is
-// registered in, sorted, and its entry in each.
+// registered in, sorted, and whether it is tombstoned in each.
 type nodeState struct {
 	producerState
-	topics  []string
-	entries []producerState // entries[i] is the producer's entry in topics[i]
+	topics     []string
+	tombstones []bool // tombstones[i] is for topics[i]
 }
 
-// nodes returns every identified producer, sorted by id, with its topics.
-func (db *registrationDB) nodes() []nodeState {
+// nodes returns every identified producer, sorted by id, with its topics
+// and, for each, whether its tombstone there is younger than lifetime at
+// now. One pass over the topics in name order appends each to its
+// producers' lists, so no list needs sorting: the cost is the answer's size.
+func (db *registrationDB) nodes(now time.Time, lifetime time.Duration) []nodeState {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
+	bySlot := make([]int, len(db.peerSlots))
 	nodes := make([]nodeState, 0, len(db.peers))
-	for id, pr := range db.peers {
-		n := nodeState{producerState: peerState(pr.peer), topics: make([]string, 0, len(pr.topics))}
-		for topic := range pr.topics {
-			if _, ok := db.topics[topic].producers[id]; ok {
-				n.topics = append(n.topics, topic)
-			}
+	for s, pr := range db.peerSlots {
+		if pr == nil {
+			continue
 		}
-		slices.Sort(n.topics)
-		n.entries = make([]producerState, len(n.topics))
-		for i, topic := range n.topics {
-			n.entries[i] = db.topics[topic].producers[id].state()
+		bySlot[s] = len(nodes)
+		nodes = append(nodes, nodeState{
+			producerState: peerState(pr.peer),
+			topics:        make([]string, 0, len(pr.topics)),
+			tombstones:    make([]bool, 0, len(pr.topics)),
+		})
+	}
+	cutoff := now.Add(-lifetime).UnixNano()
+	for _, name := range db.topicNamesLocked() {
+		for s, tb := range db.topics[name].producers {
+			n := &nodes[bySlot[s]]
+			n.topics = append(n.topics, name)
+			n.tombstones = append(n.tombstones, tb.set && tb.at > cutoff)
 		}
-		nodes = append(nodes, n)
 	}
 	slices.SortFunc(nodes, func(a, b nodeState) int { return byID(a.producerState, b.producerState) })
 	return nodes
@@ -585,8 +641,8 @@ func (db *registrationDB) debugState() map[string][]producerState {
 	for name, t := range db.topics {
 		if len(t.producers) > 0 {
 			list := make([]producerState, 0, len(t.producers))
-			for _, tp := range t.producers {
-				list = append(list, tp.state())
+			for s, tb := range t.producers {
+				list = append(list, db.stateLocked(s, tb))
 			}
 			slices.SortFunc(list, byID)
 			data["topic:"+name+":"] = list
@@ -596,8 +652,8 @@ func (db *registrationDB) debugState() map[string][]producerState {
 				continue
 			}
 			list := make([]producerState, 0, len(producers))
-			for _, p := range producers {
-				list = append(list, peerState(p))
+			for s := range producers {
+				list = append(list, peerState(db.peerSlots[s].peer))
 			}
 			slices.SortFunc(list, byID)
 			data["channel:"+name+":"+channel] = list

@@ -59,14 +59,14 @@ func fill(tb testing.TB, sz fillSize) (*registrationDB, []*peer) {
 func TestRegistryIndexesConsistent(t *testing.T) {
 	sz := fillSize{"t", 7, 30, 3, 2}
 	db, peers := fill(t, sz)
-	nodes := db.nodes()
+	nodes := db.nodes(time.Now(), time.Minute)
 	if len(nodes) != sz.P {
 		t.Fatalf("nodes: got %d; want %d", len(nodes), sz.P)
 	}
 	total := 0
 	for _, n := range nodes {
 		total += len(n.topics)
-		if !slices.IsSorted(n.topics) || len(n.entries) != len(n.topics) {
+		if !slices.IsSorted(n.topics) || len(n.tombstones) != len(n.topics) {
 			t.Fatalf("node %s: topics %v not sorted or entries misaligned", n.info.id, n.topics)
 		}
 	}
@@ -76,7 +76,7 @@ func TestRegistryIndexesConsistent(t *testing.T) {
 	for _, p := range peers {
 		db.removePeer(p)
 	}
-	if len(db.peers) != 0 || len(db.nodes()) != 0 {
+	if len(db.peers) != 0 || len(db.nodes(time.Now(), time.Minute)) != 0 {
 		t.Fatalf("peers left after every disconnect: %d", len(db.peers))
 	}
 	// non-ephemeral registrations stay, without producers
@@ -144,7 +144,7 @@ func BenchmarkTopics(b *testing.B) {
 func BenchmarkNodes(b *testing.B) {
 	benchSizes(b, func(b *testing.B, db *registrationDB, _ []*peer, _ fillSize) {
 		for b.Loop() {
-			db.nodes()
+			db.nodes(time.Now(), time.Minute)
 		}
 	})
 }
@@ -169,7 +169,7 @@ func BenchmarkDisconnect(b *testing.B) {
 	benchSizes(b, func(b *testing.B, db *registrationDB, peers []*peer, sz fillSize) {
 		p := peers[0]
 		var topics []string
-		for _, n := range db.nodes() {
+		for _, n := range db.nodes(time.Now(), time.Minute) {
 			if n.info == p.info {
 				topics = n.topics
 			}
