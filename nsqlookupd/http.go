@@ -1,8 +1,10 @@
 package nsqlookupd
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -119,11 +121,6 @@ func (s *httpServer) doChannels(w http.ResponseWriter, req *http.Request, ps htt
 	return channelsResponse{Channels: s.nsqlookupd.db.channelNames(topicName)}, nil
 }
 
-type lookupResponse struct {
-	Channels  []string    `json:"channels"`
-	Producers []*peerInfo `json:"producers"`
-}
-
 func (s *httpServer) doLookup(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
 	_, topicName, err := topicParam(req)
 	if err != nil {
@@ -135,38 +132,100 @@ func (s *httpServer) doLookup(w http.ResponseWriter, req *http.Request, ps httpr
 	}
 	opts := s.nsqlookupd.opts
 	now := time.Now()
-	active := make([]*peerInfo, 0, len(producers))
+	// {"channels":[...],"producers":[...]}, from each producer's sealed JSON
+	size := 32 + 24*len(channels)
+	for _, p := range producers {
+		size += len(p.info.json) + 1
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"channels":`...)
+	b = appendNames(b, channels)
+	b = append(b, `,"producers":[`...)
+	first := true
 	for _, p := range producers {
 		if p.isActive(now, opts.InactiveProducerTimeout, opts.TombstoneLifetime) {
-			active = append(active, p.info)
+			if !first {
+				b = append(b, ',')
+			}
+			b = append(b, p.info.json...)
+			first = false
 		}
 	}
-	return lookupResponse{Channels: channels, Producers: active}, nil
-}
-
-// node is one producer in /nodes: tombstones[i] is for topics[i].
-type node struct {
-	*peerInfo
-	Tombstones []bool   `json:"tombstones"`
-	Topics     []string `json:"topics"`
-}
-
-type nodesResponse struct {
-	Producers []node `json:"producers"`
+	b = append(b, "]}"...)
+	return http_api.JSON(b), nil
 }
 
 func (s *httpServer) doNodes(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
 	opts := s.nsqlookupd.opts
 	now := time.Now()
-	all := s.nsqlookupd.db.nodes(now, opts.TombstoneLifetime)
-	nodes := make([]node, 0, len(all))
-	for _, n := range all {
-		// tombstoned nodes stay listed; only inactivity hides a node
-		if n.isActive(now, opts.InactiveProducerTimeout, 0) {
-			nodes = append(nodes, node{peerInfo: n.info, Tombstones: n.tombstones, Topics: n.topics})
+	nodes := s.nsqlookupd.db.nodes(now, opts.TombstoneLifetime)
+	// {"producers":[{<producer fields>,"tombstones":[...],"topics":[...]},...]}
+	size := 16
+	for _, n := range nodes {
+		size += len(n.info.json) + 32
+		for _, t := range n.topics {
+			size += len(t) + 9
 		}
 	}
-	return nodesResponse{Producers: nodes}, nil
+	b := make([]byte, 0, size)
+	b = append(b, `{"producers":[`...)
+	first := true
+	for _, n := range nodes {
+		// tombstoned nodes stay listed; only inactivity hides a node
+		if !n.isActive(now, opts.InactiveProducerTimeout, 0) {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, n.info.json[:len(n.info.json)-1]...) // without its '}'
+		b = append(b, `,"tombstones":[`...)
+		for i, t := range n.tombstones {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendBool(b, t)
+		}
+		b = append(b, `],"topics":`...)
+		b = appendNames(b, n.topics)
+		b = append(b, '}')
+	}
+	b = append(b, "]}"...)
+	return http_api.JSON(b), nil
+}
+
+// appendNames appends names as a JSON array of strings. Topic and channel
+// names are [.a-zA-Z0-9_#-] only, so they are written as they are; any
+// other string is left to encoding/json.
+func appendNames(b []byte, names []string) []byte {
+	b = append(b, '[')
+	for i, name := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if plainJSON(name) {
+			b = append(b, '"')
+			b = append(b, name...)
+			b = append(b, '"')
+		} else {
+			q, _ := json.Marshal(name)
+			b = append(b, q...)
+		}
+	}
+	return append(b, ']')
+}
+
+// plainJSON reports whether s needs no escaping in a JSON string as
+// encoding/json writes it.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20, c >= 0x80, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 // debugProducer is one entry of /debug; fields in the sorted order of

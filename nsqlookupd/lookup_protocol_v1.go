@@ -252,6 +252,7 @@ func decodeIdentify(body []byte, remoteAddr string) (*peerInfo, error) {
 	}
 	info.id = remoteAddr
 	info.RemoteAddress = remoteAddr
+	info.seal()
 	return info, nil
 }
 

@@ -1,6 +1,7 @@
 package nsqlookupd
 
 import (
+	"encoding/json"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,7 +20,8 @@ const wildcard = "*"
 // address of its connection. It is written once, before the producer is
 // added to the registry, and never changed after: it is shared by pointer.
 type peerInfo struct {
-	id string // the connection's remote address: the producer's key
+	id   string // the connection's remote address: the producer's key
+	json []byte // the exported fields as a JSON object, encoded once by seal
 
 	RemoteAddress    string `json:"remote_address"`
 	Hostname         string `json:"hostname"`
@@ -29,6 +31,12 @@ type peerInfo struct {
 	Version          string `json:"version"`
 	TopologyZone     string `json:"topology_zone,omitempty"`
 	TopologyRegion   string `json:"topology_region,omitempty"`
+}
+
+// seal encodes the producer's JSON once: /lookup and /nodes send it for
+// every request, and its fields never change after IDENTIFY.
+func (pi *peerInfo) seal() {
+	pi.json, _ = json.Marshal(pi)
 }
 
 // peer is one identified registration connection.

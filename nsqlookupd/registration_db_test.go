@@ -18,6 +18,7 @@ func testPeer(i int) *peer {
 		Version:          "1.3.0",
 	}
 	info.RemoteAddress = info.id
+	info.seal()
 	return newPeer(info, time.Now())
 }
 

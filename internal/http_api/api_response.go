@@ -104,6 +104,10 @@ func V1(f APIHandler) APIHandler {
 	}
 }
 
+// JSON is an answer already encoded as JSON: RespondV1 writes it as is,
+// with the JSON content type.
+type JSON []byte
+
 type messageBody struct {
 	Message string `json:"message"`
 }
@@ -118,6 +122,8 @@ func RespondV1(w http.ResponseWriter, code int, data interface{}) {
 	if code == http.StatusOK {
 		switch d := data.(type) {
 		case nil:
+		case JSON:
+			response, isJSON = d, true
 		case string:
 			response = []byte(d)
 		case []byte:
