@@ -61,11 +61,17 @@ func newPeer(info *peerInfo, now time.Time) *peer {
 // garbage collector never scans them, however large the cluster.
 type slot uint32
 
-// tombstone is a producer's entry in a topic registration: tombstones are
-// per (producer, topic). at is in unix ns and meaningful only when set.
+// tombstone is a producer's tombstone in a topic registration: tombstones
+// are per (producer, topic). at is in unix ns and meaningful only when set.
 type tombstone struct {
 	at  int64
 	set bool
+}
+
+// topicEntry is a producer's entry in a topic registration.
+type topicEntry struct {
+	slot slot
+	tb   tombstone
 }
 
 // topicReg holds everything registered under one topic name: the topic
@@ -74,12 +80,15 @@ type tombstone struct {
 type topicReg struct {
 	name       string
 	slot       slot
-	registered bool               // ("topic", name, "") exists
-	producers  map[slot]tombstone // peer -> entry; empty unless registered
+	registered bool // ("topic", name, "") exists
+	// producers holds the topic registration's producers sorted by peer
+	// id, the order /lookup answers in; empty unless registered.
+	producers []topicEntry
 	// channels maps a channel name to its producers; a channel without
 	// producers holds a nil map (see removeChannelProducerLocked).
 	channels     map[string]map[slot]struct{}
-	channelsPeak int // most entries channels has held: see shrink
+	channelsPeak int      // most entries channels has held: see shrink
+	channelNames []string // the keys of channels, sorted
 }
 
 // peerRegs indexes one identified peer's registrations: the number of its
@@ -155,9 +164,8 @@ func (db *registrationDB) topicLocked(name string) *topicReg {
 	t, ok := db.topics[name]
 	if !ok {
 		t = &topicReg{
-			name:      name,
-			producers: make(map[slot]tombstone),
-			channels:  make(map[string]map[slot]struct{}),
+			name:     name,
+			channels: make(map[string]map[slot]struct{}),
 		}
 		t.slot = allocSlot(&db.topicSlots, &db.freeTopics, t)
 		db.topics[name] = t
@@ -220,6 +228,38 @@ func (db *registrationDB) peerLocked(p *peer) *peerRegs {
 	return nil
 }
 
+// producerIndexLocked returns where peer s is, or would be, in
+// t.producers, and whether it is there.
+func (db *registrationDB) producerIndexLocked(t *topicReg, s slot) (int, bool) {
+	id := db.peerSlots[s].peer.info.id
+	return slices.BinarySearchFunc(t.producers, id, func(e topicEntry, id string) int {
+		return strings.Compare(db.peerSlots[e.slot].peer.info.id, id)
+	})
+}
+
+// addChannelLocked adds the channel registration (t.name channel) with no
+// producers, if absent.
+func addChannelLocked(t *topicReg, channel string) {
+	if _, ok := t.channels[channel]; ok {
+		return
+	}
+	t.channels[channel] = nil
+	t.channelsPeak = max(t.channelsPeak, len(t.channels))
+	i, _ := slices.BinarySearch(t.channelNames, channel)
+	t.channelNames = slices.Insert(t.channelNames, i, channel)
+}
+
+// deleteChannelLocked removes the channel registration (t.name channel).
+func deleteChannelLocked(t *topicReg, channel string) {
+	delete(t.channels, channel)
+	if i, ok := slices.BinarySearch(t.channelNames, channel); ok {
+		t.channelNames = slices.Delete(t.channelNames, i, i+1)
+	}
+	if len(t.channelNames) == 0 {
+		t.channelNames = nil
+	}
+}
+
 // addPeer adds an identified peer to the client registration. It reports
 // false if a peer with that id is there already.
 func (db *registrationDB) addPeer(p *peer) bool {
@@ -249,9 +289,9 @@ func (db *registrationDB) register(p *peer, topic, channel string) (channelAdded
 	if channel != "" {
 		producers := t.channels[channel]
 		if producers == nil { // a new channel, or one without producers
+			addChannelLocked(t, channel)
 			producers = make(map[slot]struct{})
 			t.channels[channel] = producers
-			t.channelsPeak = max(t.channelsPeak, len(t.channels))
 		}
 		if _, ok := producers[p.slot]; !ok {
 			producers[p.slot] = struct{}{}
@@ -260,8 +300,8 @@ func (db *registrationDB) register(p *peer, topic, channel string) (channelAdded
 		}
 	}
 	t.registered = true
-	if _, ok := t.producers[p.slot]; !ok {
-		t.producers[p.slot] = tombstone{}
+	if i, ok := db.producerIndexLocked(t, p.slot); !ok {
+		t.producers = slices.Insert(t.producers, i, topicEntry{slot: p.slot})
 		pr.topics[t.slot]++
 		topicAdded = true
 	}
@@ -282,7 +322,7 @@ func (db *registrationDB) removeChannelProducerLocked(t *topicReg, channel strin
 	}
 	if len(producers) == 0 {
 		if protocol.IsEphemeral(channel) {
-			delete(t.channels, channel)
+			deleteChannelLocked(t, channel)
 		} else {
 			// The registration stays, but not the storage of the map
 			// that held its producers (~200 bytes even when empty).
@@ -295,9 +335,12 @@ func (db *registrationDB) removeChannelProducerLocked(t *topicReg, channel strin
 // removeTopicProducerLocked removes peer s from the topic registration of t
 // and, if that leaves an ephemeral topic empty, the registration itself.
 func (db *registrationDB) removeTopicProducerLocked(t *topicReg, s slot) bool {
-	_, removed := t.producers[s]
+	i, removed := db.producerIndexLocked(t, s)
 	if removed {
-		delete(t.producers, s)
+		t.producers = slices.Delete(t.producers, i, i+1)
+		if len(t.producers) == 0 {
+			t.producers = nil
+		}
 		db.forgetLocked(s, t)
 	}
 	if t.registered && len(t.producers) == 0 && protocol.IsEphemeral(t.name) {
@@ -388,10 +431,7 @@ func (db *registrationDB) createChannel(topic, channel string) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	t := db.topicLocked(topic)
-	if _, ok := t.channels[channel]; !ok {
-		t.channels[channel] = nil // no producers yet: register makes the map
-		t.channelsPeak = max(t.channelsPeak, len(t.channels))
-	}
+	addChannelLocked(t, channel) // no producers yet: register makes the map
 	t.registered = true
 }
 
@@ -401,7 +441,7 @@ func (db *registrationDB) dropChannelLocked(t *topicReg, channel string) {
 	for s := range t.channels[channel] {
 		db.forgetLocked(s, t)
 	}
-	delete(t.channels, channel)
+	deleteChannelLocked(t, channel)
 }
 
 // deleteTopic removes every channel registration of the matching topics,
@@ -416,10 +456,10 @@ func (db *registrationDB) deleteTopic(name string) (channels []registration, top
 			channels = append(channels, registration{"channel", t.name, channel})
 		}
 		if t.registered {
-			for s := range t.producers {
-				db.forgetLocked(s, t)
+			for _, e := range t.producers {
+				db.forgetLocked(e.slot, t)
 			}
-			clear(t.producers)
+			t.producers = nil
 			t.registered = false
 			topics = append(topics, t.name)
 		}
@@ -457,9 +497,9 @@ func (db *registrationDB) tombstone(topic, node string, now time.Time) int {
 	defer db.mu.Unlock()
 	n := 0
 	db.matchLocked(topic, func(t *topicReg) {
-		for s := range t.producers {
-			if db.peerSlots[s].peer.info.node() == node {
-				t.producers[s] = tombstone{at: now.UnixNano(), set: true}
+		for i, e := range t.producers {
+			if db.peerSlots[e.slot].peer.info.node() == node {
+				t.producers[i].tb = tombstone{at: now.UnixNano(), set: true}
 				n++
 			}
 		}
@@ -528,14 +568,14 @@ func (db *registrationDB) topicNamesLocked() []string {
 	return names
 }
 
-// channelsLocked appends the channel names of the matching topics.
+// channelsLocked appends the channel names of the matching topics, sorted.
 func (db *registrationDB) channelsLocked(topic string, channels []string) []string {
 	db.matchLocked(topic, func(t *topicReg) {
-		for channel := range t.channels {
-			channels = append(channels, channel)
-		}
+		channels = append(channels, t.channelNames...)
 	})
-	slices.Sort(channels)
+	if topic == wildcard {
+		slices.Sort(channels)
+	}
 	return channels
 }
 
@@ -558,12 +598,11 @@ func (db *registrationDB) lookup(topic string) (channels []string, producers []p
 		if !found || !t.registered {
 			return nil, nil, false
 		}
-		producers = make([]producerState, 0, len(t.producers))
-		for s, tb := range t.producers {
-			producers = append(producers, db.stateLocked(s, tb))
+		producers = make([]producerState, len(t.producers))
+		for i, e := range t.producers {
+			producers[i] = db.stateLocked(e.slot, e.tb)
 		}
-		slices.SortFunc(producers, byID)
-		return db.channelsLocked(topic, make([]string, 0, len(t.channels))), producers, true
+		return db.channelsLocked(topic, make([]string, 0, len(t.channelNames))), producers, true
 	}
 
 	index := make(map[slot]int)
@@ -572,7 +611,8 @@ func (db *registrationDB) lookup(topic string) (channels []string, producers []p
 			continue
 		}
 		ok = true
-		for s, tb := range t.producers {
+		for _, e := range t.producers {
+			s, tb := e.slot, e.tb
 			i, seen := index[s]
 			switch {
 			case !seen:
@@ -622,10 +662,10 @@ func (db *registrationDB) nodes(now time.Time, lifetime time.Duration) []nodeSta
 	}
 	cutoff := now.Add(-lifetime).UnixNano()
 	for _, name := range db.topicNamesLocked() {
-		for s, tb := range db.topics[name].producers {
-			n := &nodes[bySlot[s]]
+		for _, e := range db.topics[name].producers {
+			n := &nodes[bySlot[e.slot]]
 			n.topics = append(n.topics, name)
-			n.tombstones = append(n.tombstones, tb.set && tb.at > cutoff)
+			n.tombstones = append(n.tombstones, e.tb.set && e.tb.at > cutoff)
 		}
 	}
 	slices.SortFunc(nodes, func(a, b nodeState) int { return byID(a.producerState, b.producerState) })
@@ -648,11 +688,10 @@ func (db *registrationDB) debugState() map[string][]producerState {
 	}
 	for name, t := range db.topics {
 		if len(t.producers) > 0 {
-			list := make([]producerState, 0, len(t.producers))
-			for s, tb := range t.producers {
-				list = append(list, db.stateLocked(s, tb))
+			list := make([]producerState, len(t.producers))
+			for i, e := range t.producers {
+				list[i] = db.stateLocked(e.slot, e.tb)
 			}
-			slices.SortFunc(list, byID)
 			data["topic:"+name+":"] = list
 		}
 		for channel, producers := range t.channels {
