@@ -22,6 +22,14 @@ const ioTimeout = 5 * time.Second
 // test ends.
 func startLookupd(tb testing.TB, modify func(*Options)) *NSQLookupd {
 	tb.Helper()
+	return startLookupdWith(tb, modify, nil)
+}
+
+// startLookupdWith is startLookupd with before, when not nil, run after New
+// and before Main: the place to set unexported fields (test hooks, server
+// timeouts) without racing with the servers that read them.
+func startLookupdWith(tb testing.TB, modify func(*Options), before func(*NSQLookupd)) *NSQLookupd {
+	tb.Helper()
 	opts := NewOptions()
 	opts.Logger = test.NewTestLogger(tb)
 	opts.TCPAddress = "127.0.0.1:0"
@@ -33,6 +41,9 @@ func startLookupd(tb testing.TB, modify func(*Options)) *NSQLookupd {
 	l, err := New(opts)
 	if err != nil {
 		tb.Fatalf("New: %s", err)
+	}
+	if before != nil {
+		before(l)
 	}
 	done := make(chan error, 1)
 	go func() { done <- l.Main() }()

@@ -34,37 +34,6 @@ const (
 	healthDeadline = 3 * time.Second
 )
 
-// startLookupdWith is startLookupd with before, when not nil, run after New
-// and before Main: the place to set unexported fields (test hooks, server
-// timeouts) without racing with the servers that read them.
-func startLookupdWith(tb testing.TB, modify func(*Options), before func(*NSQLookupd)) *NSQLookupd {
-	tb.Helper()
-	opts := NewOptions()
-	opts.Logger = test.NewTestLogger(tb)
-	opts.TCPAddress = "127.0.0.1:0"
-	opts.HTTPAddress = "127.0.0.1:0"
-	opts.BroadcastAddress = "127.0.0.1"
-	if modify != nil {
-		modify(opts)
-	}
-	l, err := New(opts)
-	if err != nil {
-		tb.Fatalf("New: %s", err)
-	}
-	if before != nil {
-		before(l)
-	}
-	done := make(chan error, 1)
-	go func() { done <- l.Main() }()
-	tb.Cleanup(func() {
-		l.Exit()
-		if err := <-done; err != nil {
-			tb.Errorf("Main: %s", err)
-		}
-	})
-	return l
-}
-
 // ensureFDs raises the soft limit on open files to at least n if it is
 // lower, and returns how many the test may use (n, or less if the hard
 // limit is lower).

@@ -89,6 +89,16 @@ func topicParam(req *http.Request) (*http_api.ReqParams, string, error) {
 	return reqParams, topicName, nil
 }
 
+// topicChannelParams parses the query strictly and returns its valid topic
+// and channel parameters.
+func topicChannelParams(req *http.Request) (string, string, error) {
+	reqParams, err := http_api.NewReqParams(req)
+	if err != nil {
+		return "", "", errInvalidRequest
+	}
+	return http_api.GetTopicChannelArgs(reqParams)
+}
+
 func (s *httpServer) pingHandler(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
 	return "OK", nil
 }
@@ -298,11 +308,7 @@ func (s *httpServer) doDeleteTopic(w http.ResponseWriter, req *http.Request, ps 
 }
 
 func (s *httpServer) doCreateChannel(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
-	reqParams, err := http_api.NewReqParams(req)
-	if err != nil {
-		return nil, errInvalidRequest
-	}
-	topicName, channelName, err := http_api.GetTopicChannelArgs(reqParams)
+	topicName, channelName, err := topicChannelParams(req)
 	if err != nil {
 		return nil, err
 	}
@@ -313,11 +319,7 @@ func (s *httpServer) doCreateChannel(w http.ResponseWriter, req *http.Request, p
 }
 
 func (s *httpServer) doDeleteChannel(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
-	reqParams, err := http_api.NewReqParams(req)
-	if err != nil {
-		return nil, errInvalidRequest
-	}
-	topicName, channelName, err := http_api.GetTopicChannelArgs(reqParams)
+	topicName, channelName, err := topicChannelParams(req)
 	if err != nil {
 		return nil, err
 	}
