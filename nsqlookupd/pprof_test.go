@@ -155,7 +155,10 @@ func TestGoToolReadsProfiles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go tool pprof; skipped in -short mode")
 	}
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to run go tool pprof: %s", err)
+	}
 	l := startLookupd(t, nil)
 	dir := t.TempDir()
 	base := "http://" + l.RealHTTPAddr().String() + "/debug/pprof/"
