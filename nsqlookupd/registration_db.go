@@ -41,16 +41,17 @@ func (pi *peerInfo) seal() {
 
 // peer is one identified registration connection.
 type peer struct {
-	info *peerInfo
+	info peerInfo
 	// lastUpdate is the time of IDENTIFY or of the last PING, in unix ns.
 	lastUpdate atomic.Int64
-	// slot is the peer's index in registrationDB.slots; guarded by
-	// registrationDB.mu, set by addPeer.
+	// slot is the peer's index in registrationDB.peerSlots and regs its
+	// index entry; guarded by registrationDB.mu, set by addPeer.
 	slot slot
+	regs *peerRegs
 }
 
 func newPeer(info *peerInfo, now time.Time) *peer {
-	p := &peer{info: info}
+	p := &peer{info: *info}
 	p.lastUpdate.Store(now.UnixNano())
 	return p
 }
@@ -112,7 +113,7 @@ type registrationDB struct {
 	topics map[string]*topicReg // topic name -> its registrations
 	peers  map[string]*peerRegs // peer id -> its registrations: the ("client", "", "") registration
 
-	peerSlots  []*peerRegs // peer slot -> peer; nil when free
+	peerSlots  []*peer     // peer slot -> peer; nil when free
 	topicSlots []*topicReg // topic slot -> topic; nil when free
 	freePeers  []slot      // free indexes of peerSlots
 	freeTopics []slot      // free indexes of topicSlots
@@ -206,10 +207,11 @@ func (db *registrationDB) gcLocked(t *topicReg) {
 
 // forgetLocked records that peer s lost one registration under topic t.
 func (db *registrationDB) forgetLocked(s slot, t *topicReg) {
-	pr := db.peerSlots[s]
-	if pr == nil {
+	p := db.peerSlots[s]
+	if p == nil {
 		return
 	}
+	pr := p.regs
 	if pr.topics[t.slot] <= 1 {
 		delete(pr.topics, t.slot)
 	} else {
@@ -220,10 +222,8 @@ func (db *registrationDB) forgetLocked(s slot, t *topicReg) {
 // peerLocked returns p's index entry, or nil if p is not (or no longer) in
 // the registry.
 func (db *registrationDB) peerLocked(p *peer) *peerRegs {
-	if int(p.slot) < len(db.peerSlots) {
-		if pr := db.peerSlots[p.slot]; pr != nil && pr.peer == p {
-			return pr
-		}
+	if int(p.slot) < len(db.peerSlots) && db.peerSlots[p.slot] == p {
+		return p.regs
 	}
 	return nil
 }
@@ -231,9 +231,9 @@ func (db *registrationDB) peerLocked(p *peer) *peerRegs {
 // producerIndexLocked returns where peer s is, or would be, in
 // t.producers, and whether it is there.
 func (db *registrationDB) producerIndexLocked(t *topicReg, s slot) (int, bool) {
-	id := db.peerSlots[s].peer.info.id
+	id := db.peerSlots[s].info.id
 	return slices.BinarySearchFunc(t.producers, id, func(e topicEntry, id string) int {
-		return strings.Compare(db.peerSlots[e.slot].peer.info.id, id)
+		return strings.Compare(db.peerSlots[e.slot].info.id, id)
 	})
 }
 
@@ -269,7 +269,8 @@ func (db *registrationDB) addPeer(p *peer) bool {
 		return false
 	}
 	pr := &peerRegs{peer: p, topics: make(map[slot]int32)}
-	p.slot = allocSlot(&db.peerSlots, &db.freePeers, pr)
+	p.regs = pr
+	p.slot = allocSlot(&db.peerSlots, &db.freePeers, p)
 	db.peers[p.info.id] = pr
 	db.peersPeak = max(db.peersPeak, len(db.peers))
 	return true
@@ -498,7 +499,7 @@ func (db *registrationDB) tombstone(topic, node string, now time.Time) int {
 	n := 0
 	db.matchLocked(topic, func(t *topicReg) {
 		for i, e := range t.producers {
-			if db.peerSlots[e.slot].peer.info.node() == node {
+			if db.peerSlots[e.slot].info.node() == node {
 				t.producers[i].tb = tombstone{at: now.UnixNano(), set: true}
 				n++
 			}
@@ -523,7 +524,7 @@ type producerState struct {
 
 // stateLocked returns the state of peer s with the tombstone tb.
 func (db *registrationDB) stateLocked(s slot, tb tombstone) producerState {
-	ps := peerState(db.peerSlots[s].peer)
+	ps := peerState(db.peerSlots[s])
 	if tb.set {
 		ps.tombstoned, ps.tombstonedAt = true, time.Unix(0, tb.at)
 	}
@@ -531,7 +532,7 @@ func (db *registrationDB) stateLocked(s slot, tb tombstone) producerState {
 }
 
 func peerState(p *peer) producerState {
-	return producerState{info: p.info, lastUpdate: p.lastUpdate.Load()}
+	return producerState{info: &p.info, lastUpdate: p.lastUpdate.Load()}
 }
 
 // isTombstoned reports whether the producer's tombstone is younger than
@@ -649,15 +650,15 @@ func (db *registrationDB) nodes(now time.Time, lifetime time.Duration) []nodeSta
 	defer db.mu.RUnlock()
 	bySlot := make([]int, len(db.peerSlots))
 	nodes := make([]nodeState, 0, len(db.peers))
-	for s, pr := range db.peerSlots {
-		if pr == nil {
+	for s, p := range db.peerSlots {
+		if p == nil {
 			continue
 		}
 		bySlot[s] = len(nodes)
 		nodes = append(nodes, nodeState{
-			producerState: peerState(pr.peer),
-			topics:        make([]string, 0, len(pr.topics)),
-			tombstones:    make([]bool, 0, len(pr.topics)),
+			producerState: peerState(p),
+			topics:        make([]string, 0, len(p.regs.topics)),
+			tombstones:    make([]bool, 0, len(p.regs.topics)),
 		})
 	}
 	cutoff := now.Add(-lifetime).UnixNano()
@@ -700,7 +701,7 @@ func (db *registrationDB) debugState() map[string][]producerState {
 			}
 			list := make([]producerState, 0, len(producers))
 			for s := range producers {
-				list = append(list, peerState(db.peerSlots[s].peer))
+				list = append(list, peerState(db.peerSlots[s]))
 			}
 			slices.SortFunc(list, byID)
 			data["channel:"+name+":"+channel] = list

@@ -171,7 +171,7 @@ func BenchmarkDisconnect(b *testing.B) {
 		p := peers[0]
 		var topics []string
 		for _, n := range db.nodes(time.Now(), time.Minute) {
-			if n.info == p.info {
+			if n.info.id == p.info.id {
 				topics = n.topics
 			}
 		}
