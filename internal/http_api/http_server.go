@@ -12,8 +12,10 @@ import (
 )
 
 // Server limits. There is no WriteTimeout: /debug/pprof/profile and
-// /debug/pprof/trace stream for as long as ?seconds= asks, and net/http/pprof
-// refuses any duration at or above the server's WriteTimeout.
+// /debug/pprof/trace run for as long as ?seconds= asks. Recent Go releases'
+// net/http/pprof extend the write deadline for them, but older ones refuse
+// any duration at or above the server's WriteTimeout, and go.mod allows
+// those toolchains.
 const (
 	// ReadHeaderTimeout bounds how long a client may take to send its
 	// request line and headers (a slow-header client holds one goroutine at
