@@ -20,8 +20,8 @@ build:
 run: build
 	./build/nsqlookupd
 
-# bench: the load harness against the built daemon (PRESET=small|medium|large), then the Go benchmarks
-bench: build bench-go
+# bench: the load harness against the built daemon (PRESET=small|medium|large)
+bench: build
 	$(GO) run ./bench -preset $(PRESET) -binary build/nsqlookupd
 
 # bench-go: the registry and protocol benchmarks (testing.B)
