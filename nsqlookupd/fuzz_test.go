@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -193,8 +194,8 @@ func FuzzCommandLine(f *testing.F) {
 
 		resp, err := prot.Exec(client, reader, params)
 		if err != nil {
-			ce, ok := protocol.AsClientErr(err)
-			if !ok {
+			var ce *protocol.ClientErr
+			if !errors.As(err, &ce) {
 				t.Fatalf("%q: got error %T %v; want a *protocol.ClientErr", line, err, err)
 			}
 			if !wireCodes[ce.Code] || ce.Error() != ce.Code+" "+ce.Desc {
@@ -262,8 +263,8 @@ func FuzzIdentifyBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		info, err := decodeIdentify(body, remote)
 		if err != nil {
-			ce, ok := protocol.AsClientErr(err)
-			if !ok {
+			var ce *protocol.ClientErr
+			if !errors.As(err, &ce) {
 				t.Fatalf("got error %T %v; want a *protocol.ClientErr", err, err)
 			}
 			switch ce.Error() {

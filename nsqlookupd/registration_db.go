@@ -1,6 +1,7 @@
 package nsqlookupd
 
 import (
+	"cmp"
 	"encoding/json"
 	"slices"
 	"strconv"
@@ -102,6 +103,12 @@ type peerRegs struct {
 // registration names one (category, key, subkey) triple, for logs.
 type registration struct {
 	Category, Key, SubKey string
+}
+
+// compareRegistrations orders registrations by category, key, then subkey.
+func compareRegistrations(a, b registration) int {
+	return cmp.Or(strings.Compare(a.Category, b.Category),
+		strings.Compare(a.Key, b.Key), strings.Compare(a.SubKey, b.SubKey))
 }
 
 // registrationDB is the daemon's only state: which producers hold which
@@ -414,9 +421,7 @@ func (db *registrationDB) removePeer(p *peer) []registration {
 	db.peerSlots[s] = nil
 	db.freePeers = append(db.freePeers, s)
 	db.peers = shrink(db.peers, &db.peersPeak)
-	slices.SortFunc(removed, func(a, b registration) int {
-		return strings.Compare(a.Category+"\x00"+a.Key+"\x00"+a.SubKey, b.Category+"\x00"+b.Key+"\x00"+b.SubKey)
-	})
+	slices.SortFunc(removed, compareRegistrations)
 	return removed
 }
 
@@ -466,9 +471,7 @@ func (db *registrationDB) deleteTopic(name string) (channels []registration, top
 		}
 		db.gcLocked(t)
 	})
-	slices.SortFunc(channels, func(a, b registration) int {
-		return strings.Compare(a.Key+"\x00"+a.SubKey, b.Key+"\x00"+b.SubKey)
-	})
+	slices.SortFunc(channels, compareRegistrations)
 	slices.Sort(topics)
 	return channels, topics
 }
@@ -603,7 +606,7 @@ func (db *registrationDB) lookup(topic string) (channels []string, producers []p
 		for i, e := range t.producers {
 			producers[i] = db.stateLocked(e.slot, e.tb)
 		}
-		return db.channelsLocked(topic, make([]string, 0, len(t.channelNames))), producers, true
+		return append(make([]string, 0, len(t.channelNames)), t.channelNames...), producers, true
 	}
 
 	index := make(map[slot]int)

@@ -1,7 +1,5 @@
 package protocol
 
-import "errors"
-
 // ClientErr is an error to be sent to a TCP client: the wire code (E_INVALID,
 // E_BAD_BODY...), a description and an optional cause that is logged but
 // never sent. Every ClientErr closes the connection after it is sent.
@@ -24,11 +22,4 @@ func (e *ClientErr) Error() string {
 // Unwrap returns the cause.
 func (e *ClientErr) Unwrap() error {
 	return e.Err
-}
-
-// AsClientErr reports whether err is (or wraps) a ClientErr, and returns it.
-func AsClientErr(err error) (*ClientErr, bool) {
-	var ce *ClientErr
-	ok := errors.As(err, &ce)
-	return ce, ok
 }
