@@ -34,6 +34,17 @@ const (
 	healthDeadline = 3 * time.Second
 )
 
+// dialHTTP connects to the daemon's HTTP address, failing the test if it
+// cannot.
+func dialHTTP(t *testing.T, l *NSQLookupd) net.Conn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", l.RealHTTPAddr().String(), ioTimeout)
+	if err != nil {
+		t.Fatalf("dial: %s", err)
+	}
+	return conn
+}
+
 // ensureFDs raises the soft limit on open files to at least n if it is
 // lower, and returns how many the test may use (n, or less if the hard
 // limit is lower).
@@ -193,10 +204,7 @@ func (tc tcpCase) run(t *testing.T, l *NSQLookupd, _ *victim) {
 // the status line of the answer.
 func rawHTTP(t *testing.T, l *NSQLookupd, req []byte) string {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", l.RealHTTPAddr().String(), ioTimeout)
-	if err != nil {
-		t.Fatalf("dial: %s", err)
-	}
+	conn := dialHTTP(t, l)
 	defer conn.Close()
 	go func() {
 		conn.SetWriteDeadline(time.Now().Add(ioTimeout))
@@ -554,10 +562,7 @@ func connectionChurn(t *testing.T, l *NSQLookupd, _ *victim) {
 // ReadHeaderTimeout (plus slack), without an answer.
 func slowHeaders(start string, every time.Duration) func(t *testing.T, l *NSQLookupd, _ *victim) {
 	return func(t *testing.T, l *NSQLookupd, _ *victim) {
-		conn, err := net.DialTimeout("tcp", l.RealHTTPAddr().String(), ioTimeout)
-		if err != nil {
-			t.Fatalf("dial: %s", err)
-		}
+		conn := dialHTTP(t, l)
 		defer conn.Close()
 		begin := time.Now()
 		conn.Write([]byte(start))
@@ -595,10 +600,7 @@ func manySlowHeaders(t *testing.T, l *NSQLookupd, v *victim) {
 		}
 	}()
 	for i := 0; i < n; i++ {
-		conn, err := net.DialTimeout("tcp", l.RealHTTPAddr().String(), ioTimeout)
-		if err != nil {
-			t.Fatalf("dial: %s", err)
-		}
+		conn := dialHTTP(t, l)
 		conns = append(conns, conn)
 		conn.Write([]byte("GET /ping HTTP/1.1\r\nHost: x\r\n"))
 	}
@@ -623,10 +625,7 @@ func rawStatus(req, want string) func(t *testing.T, l *NSQLookupd, _ *victim) {
 // (plus slack) instead of waiting for the body forever.
 func missingBody(req, want string) func(t *testing.T, l *NSQLookupd, _ *victim) {
 	return func(t *testing.T, l *NSQLookupd, _ *victim) {
-		conn, err := net.DialTimeout("tcp", l.RealHTTPAddr().String(), ioTimeout)
-		if err != nil {
-			t.Fatalf("dial: %s", err)
-		}
+		conn := dialHTTP(t, l)
 		defer conn.Close()
 		start := time.Now()
 		conn.Write([]byte(req))
@@ -674,10 +673,7 @@ func httpStatusIn(method, path string, wants ...int) func(t *testing.T, l *NSQLo
 func hugePost(path, want string, chunked bool, maxAlloc uint64) func(t *testing.T, l *NSQLookupd, _ *victim) {
 	return func(t *testing.T, l *NSQLookupd, _ *victim) {
 		const size = 50 << 20
-		conn, err := net.DialTimeout("tcp", l.RealHTTPAddr().String(), ioTimeout)
-		if err != nil {
-			t.Fatalf("dial: %s", err)
-		}
+		conn := dialHTTP(t, l)
 		defer conn.Close()
 
 		var before runtime.MemStats
