@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
-	"time"
 
 	"github.com/julienschmidt/httprouter"
 
@@ -141,7 +140,7 @@ func (s *httpServer) doLookup(w http.ResponseWriter, req *http.Request, ps httpr
 		return nil, errTopicNotFound
 	}
 	opts := s.nsqlookupd.opts
-	now := time.Now()
+	now := s.nsqlookupd.clock.Now()
 	// {"channels":[...],"producers":[...]}, from each producer's sealed JSON
 	size := 32 + 24*len(channels)
 	for _, p := range producers {
@@ -167,7 +166,7 @@ func (s *httpServer) doLookup(w http.ResponseWriter, req *http.Request, ps httpr
 
 func (s *httpServer) doNodes(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
 	opts := s.nsqlookupd.opts
-	now := time.Now()
+	now := s.nsqlookupd.clock.Now()
 	nodes := s.nsqlookupd.db.nodes(now, opts.TombstoneLifetime)
 	// {"producers":[{<producer fields>,"tombstones":[...],"topics":[...]},...]}
 	size := 16
@@ -340,6 +339,6 @@ func (s *httpServer) doTombstoneTopicProducer(w http.ResponseWriter, req *http.R
 		return nil, errMissingNode
 	}
 	s.nsqlookupd.logf(lg.INFO, "DB: setting tombstone for producer@%s of topic(%s)", node, topicName)
-	s.nsqlookupd.db.tombstone(topicName, node, time.Now())
+	s.nsqlookupd.db.tombstone(topicName, node, s.nsqlookupd.clock.Now())
 	return nil, nil
 }

@@ -230,7 +230,7 @@ func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader *bufio.Reader, para
 	p.nsqlookupd.logf(lg.INFO, "CLIENT(%s): IDENTIFY Address:%s TCP:%d HTTP:%d Version:%s",
 		client, info.BroadcastAddress, info.TCPPort, info.HTTPPort, info.Version)
 
-	client.peer = newPeer(info, time.Now())
+	client.peer = newPeer(info, p.nsqlookupd.clock.Now())
 	if p.nsqlookupd.db.addPeer(client.peer) {
 		p.nsqlookupd.logf(lg.INFO, "DB: client(%s) REGISTER category:%s key:%s subkey:%s",
 			client, "client", "", "")
@@ -260,7 +260,7 @@ func decodeIdentify(body []byte, remoteAddr string) (*peerInfo, error) {
 func (p *lookupProtocolV1) PING(client *clientV1, params []string) ([]byte, error) {
 	if client.peer != nil {
 		// a PING may come before IDENTIFY on the same connection
-		now := time.Now()
+		now := p.nsqlookupd.clock.Now()
 		last := client.peer.lastUpdate.Swap(now.UnixNano())
 		p.nsqlookupd.logf(lg.INFO, "CLIENT(%s): pinged (last ping %s)",
 			client.peer.info.id, now.Sub(time.Unix(0, last)))

@@ -43,6 +43,9 @@ type NSQLookupd struct {
 	tcpServer    *tcpServer
 	httpServer   *http.Server
 	db           *registrationDB
+	// clock is the daemon's only source of time: realClock, or a test's
+	// fakeClock set before Main.
+	clock clock
 
 	// identifyResponse is the answer to every IDENTIFY, built once in New.
 	identifyResponse []byte
@@ -80,7 +83,7 @@ func New(opts *Options) (*NSQLookupd, error) {
 		return nil, fmt.Errorf("unable to get hostname - %w", err)
 	}
 
-	l := &NSQLookupd{opts: opts, db: newRegistrationDB()}
+	l := &NSQLookupd{opts: opts, db: newRegistrationDB(), clock: realClock{}}
 	l.logf(lg.INFO, "%s", version.String("nsqlookupd"))
 
 	l.tcpListener, err = net.Listen("tcp", opts.TCPAddress)
