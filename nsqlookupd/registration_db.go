@@ -381,8 +381,9 @@ func (db *registrationDB) unregisterTopic(p *peer, topic string) (channels []str
 	if !ok || db.peerLocked(p) == nil {
 		return nil, false
 	}
-	for channel := range t.channels {
-		if db.removeChannelProducerLocked(t, channel, p.slot) {
+	for channel, producers := range t.channels {
+		if _, ok := producers[p.slot]; ok {
+			db.removeChannelProducerLocked(t, channel, p.slot)
 			channels = append(channels, channel)
 		}
 	}
