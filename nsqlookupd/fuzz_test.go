@@ -110,20 +110,11 @@ func runConn(t *testing.T, l *NSQLookupd, in []byte) {
 	if err := checkFrames(conn.out.Bytes(), l.identifyResponse); err != nil {
 		t.Fatalf("%s\ninput %q\nreply %q", err, in, conn.out.Bytes())
 	}
-	l.db.mu.RLock()
-	defer l.db.mu.RUnlock()
-	if n := len(l.db.peers); n != 0 {
-		t.Fatalf("peers after the connection ended: got %d; want 0 (input %q)", n, in)
+	if st := l.db.stats(time.Now(), time.Minute); st.Producers != 0 || st.Registrations != 0 {
+		t.Fatalf("after the connection ended: got %d producers, %d registrations; want 0 (input %q)", st.Producers, st.Registrations, in)
 	}
-	for name, tr := range l.db.topics {
-		if len(tr.producers) != 0 {
-			t.Fatalf("topic %q: got %d producers; want 0 (input %q)", name, len(tr.producers), in)
-		}
-		for ch, ps := range tr.channels {
-			if len(ps) != 0 {
-				t.Fatalf("channel %q/%q: got %d producers; want 0 (input %q)", name, ch, len(ps), in)
-			}
-		}
+	if errs := l.db.checkInvariants(); len(errs) > 0 {
+		t.Fatalf("registry broken (input %q): %v", in, errs)
 	}
 }
 
@@ -228,21 +219,21 @@ func FuzzCommandLine(f *testing.F) {
 		if client.peer != nil {
 			l.db.removePeer(client.peer)
 		}
-		if len(l.db.peers) != 0 {
-			t.Fatalf("%q: got %d peers after removePeer; want 0", line, len(l.db.peers))
+		if st := l.db.stats(time.Now(), time.Minute); st.Producers != 0 || st.Registrations != 0 {
+			t.Fatalf("%q: got %d producers, %d registrations after removePeer; want 0", line, st.Producers, st.Registrations)
 		}
-		for name, tr := range l.db.topics {
-			if len(tr.producers) != 0 {
-				t.Fatalf("%q: topic %q keeps %d producers; want 0", line, name, len(tr.producers))
+		for _, name := range l.db.channelNames(wildcard) {
+			if protocol.IsEphemeral(name) {
+				t.Fatalf("%q: ephemeral channel %q left without producers", line, name)
 			}
-			for ch, ps := range tr.channels {
-				if len(ps) != 0 || protocol.IsEphemeral(ch) {
-					t.Fatalf("%q: channel %q/%q left with %d producers; want it empty and not ephemeral", line, name, ch, len(ps))
-				}
-			}
-			if tr.registered && protocol.IsEphemeral(name) {
+		}
+		for _, name := range l.db.topicNames() {
+			if protocol.IsEphemeral(name) {
 				t.Fatalf("%q: ephemeral topic %q still registered with no producer", line, name)
 			}
+		}
+		if errs := l.db.checkInvariants(); len(errs) > 0 {
+			t.Fatalf("%q: registry broken: %v", line, errs)
 		}
 	})
 }

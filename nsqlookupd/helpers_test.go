@@ -159,8 +159,8 @@ func (c *tcpClient) identifyRaw(body string) string {
 	return c.mustRead()
 }
 
-// producer connects a producer identified with these ports.
-func producer(tb testing.TB, l *NSQLookupd, tcpPort, httpPort int) *tcpClient {
+// connectProducer connects a producer identified with these ports.
+func connectProducer(tb testing.TB, l *NSQLookupd, tcpPort, httpPort int) *tcpClient {
 	tb.Helper()
 	c := dial(tb, l)
 	if ans := c.identifyRaw(identifyBody(tcpPort, httpPort)); ans[0] != '{' {

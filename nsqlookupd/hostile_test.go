@@ -78,7 +78,7 @@ var victimChannels = []string{"ch-a", "ch-b"}
 
 func newVictim(t *testing.T, l *NSQLookupd) *victim {
 	t.Helper()
-	v := &victim{c: producer(t, l, 6150, 6151)}
+	v := &victim{c: connectProducer(t, l, 6150, 6151)}
 	for i := 0; i < 3; i++ {
 		topic := fmt.Sprintf("victim-%d", i)
 		v.topics = append(v.topics, topic)
@@ -111,7 +111,7 @@ func checkHealth(t *testing.T, l *NSQLookupd, v *victim, wantPanics int64) {
 	}
 
 	port := int(7000 + healthPort.Add(1))
-	fresh := producer(t, l, port, port+1)
+	fresh := connectProducer(t, l, port, port+1)
 	topic := fmt.Sprintf("health-%d", port)
 	fresh.mustOK("REGISTER " + topic + " ch")
 	var lookup struct {
@@ -502,9 +502,7 @@ func trackedConns(l *NSQLookupd) int {
 
 // peerCount returns how many identified producers the registry holds.
 func peerCount(l *NSQLookupd) int {
-	l.db.mu.RLock()
-	defer l.db.mu.RUnlock()
-	return len(l.db.peers)
+	return l.db.stats(time.Now(), 0).Producers
 }
 
 // connectionChurn connects and disconnects 2000 times, a third of the
@@ -761,10 +759,10 @@ func TestRecoverPanic(t *testing.T) {
 		}
 	})
 	v := newVictim(t, l)
-	other := producer(t, l, 5250, 5251)
+	other := connectProducer(t, l, 5250, 5251)
 	other.mustOK("REGISTER shared c1")
 
-	bad := producer(t, l, 5350, 5351)
+	bad := connectProducer(t, l, 5350, 5351)
 	bad.mustOK("REGISTER shared c2")
 	bad.mustOK("REGISTER bad-only#ephemeral")
 	bad.write("REGISTER boom\n")

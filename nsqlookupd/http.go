@@ -2,9 +2,11 @@ package nsqlookupd
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"time"
 
 	"github.com/julienschmidt/httprouter"
 
@@ -110,12 +112,8 @@ func (s *httpServer) doInfo(w http.ResponseWriter, req *http.Request, ps httprou
 	return infoResponse{Version: version.Binary}, nil
 }
 
-type topicsResponse struct {
-	Topics []string `json:"topics"`
-}
-
 func (s *httpServer) doTopics(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
-	return topicsResponse{Topics: s.nsqlookupd.db.topicNames()}, nil
+	return http_api.JSON(s.nsqlookupd.db.topicsJSON()), nil
 }
 
 type channelsResponse struct {
@@ -127,6 +125,9 @@ func (s *httpServer) doChannels(w http.ResponseWriter, req *http.Request, ps htt
 	if err != nil {
 		return nil, err
 	}
+	if topicName == wildcard {
+		return http_api.JSON(s.nsqlookupd.db.allChannelsJSON()), nil
+	}
 	return channelsResponse{Channels: s.nsqlookupd.db.channelNames(topicName)}, nil
 }
 
@@ -135,20 +136,37 @@ func (s *httpServer) doLookup(w http.ResponseWriter, req *http.Request, ps httpr
 	if err != nil {
 		return nil, err
 	}
-	channels, producers, ok := s.nsqlookupd.db.lookup(topicName)
-	if !ok {
-		return nil, errTopicNotFound
+	var channels []string
+	var channelsJSON []byte // instead of channels, encoded
+	var producers []producer
+	if topicName == wildcard {
+		// every channel and producer: shared by the requests that ask
+		// while the registry stays as it is
+		all := s.nsqlookupd.db.lookupAll()
+		if !all.ok {
+			return nil, errTopicNotFound
+		}
+		channelsJSON, producers = all.channelsJSON, all.producers
+	} else {
+		var ok bool
+		if channels, producers, ok = s.nsqlookupd.db.lookup(topicName); !ok {
+			return nil, errTopicNotFound
+		}
 	}
 	opts := s.nsqlookupd.opts
 	now := s.nsqlookupd.clock.Now()
 	// {"channels":[...],"producers":[...]}, from each producer's sealed JSON
-	size := 32 + 24*len(channels)
+	size := 32 + len(channelsJSON) + 24*len(channels)
 	for _, p := range producers {
-		size += len(p.info.json) + 1
+		size += len(p.peer.info.json) + 1
 	}
 	b := make([]byte, 0, size)
 	b = append(b, `{"channels":`...)
-	b = appendNames(b, channels)
+	if channelsJSON != nil {
+		b = append(b, channelsJSON...)
+	} else {
+		b = appendNames(b, channels)
+	}
 	b = append(b, `,"producers":[`...)
 	first := true
 	for _, p := range producers {
@@ -156,7 +174,7 @@ func (s *httpServer) doLookup(w http.ResponseWriter, req *http.Request, ps httpr
 			if !first {
 				b = append(b, ',')
 			}
-			b = append(b, p.info.json...)
+			b = append(b, p.peer.info.json...)
 			first = false
 		}
 	}
@@ -164,65 +182,61 @@ func (s *httpServer) doLookup(w http.ResponseWriter, req *http.Request, ps httpr
 	return http_api.JSON(b), nil
 }
 
+// doNodes writes each active producer's entry as the registry keeps it
+// encoded: concurrent answers share those bytes.
 func (s *httpServer) doNodes(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
 	opts := s.nsqlookupd.opts
 	now := s.nsqlookupd.clock.Now()
 	nodes := s.nsqlookupd.db.nodes(now, opts.TombstoneLifetime)
-	// {"producers":[{<producer fields>,"tombstones":[...],"topics":[...]},...]}
-	size := 16
-	for _, n := range nodes {
-		size += len(n.info.json) + 32
-		for _, t := range n.topics {
-			size += len(t) + 9
+	return http_api.JSONStream(func(w io.Writer) error {
+		// {"producers":[{<producer fields>,"tombstones":[...],"topics":[...]},...]}
+		if _, err := io.WriteString(w, `{"producers":[`); err != nil {
+			return err
 		}
-	}
-	b := make([]byte, 0, size)
-	b = append(b, `{"producers":[`...)
-	first := true
-	for _, n := range nodes {
-		// tombstoned nodes stay listed; only inactivity hides a node
-		if !n.isActive(now, opts.InactiveProducerTimeout, 0) {
-			continue
-		}
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = append(b, n.info.json[:len(n.info.json)-1]...) // without its '}'
-		b = append(b, `,"tombstones":[`...)
-		for i, t := range n.tombstones {
-			if i > 0 {
-				b = append(b, ',')
+		first := true
+		for _, n := range nodes {
+			// tombstoned nodes stay listed; only inactivity hides a node
+			if !(producer{peer: n.peer}).isActive(now, opts.InactiveProducerTimeout, 0) {
+				continue
 			}
-			b = strconv.AppendBool(b, t)
+			if !first {
+				if _, err := io.WriteString(w, ","); err != nil {
+					return err
+				}
+			}
+			first = false
+			if _, err := w.Write(n.json); err != nil {
+				return err
+			}
 		}
-		b = append(b, `],"topics":`...)
-		b = appendNames(b, n.topics)
-		b = append(b, '}')
-	}
-	b = append(b, "]}"...)
-	return http_api.JSON(b), nil
+		_, err := io.WriteString(w, "]}")
+		return err
+	}), nil
 }
 
-// appendNames appends names as a JSON array of strings. Topic and channel
-// names are [.a-zA-Z0-9_#-] only, so they are written as they are; any
-// other string is left to encoding/json.
+// appendNames appends names as a JSON array of strings.
 func appendNames(b []byte, names []string) []byte {
 	b = append(b, '[')
 	for i, name := range names {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		if plainJSON(name) {
-			b = append(b, '"')
-			b = append(b, name...)
-			b = append(b, '"')
-		} else {
-			q, _ := json.Marshal(name)
-			b = append(b, q...)
-		}
+		b = appendJSONString(b, name)
 	}
 	return append(b, ']')
+}
+
+// appendJSONString appends s as a JSON string, as encoding/json writes it.
+// Topic and channel names are [.a-zA-Z0-9_#-] only, so they are written as
+// they are; any other string is left to encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	if plainJSON(s) {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	q, _ := json.Marshal(s)
+	return append(b, q...)
 }
 
 // plainJSON reports whether s needs no escaping in a JSON string as
@@ -237,45 +251,61 @@ func plainJSON(s string) bool {
 	return true
 }
 
-// debugProducer is one entry of /debug; fields in the sorted order of
-// v1.3.0's map.
-type debugProducer struct {
-	BroadcastAddress string `json:"broadcast_address"`
-	Hostname         string `json:"hostname"`
-	HTTPPort         int    `json:"http_port"`
-	ID               string `json:"id"`
-	LastUpdate       int64  `json:"last_update"`
-	TCPPort          int    `json:"tcp_port"`
-	Tombstoned       bool   `json:"tombstoned"`
-	TombstonedAt     int64  `json:"tombstoned_at"`
-	TopologyRegion   string `json:"topology_region,omitempty"`
-	TopologyZone     string `json:"topology_zone,omitempty"`
-	Version          string `json:"version"`
+// doDebug streams the registrations: /debug is the largest answer (about
+// 240 bytes a registration), so it is encoded a registration at a time,
+// never held whole.
+func (s *httpServer) doDebug(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+	db := s.nsqlookupd.db
+	return http_api.JSONStream(func(w io.Writer) error {
+		// {"<key>":[{"broadcast_address":...},...],...}: the fields and keys
+		// in the sorted order of v1.3.0's maps
+		b := []byte{'{'}
+		var err error
+		first := true
+		db.debugEach(func(key string, producers []producer) bool {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = appendJSONString(b, key)
+			b = append(b, ':', '[')
+			for i, p := range producers {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendDebugProducer(b, p)
+			}
+			b = append(b, ']')
+			_, err = w.Write(b)
+			b = b[:0]
+			return err == nil
+		})
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(append(b, '}'))
+		return err
+	}), nil
 }
 
-func (s *httpServer) doDebug(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
-	state := s.nsqlookupd.db.debugState()
-	data := make(map[string][]debugProducer, len(state))
-	for key, producers := range state {
-		list := make([]debugProducer, len(producers))
-		for i, p := range producers {
-			list[i] = debugProducer{
-				BroadcastAddress: p.info.BroadcastAddress,
-				Hostname:         p.info.Hostname,
-				HTTPPort:         p.info.HTTPPort,
-				ID:               p.info.id,
-				LastUpdate:       p.lastUpdate,
-				TCPPort:          p.info.TCPPort,
-				Tombstoned:       p.tombstoned,
-				TombstonedAt:     p.tombstonedAt.UnixNano(),
-				TopologyRegion:   p.info.TopologyRegion,
-				TopologyZone:     p.info.TopologyZone,
-				Version:          p.info.Version,
-			}
-		}
-		data[key] = list
+// zeroTimeUnixNano is Go's zero time in unix ns: v1.3.0's tombstoned_at
+// for a producer never tombstoned.
+var zeroTimeUnixNano = time.Time{}.UnixNano()
+
+// appendDebugProducer appends p as one entry of /debug.
+func appendDebugProducer(b []byte, p producer) []byte {
+	d := &p.peer.info.debug
+	b = append(b, d[0]...)
+	b = strconv.AppendInt(b, p.peer.lastUpdate.Load(), 10)
+	b = append(b, d[1]...)
+	b = strconv.AppendBool(b, p.tomb != nil)
+	b = append(b, d[2]...)
+	at := zeroTimeUnixNano
+	if p.tomb != nil {
+		at = p.tomb.at
 	}
-	return data, nil
+	b = strconv.AppendInt(b, at, 10)
+	return append(b, d[3]...)
 }
 
 func (s *httpServer) doCreateTopic(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {

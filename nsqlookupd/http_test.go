@@ -72,7 +72,7 @@ func apiErr(method, path string, status int, msg string) httpCase {
 // against a registry holding one producer.
 func TestHTTPReadRoutes(t *testing.T) {
 	l := startLookupd(t, nil)
-	p := producer(t, l, 4150, 4151)
+	p := connectProducer(t, l, 4150, 4151)
 	p.mustOK("REGISTER t c2")
 	p.mustOK("REGISTER t c1")
 	p.mustOK("REGISTER u c1")
@@ -163,9 +163,9 @@ func TestHTTPPanicAnswers500(t *testing.T) {
 	}
 }
 
-// zeroTimeUnixNano is what v1.3.0 reports as tombstoned_at of a producer
+// goZeroTimeUnixNano is what v1.3.0 reports as tombstoned_at of a producer
 // never tombstoned: Go's zero time in unix nanoseconds.
-const zeroTimeUnixNano = -6795364578871345152
+const goZeroTimeUnixNano = -6795364578871345152
 
 type debugEntry struct {
 	ID               string `json:"id"`
@@ -182,7 +182,7 @@ type debugEntry struct {
 func TestDebug(t *testing.T) {
 	l := startLookupd(t, nil)
 	before := time.Now().UnixNano()
-	p := producer(t, l, 4150, 4151)
+	p := connectProducer(t, l, 4150, 4151)
 	p.mustOK("REGISTER t c")
 	httpDo(t, l, "POST", "/topic/create?topic=empty")
 	resp, _ := httpDo(t, l, "POST", "/topic/tombstone?topic=t&node=127.0.0.1:4151")
@@ -217,7 +217,7 @@ func TestDebug(t *testing.T) {
 			if !e.Tombstoned || e.TombstonedAt < before {
 				t.Errorf("%s: got tombstoned=%v at %d; want true, after %d", k, e.Tombstoned, e.TombstonedAt, before)
 			}
-		} else if e.Tombstoned || e.TombstonedAt != zeroTimeUnixNano {
+		} else if e.Tombstoned || e.TombstonedAt != goZeroTimeUnixNano {
 			t.Errorf("%s: got tombstoned=%v at %d; want false at Go's zero time", k, e.Tombstoned, e.TombstonedAt)
 		}
 	}
@@ -227,7 +227,7 @@ func TestDebug(t *testing.T) {
 func TestLookupWildcardAndOrder(t *testing.T) {
 	l := startLookupd(t, nil)
 	for i := 5; i > 0; i-- {
-		c := producer(t, l, 4000+i, 5000+i)
+		c := connectProducer(t, l, 4000+i, 5000+i)
 		c.mustOK(fmt.Sprintf("REGISTER t%d c%d", i%2, i))
 	}
 	var lookup struct {

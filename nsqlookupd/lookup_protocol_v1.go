@@ -231,10 +231,23 @@ func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader *bufio.Reader, para
 		client, info.BroadcastAddress, info.TCPPort, info.HTTPPort, info.Version)
 
 	client.peer = newPeer(info, p.nsqlookupd.clock.Now())
-	if p.nsqlookupd.db.addPeer(client.peer) {
-		p.nsqlookupd.logf(lg.INFO, "DB: client(%s) REGISTER category:%s key:%s subkey:%s",
-			client, "client", "", "")
+	client.peer.close = client.Close
+	replaced, left := p.nsqlookupd.db.addPeer(client.peer)
+	if replaced != nil {
+		// The kernel gave a new connection the address of one we still
+		// hold: that one is dead. The newer connection's registrations
+		// count; the stale producer's go, and so does its connection.
+		p.nsqlookupd.logf(lg.WARN, "client(%s) replaces a stale producer with the same address; closing its connection", client)
+		for _, r := range left {
+			p.nsqlookupd.logf(lg.INFO, "DB: client(%s) UNREGISTER category:%s key:%s subkey:%s",
+				client, r.Category, r.Key, r.SubKey)
+		}
+		if replaced.close != nil {
+			replaced.close()
+		}
 	}
+	p.nsqlookupd.logf(lg.INFO, "DB: client(%s) REGISTER category:%s key:%s subkey:%s",
+		client, "client", "", "")
 	// Identified: the connection may now stay as long as the producer wants.
 	client.SetReadDeadline(time.Time{})
 	return p.nsqlookupd.identifyResponse, nil

@@ -39,11 +39,11 @@ func quietLookupd(t *testing.T) *NSQLookupd {
 	return startLookupdWith(t, func(o *Options) { o.Logger = lg.NilLogger{} }, nil)
 }
 
-// registryLens returns the sizes of the registry's maps.
+// registryLens returns how many topic entries (registered or holding
+// channels) and peers the registry holds.
 func registryLens(l *NSQLookupd) (topics, peers int) {
-	l.db.mu.RLock()
-	defer l.db.mu.RUnlock()
-	return len(l.db.topics), len(l.db.peers)
+	l.db.eachTopic(func(*topic) { topics++ })
+	return topics, l.db.stats(time.Now(), 0).Producers
 }
 
 func TestMemoryConnectionsClose(t *testing.T) {
@@ -178,15 +178,11 @@ func TestMemoryChannelRegistrations(t *testing.T) {
 			l := quietLookupd(t)
 			before := liveHeap()
 
-			c := producer(t, l, 30150, 30151)
+			c := connectProducer(t, l, 30150, 30151)
 			c.mustOK("REGISTER " + topic)
 			registerMany(t, c, topic, count, func(i int) string { return fmt.Sprintf("c-%d%s", i, tt.suffix) })
-			l.db.mu.RLock()
-			channels, regs := len(l.db.topics[topic].channels), 0
-			for _, pr := range l.db.peers {
-				regs = int(pr.topics[l.db.topics[topic].slot])
-			}
-			l.db.mu.RUnlock()
+			st := l.db.stats(time.Now(), 0)
+			channels, regs := st.Channels, st.Registrations
 			if channels != count || regs != count+1 {
 				t.Fatalf("registered: got %d channels, %d registrations of the producer; want %d and %d",
 					channels, regs, count, count+1)
@@ -198,19 +194,10 @@ func TestMemoryChannelRegistrations(t *testing.T) {
 				_, peers := registryLens(l)
 				return peers == 0 && trackedConns(l) == 0
 			})
-			l.db.mu.RLock()
-			tr := l.db.topics[topic]
-			left, withProducers := len(tr.channels), 0
-			for _, ps := range tr.channels {
-				if len(ps) > 0 {
-					withProducers++
-				}
-			}
-			producers := len(tr.producers)
-			l.db.mu.RUnlock()
-			if left != tt.wantLeft || withProducers != 0 || producers != 0 {
-				t.Fatalf("after the disconnect: got %d channels (%d with producers), %d topic producers; want %d, 0, 0",
-					left, withProducers, producers, tt.wantLeft)
+			st = l.db.stats(time.Now(), 0)
+			if left := len(l.db.channelNames(topic)); left != tt.wantLeft || st.Registrations != 0 {
+				t.Fatalf("after the disconnect: got %d channels, %d registrations; want %d, 0",
+					left, st.Registrations, tt.wantLeft)
 			}
 			after := liveHeap()
 
@@ -255,7 +242,7 @@ func TestShrinkKeepsRegistry(t *testing.T) {
 	if got := len(db.channelNames("big")); got != 11 {
 		t.Fatalf("big: got %d channels; want 11", got)
 	}
-	if got, peak := len(db.topics["big"].channels), db.topics["big"].channelsPeak; got != 11 || peak >= n/4 {
+	if got, peak := len(db.topic("big").channels), db.topic("big").channelsPeak; got != 11 || peak >= n/4 {
 		t.Fatalf("big: got %d channels, peak %d; want 11, and the peak reset by a reallocation", got, peak)
 	}
 	// Every topic is deleted in one wildcard range while db.topics shrinks.
@@ -263,8 +250,10 @@ func TestShrinkKeepsRegistry(t *testing.T) {
 	if len(topics) != 2*n+1 || len(channels) != 2*n+11 {
 		t.Fatalf("deleteTopic(*): got %d topics, %d channels; want %d and %d", len(topics), len(channels), 2*n+1, 2*n+11)
 	}
-	if len(db.topics) != 0 || len(db.topicNames()) != 0 || len(db.peers[p.info.id].topics) != 0 {
-		t.Fatalf("after deleteTopic(*): got %d topics, %v, peer index %v; want none", len(db.topics), db.topicNames(), db.peers[p.info.id].topics)
+	entries := 0
+	db.eachTopic(func(*topic) { entries++ })
+	if entries != 0 || len(db.topicNames()) != 0 || len(db.peers[p.info.id].topics) != 0 {
+		t.Fatalf("after deleteTopic(*): got %d topics, %v, peer index %v; want none", entries, db.topicNames(), db.peers[p.info.id].topics)
 	}
 	if removed := db.removePeer(p); len(removed) != 1 || len(db.peers) != 0 {
 		t.Fatalf("removePeer: got %v, %d peers left; want only the client registration, 0", removed, len(db.peers))

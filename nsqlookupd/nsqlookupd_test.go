@@ -49,7 +49,7 @@ func TestExitTwiceAndBounded(t *testing.T) {
 	go func() { mainDone <- l.Main() }()
 
 	// live connections of every kind: identified, half-sent, HTTP keep-alive
-	p := producer(t, l, 1, 2)
+	p := connectProducer(t, l, 1, 2)
 	p.mustOK("REGISTER t")
 	half := dial(t, l)
 	half.write("REGIS")
@@ -112,8 +112,8 @@ func TestNewListenFailure(t *testing.T) {
 func TestTombstoneLifetime(t *testing.T) {
 	const lifetime = 300 * time.Millisecond
 	l := startLookupd(t, func(o *Options) { o.TombstoneLifetime = lifetime })
-	a := producer(t, l, 1, 11)
-	b := producer(t, l, 2, 12)
+	a := connectProducer(t, l, 1, 11)
+	b := connectProducer(t, l, 2, 12)
 	a.mustOK("REGISTER t c")
 	a.mustOK("REGISTER u")
 	b.mustOK("REGISTER t")
@@ -159,7 +159,7 @@ func TestTombstoneLifetime(t *testing.T) {
 func TestInactiveProducerTimeout(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	l := startLookupd(t, func(o *Options) { o.InactiveProducerTimeout = timeout })
-	a := producer(t, l, 1, 11)
+	a := connectProducer(t, l, 1, 11)
 	a.mustOK("REGISTER t")
 	if got := fmt.Sprint(lookupPorts(t, l, "t")); got != "[1]" {
 		t.Fatalf("got %s; want [1]", got)
@@ -187,8 +187,8 @@ func TestInactiveProducerTimeout(t *testing.T) {
 
 func TestEphemeral(t *testing.T) {
 	l := startLookupd(t, nil)
-	a := producer(t, l, 1, 11)
-	b := producer(t, l, 2, 12)
+	a := connectProducer(t, l, 1, 11)
+	b := connectProducer(t, l, 2, 12)
 	a.mustOK("REGISTER t#ephemeral c#ephemeral")
 	b.mustOK("REGISTER t#ephemeral c#ephemeral")
 	a.mustOK("REGISTER t c#ephemeral")
@@ -238,8 +238,8 @@ func TestEphemeral(t *testing.T) {
 
 func TestDisconnectCleanup(t *testing.T) {
 	l := startLookupd(t, nil)
-	a := producer(t, l, 1, 11)
-	b := producer(t, l, 2, 12)
+	a := connectProducer(t, l, 1, 11)
+	b := connectProducer(t, l, 2, 12)
 	for _, c := range []*tcpClient{a, b} {
 		c.mustOK("REGISTER t c")
 		c.mustOK("REGISTER u")
@@ -278,8 +278,8 @@ func TestDisconnectCleanup(t *testing.T) {
 // are two producers, keyed by their remote addresses.
 func TestSameIdentityTwoProducers(t *testing.T) {
 	l := startLookupd(t, nil)
-	a := producer(t, l, 1, 11)
-	b := producer(t, l, 1, 11)
+	a := connectProducer(t, l, 1, 11)
+	b := connectProducer(t, l, 1, 11)
 	a.mustOK("REGISTER t")
 	b.mustOK("REGISTER t")
 	var a1 lookupAnswer
@@ -293,7 +293,7 @@ func TestIdentifyTimeout(t *testing.T) {
 	l := startLookupd(t, func(o *Options) { o.IdentifyTimeout = 200 * time.Millisecond })
 	// identified first: by the time the later silent connections are
 	// closed, its own deadline would have passed had IDENTIFY not lifted it
-	p := producer(t, l, 1, 2)
+	p := connectProducer(t, l, 1, 2)
 	silent := dialRaw(t, l)
 	magicOnly := dial(t, l)
 	silent.expectClosed()

@@ -125,7 +125,7 @@ func TestContentionProfiles(t *testing.T) {
 func contend(t *testing.T, l *NSQLookupd) {
 	var wg sync.WaitGroup
 	for i := 0; i < 4; i++ {
-		p := producer(t, l, 100+i, 200+i)
+		p := connectProducer(t, l, 100+i, 200+i)
 		wg.Add(2)
 		go func() {
 			defer wg.Done()

@@ -13,16 +13,94 @@ import (
 	"github.com/lookupd/nsqlookupd/internal/protocol"
 )
 
-// wildcard, as the topic of /lookup, /channels, /topic/delete or
-// /topic/tombstone, matches every topic.
-const wildcard = "*"
+// registrationDB is the daemon's only state: which producers (nsqd) hold
+// which registrations. A registration is the client registration, which
+// every identified producer is in; a topic registration; or a channel
+// registration of a topic. The registry is indexed by topic and by
+// producer, so each query costs what its answer holds, never a walk of
+// unrelated topics or producers.
+//
+// # Locking
+//
+// One mutex, mu, serializes every change: a writer takes it once, checks
+// and plans what it will change (allocating what it needs), then commits,
+// so a change happens whole or, if planning fails (panics), not at all.
+//
+// Readers do not queue behind writers. The hot queries, /lookup and
+// /channels of one topic, never take mu: they find the topic in a
+// concurrent map and copy it under the topic's own read lock, which a
+// writer holds only while it changes what that topic's readers see (its
+// registration, producers, tombstones, channel names): a slice insert or
+// a field store, well under a microsecond. /topics reads the sorted topic
+// names under namesMu, which a writer holds only to add or remove a topic
+// name. The long queries take mu a piece at a time: /nodes one producer at
+// a time, and only for producers whose topics changed since its last
+// answer (it keeps each producer's encoded entry); /debug one topic at a
+// time. The wildcard queries copy topic after topic under their read
+// locks. So a REGISTER waits at most for one producer's or one topic's
+// worth of copying, and a /lookup at most for one writer's store into that
+// same topic.
+//
+// Fields a reader sees are written only with mu and the topic's lock both
+// held; a reader holds either. Every other field is guarded by mu alone.
+//
+// # Invariants
+//
+// checkInvariants verifies each of these and names the number of any that
+// is broken:
+//
+//  1. topics maps each name to a *topic of that name, and holds exactly the
+//     topics that are registered or have a channel.
+//  2. A topic's producers are sorted by peer id, without duplicates, and
+//     each is a live peer: the one peers maps its id to.
+//  3. A topic with producers is registered.
+//  4. A topic's channelNames hold exactly the keys of its channels, in order.
+//  5. A channel's producers are live peers, without duplicates, each among
+//     the producers of the channel's topic.
+//  6. A live peer's topics map has a key for each topic whose producers
+//     hold it and no other; its value is the number of that topic's
+//     channels that hold the peer.
+//  7. names holds exactly the names of the registered topics.
+//  8. The counts equal what they count: producers, registered topics,
+//     channels, and registrations (producers of topic and channel
+//     registrations, the client registration not counted).
+//  9. The tombstone queue counts each tombstone of a producer entry once,
+//     and no other.
+//  10. Topic and channel names are valid names: they hold no ':', which
+//     /debug's key order relies on.
+type registrationDB struct {
+	mu sync.Mutex // serializes changes; guards what no other lock guards
+
+	topics sync.Map         // topic name -> *topic; changed under mu
+	peers  map[string]*peer // peer id -> the live peer: the client registration
+	// peersPeak is the most entries peers has held: see shrinkMap.
+	peersPeak int
+
+	namesMu sync.RWMutex // guards names; written with mu held too
+	names   sortedNames  // the registered topics' names
+
+	// gen counts changes of any answer, topicsGen changes of names and
+	// peersGen changes of peers: the answers' caches are keyed by them.
+	gen, topicsGen, peersGen atomic.Uint64
+
+	// The sizes /metrics reports, changed under mu.
+	nProducers, nTopics, nChannels, nRegistrations atomic.Int64
+	tombstones                                     tombstoneQueue
+
+	sortedPeers atomic.Pointer[peerList] // cache of peers sorted by id
+	answers     answers                  // shared answers of the large queries
+
+	// hook, when not nil, is called by each change after it has planned
+	// and before it commits. It is always nil in production: tests set it
+	// to inject a fault (a panic) where no input can cause one.
+	hook func(op string)
+}
 
 // peerInfo is what a producer (an nsqd) told us in IDENTIFY, plus the
 // address of its connection. It is written once, before the producer is
-// added to the registry, and never changed after: it is shared by pointer.
+// added to the registry, and never changed after.
 type peerInfo struct {
-	id   string // the connection's remote address: the producer's key
-	json []byte // the exported fields as a JSON object, encoded once by seal
+	id string // the connection's remote address: the producer's key
 
 	RemoteAddress    string `json:"remote_address"`
 	Hostname         string `json:"hostname"`
@@ -32,23 +110,59 @@ type peerInfo struct {
 	Version          string `json:"version"`
 	TopologyZone     string `json:"topology_zone,omitempty"`
 	TopologyRegion   string `json:"topology_region,omitempty"`
+
+	// The producer's JSON, encoded once by seal: /lookup and /nodes send
+	// json for every request, and /debug writes debug[0], last_update,
+	// debug[1], tombstoned, debug[2], tombstoned_at, debug[3] (the fields
+	// in the sorted order of v1.3.0's map).
+	json  []byte
+	debug [4][]byte
 }
 
-// seal encodes the producer's JSON once: /lookup and /nodes send it for
-// every request, and its fields never change after IDENTIFY.
+// seal encodes the producer's JSON once its fields are set.
 func (pi *peerInfo) seal() {
 	pi.json, _ = json.Marshal(pi)
+	str := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	pi.debug[0] = []byte(`{"broadcast_address":` + str(pi.BroadcastAddress) +
+		`,"hostname":` + str(pi.Hostname) +
+		`,"http_port":` + strconv.Itoa(pi.HTTPPort) +
+		`,"id":` + str(pi.id) + `,"last_update":`)
+	pi.debug[1] = []byte(`,"tcp_port":` + strconv.Itoa(pi.TCPPort) + `,"tombstoned":`)
+	pi.debug[2] = []byte(`,"tombstoned_at":`)
+	tail := ""
+	if pi.TopologyRegion != "" {
+		tail += `,"topology_region":` + str(pi.TopologyRegion)
+	}
+	if pi.TopologyZone != "" {
+		tail += `,"topology_zone":` + str(pi.TopologyZone)
+	}
+	pi.debug[3] = []byte(tail + `,"version":` + str(pi.Version) + `}`)
 }
 
-// peer is one identified registration connection.
+// node returns the producer's broadcast_address:http_port, as named by
+// /topic/tombstone.
+func (pi *peerInfo) node() string {
+	return pi.BroadcastAddress + ":" + strconv.Itoa(pi.HTTPPort)
+}
+
+// peer is one identified registration connection: a producer.
 type peer struct {
-	info peerInfo
+	info peerInfo // immutable
 	// lastUpdate is the time of IDENTIFY or of the last PING, in unix ns.
 	lastUpdate atomic.Int64
-	// slot is the peer's index in registrationDB.peerSlots and regs its
-	// index entry; guarded by registrationDB.mu, set by addPeer.
-	slot slot
-	regs *peerRegs
+
+	// topics has a key for each topic whose producers hold this peer; the
+	// value is how many of that topic's channels hold it. Guarded by mu.
+	topics map[*topic]int32
+	// gen counts changes of the peer's topics and tombstones: its /nodes
+	// entry, cached in node, is rebuilt when they no longer match. Written
+	// under mu.
+	gen  atomic.Uint64
+	node atomic.Pointer[nodeState]
+
+	// close closes the peer's connection, when a newer connection with
+	// the same id replaces it (see addPeer). Set before addPeer.
+	close func() error
 }
 
 func newPeer(info *peerInfo, now time.Time) *peer {
@@ -57,47 +171,39 @@ func newPeer(info *peerInfo, now time.Time) *peer {
 	return p
 }
 
-// slot is a small integer naming an identified peer, or a topic, inside
-// the registry. The maps that hold one entry per registration are keyed by
-// slots and hold no pointers: they cost a few bytes an entry and the
-// garbage collector never scans them, however large the cluster.
-type slot uint32
-
-// tombstone is a producer's tombstone in a topic registration: tombstones
-// are per (producer, topic). at is in unix ns and meaningful only when set.
+// tombstone is a producer entry's tombstone: tombstones are per (producer,
+// topic). It is immutable once made, but for the fields tombstoneQueue
+// guards; a new tombstone replaces it.
 type tombstone struct {
-	at  int64
-	set bool
+	at int64 // unix ns
+
+	// guarded by tombstoneQueue.mu
+	queued  bool // in the queue, and still the entry's tombstone
+	counted bool // counted as younger than the lifetime
 }
 
-// topicEntry is a producer's entry in a topic registration.
-type topicEntry struct {
-	slot slot
-	tb   tombstone
+// producer is a producer's entry in a topic registration, and what the
+// queries hand out: a copy of it is a consistent view of that entry.
+type producer struct {
+	peer *peer
+	tomb *tombstone // nil: not tombstoned
 }
 
-// topicReg holds everything registered under one topic name: the topic
-// registration itself, when it exists, and the topic's channel
+// topic holds everything registered under one topic name: the topic
+// registration itself, when there is one, and the topic's channel
 // registrations, which may exist without it.
-type topicReg struct {
-	name       string
-	slot       slot
-	registered bool // ("topic", name, "") exists
-	// producers holds the topic registration's producers sorted by peer
-	// id, the order /lookup answers in; empty unless registered.
-	producers []topicEntry
-	// channels maps a channel name to its producers; a channel without
-	// producers holds a nil map (see removeChannelProducerLocked).
-	channels     map[string]map[slot]struct{}
-	channelsPeak int      // most entries channels has held: see shrink
-	channelNames []string // the keys of channels, sorted
-}
+type topic struct {
+	name string
 
-// peerRegs indexes one identified peer's registrations: the number of its
-// registrations (topic and channel) under each topic.
-type peerRegs struct {
-	peer   *peer
-	topics map[slot]int32 // topic slot -> count
+	mu         sync.RWMutex // readers' lock: guards the fields below, written with registrationDB.mu held too
+	registered bool         // ("topic", name, "") exists
+	producers  []producer   // the topic registration's producers, sorted by peer id
+	chanNames  sortedNames  // the channel registrations' names
+
+	// channels maps a channel name to its producers (unordered, few);
+	// guarded by registrationDB.mu.
+	channels     map[string][]*peer
+	channelsPeak int // most entries channels has held: see shrinkMap
 }
 
 // registration names one (category, key, subkey) triple, for logs.
@@ -111,32 +217,16 @@ func compareRegistrations(a, b registration) int {
 		strings.Compare(a.Key, b.Key), strings.Compare(a.SubKey, b.SubKey))
 }
 
-// registrationDB is the daemon's only state: which producers hold which
-// registrations. It is safe for concurrent use. Every method takes the lock
-// once and returns copies; the indexes make each one cost what its answer
-// holds, never a walk of unrelated topics or peers.
-type registrationDB struct {
-	mu     sync.RWMutex         // guards the fields below, and what they point to but peer.lastUpdate
-	topics map[string]*topicReg // topic name -> its registrations
-	peers  map[string]*peerRegs // peer id -> its registrations: the ("client", "", "") registration
-
-	peerSlots  []*peer     // peer slot -> peer; nil when free
-	topicSlots []*topicReg // topic slot -> topic; nil when free
-	freePeers  []slot      // free indexes of peerSlots
-	freeTopics []slot      // free indexes of topicSlots
-
-	topicsPeak, peersPeak int // most entries topics and peers have held: see shrink
-}
-
 // shrinkMin is the size below which a map is never reallocated.
 const shrinkMin = 64
 
-// shrink returns m, or, when deletes have left it holding a quarter or less
-// of the peak entries it held, a copy sized to what it holds, and resets
-// *peak. Go maps never give back their storage: without this, a topic that
-// once had 50 000 ephemeral channels keeps ~1.7 MB after they are gone.
-// The copy costs O(len(m)), paid for by the 3/4 of peak deletes before it.
-func shrink[K comparable, V any](m map[K]V, peak *int) map[K]V {
+// shrinkMap returns m, or, when deletes have left it holding a quarter or
+// less of the peak entries it held, a copy sized to what it holds, and
+// resets *peak. Go maps never give back their storage: without this, a
+// topic that once had 50 000 ephemeral channels keeps ~1.7 MB after they
+// are gone. The copy costs O(len(m)), paid for by the 3/4 of peak deletes
+// before it.
+func shrinkMap[K comparable, V any](m map[K]V, peak *int) map[K]V {
 	if *peak < shrinkMin || len(m) > *peak/4 {
 		return m
 	}
@@ -148,307 +238,464 @@ func shrink[K comparable, V any](m map[K]V, peak *int) map[K]V {
 	return c
 }
 
-// allocSlot returns a free index of a slot table, growing it if none is free.
-func allocSlot[T any](table *[]*T, free *[]slot, v *T) slot {
-	if n := len(*free); n > 0 {
-		s := (*free)[n-1]
-		*free = (*free)[:n-1]
-		(*table)[s] = v
-		return s
-	}
-	*table = append(*table, v)
-	return slot(len(*table) - 1)
-}
-
 func newRegistrationDB() *registrationDB {
-	return &registrationDB{
-		topics: make(map[string]*topicReg),
-		peers:  make(map[string]*peerRegs),
-	}
+	return &registrationDB{peers: make(map[string]*peer)}
 }
 
-// topicLocked returns the topicReg of name, creating it.
-func (db *registrationDB) topicLocked(name string) *topicReg {
-	t, ok := db.topics[name]
-	if !ok {
-		t = &topicReg{
-			name:     name,
-			channels: make(map[string]map[slot]struct{}),
-		}
-		t.slot = allocSlot(&db.topicSlots, &db.freeTopics, t)
-		db.topics[name] = t
-		db.topicsPeak = max(db.topicsPeak, len(db.topics))
-	}
-	return t
-}
-
-// matchLocked calls f for the topic named name, or for every topic when name
-// is the wildcard.
-func (db *registrationDB) matchLocked(name string, f func(*topicReg)) {
-	if name == wildcard {
-		for _, t := range db.topics {
-			f(t)
-		}
-		return
-	}
-	if t, ok := db.topics[name]; ok {
-		f(t)
-	}
-}
-
-// gcLocked drops t once it holds no registration at all, and reallocates
-// maps that deletes have left much smaller than they were. No caller
-// ranges over t.channels when it calls gcLocked; deleteTopic ranges over
-// db.topics, but a range keeps reading the map it started with, and each
-// topic it yields is gc'd only by its own call.
-func (db *registrationDB) gcLocked(t *topicReg) {
-	if !t.registered && len(t.channels) == 0 {
-		delete(db.topics, t.name)
-		db.topicSlots[t.slot] = nil
-		db.freeTopics = append(db.freeTopics, t.slot)
-		db.topics = shrink(db.topics, &db.topicsPeak)
-		return
-	}
-	t.channels = shrink(t.channels, &t.channelsPeak)
-}
-
-// forgetLocked records that peer s lost one registration under topic t.
-func (db *registrationDB) forgetLocked(s slot, t *topicReg) {
-	p := db.peerSlots[s]
-	if p == nil {
-		return
-	}
-	pr := p.regs
-	if pr.topics[t.slot] <= 1 {
-		delete(pr.topics, t.slot)
-	} else {
-		pr.topics[t.slot]--
-	}
-}
-
-// peerLocked returns p's index entry, or nil if p is not (or no longer) in
-// the registry.
-func (db *registrationDB) peerLocked(p *peer) *peerRegs {
-	if int(p.slot) < len(db.peerSlots) && db.peerSlots[p.slot] == p {
-		return p.regs
+// topic returns the topic named name, or nil.
+func (db *registrationDB) topic(name string) *topic {
+	if v, ok := db.topics.Load(name); ok {
+		return v.(*topic)
 	}
 	return nil
 }
 
-// producerIndexLocked returns where peer s is, or would be, in
-// t.producers, and whether it is there.
-func (db *registrationDB) producerIndexLocked(t *topicReg, s slot) (int, bool) {
-	id := db.peerSlots[s].info.id
-	return slices.BinarySearchFunc(t.producers, id, func(e topicEntry, id string) int {
-		return strings.Compare(db.peerSlots[e.slot].info.id, id)
+// isLiveLocked reports whether p is the peer registered under its id.
+func (db *registrationDB) isLiveLocked(p *peer) bool {
+	return db.peers[p.info.id] == p
+}
+
+// planned calls the test hook, if any: everything is planned, nothing
+// changed yet.
+func (db *registrationDB) planned(op string) {
+	if db.hook != nil {
+		db.hook(op)
+	}
+}
+
+// changed records that answers changed.
+func (db *registrationDB) changed() { db.gen.Add(1) }
+
+// producerIndex returns where p is, or would be, in producers, and
+// whether it is there.
+func producerIndex(producers []producer, p *peer) (int, bool) {
+	return slices.BinarySearchFunc(producers, p.info.id, func(e producer, id string) int {
+		return strings.Compare(e.peer.info.id, id)
 	})
 }
 
-// addChannelLocked adds the channel registration (t.name channel) with no
-// producers, if absent.
-func addChannelLocked(t *topicReg, channel string) {
-	if _, ok := t.channels[channel]; ok {
-		return
-	}
-	t.channels[channel] = nil
-	t.channelsPeak = max(t.channelsPeak, len(t.channels))
-	i, _ := slices.BinarySearch(t.channelNames, channel)
-	t.channelNames = slices.Insert(t.channelNames, i, channel)
-}
-
-// deleteChannelLocked removes the channel registration (t.name channel).
-func deleteChannelLocked(t *topicReg, channel string) {
-	delete(t.channels, channel)
-	if i, ok := slices.BinarySearch(t.channelNames, channel); ok {
-		t.channelNames = slices.Delete(t.channelNames, i, i+1)
-	}
-	if len(t.channelNames) == 0 {
-		t.channelNames = nil
-	}
-}
-
-// addPeer adds an identified peer to the client registration. It reports
-// false if a peer with that id is there already.
-func (db *registrationDB) addPeer(p *peer) bool {
+// addPeer adds an identified peer to the client registration. A live peer
+// with the same id (the kernel reused its address; the old connection is
+// dead but not yet closed) is replaced: it leaves every registration, as
+// on a disconnect, and is returned with what it left, so its connection
+// can be closed.
+func (db *registrationDB) addPeer(p *peer) (replaced *peer, left []registration) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	if _, ok := db.peers[p.info.id]; ok {
-		return false
+	old := db.peers[p.info.id]
+	if old == p {
+		return nil, nil
 	}
-	pr := &peerRegs{peer: p, topics: make(map[slot]int32)}
-	p.regs = pr
-	p.slot = allocSlot(&db.peerSlots, &db.freePeers, p)
-	db.peers[p.info.id] = pr
+	var plan []topicRemoval
+	if old != nil {
+		plan = db.planRemovePeerLocked(old)
+	}
+	db.planned("addPeer")
+
+	if old != nil {
+		left = db.commitRemovePeerLocked(old, plan)
+	}
+	p.topics = make(map[*topic]int32)
+	db.peers[p.info.id] = p
 	db.peersPeak = max(db.peersPeak, len(db.peers))
-	return true
+	db.nProducers.Add(1)
+	db.peersGen.Add(1)
+	db.changed()
+	return old, left
 }
 
 // register adds p to (channel topic channel), when channel is not empty, and
 // to (topic topic), and reports which of the two it was not in before. A
 // repeated registration keeps the producer's tombstone.
-func (db *registrationDB) register(p *peer, topic, channel string) (channelAdded, topicAdded bool) {
+func (db *registrationDB) register(p *peer, topicName, channel string) (channelAdded, topicAdded bool) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	pr := db.peerLocked(p)
-	if pr == nil {
+	if !db.isLiveLocked(p) {
 		return false, false // the peer has gone: its connection is being torn down
 	}
-	t := db.topicLocked(topic)
+	t := db.topic(topicName)
+	newTopic := t == nil
+	var chProducers []*peer
+	newChannel := false
 	if channel != "" {
-		producers := t.channels[channel]
-		if producers == nil { // a new channel, or one without producers
-			addChannelLocked(t, channel)
-			producers = make(map[slot]struct{})
-			t.channels[channel] = producers
+		var ok bool
+		if t != nil {
+			chProducers, ok = t.channels[channel]
 		}
-		if _, ok := producers[p.slot]; !ok {
-			producers[p.slot] = struct{}{}
-			pr.topics[t.slot]++
-			channelAdded = true
-		}
+		newChannel = !ok
+		channelAdded = !slices.Contains(chProducers, p)
 	}
-	t.registered = true
-	if i, ok := db.producerIndexLocked(t, p.slot); !ok {
-		t.producers = slices.Insert(t.producers, i, topicEntry{slot: p.slot})
-		pr.topics[t.slot]++
+	if t != nil {
+		_, in := p.topics[t]
+		topicAdded = !in
+	} else {
 		topicAdded = true
 	}
+	if !channelAdded && !topicAdded {
+		return false, false // registered already (and so the topic is)
+	}
+	if newTopic {
+		t = &topic{name: strings.Clone(topicName), channels: make(map[string][]*peer)}
+	}
+	if newChannel {
+		channel = strings.Clone(channel)
+	}
+	db.planned("register")
+
+	if newTopic {
+		db.topics.Store(t.name, t)
+	}
+	if channelAdded {
+		t.channels[channel] = append(chProducers, p)
+		t.channelsPeak = max(t.channelsPeak, len(t.channels))
+		p.topics[t]++ // made below if topicAdded: a map's zero value counts up
+		db.nRegistrations.Add(1)
+	}
+	t.mu.Lock()
+	if newChannel {
+		t.chanNames.Insert(channel)
+		db.nChannels.Add(1)
+	}
+	registered := t.registered
+	t.registered = true
+	if topicAdded {
+		i, _ := producerIndex(t.producers, p)
+		t.producers = slices.Insert(t.producers, i, producer{peer: p})
+	}
+	t.mu.Unlock()
+	if !registered {
+		db.addNameLocked(t.name)
+	}
+	if topicAdded {
+		if _, ok := p.topics[t]; !ok {
+			p.topics[t] = 0
+		}
+		db.nRegistrations.Add(1)
+		p.gen.Add(1)
+	}
+	db.changed()
 	return channelAdded, topicAdded
 }
 
-// removeChannelProducerLocked removes peer s from channel of t and, if that
-// leaves an ephemeral channel empty, the channel itself.
-func (db *registrationDB) removeChannelProducerLocked(t *topicReg, channel string, s slot) bool {
+// addNameLocked records that the topic named name is now registered.
+func (db *registrationDB) addNameLocked(name string) {
+	db.namesMu.Lock()
+	db.names.Insert(name)
+	db.namesMu.Unlock()
+	db.nTopics.Add(1)
+	db.topicsGen.Add(1)
+}
+
+// removeNameLocked records that the topic named name is no longer
+// registered.
+func (db *registrationDB) removeNameLocked(name string) {
+	db.namesMu.Lock()
+	db.names.Delete(name)
+	db.namesMu.Unlock()
+	db.nTopics.Add(-1)
+	db.topicsGen.Add(1)
+}
+
+// gcLocked drops t from topics once it holds no registration at all, and
+// reallocates its channel map once deletes have left it much smaller than
+// it was. A reader that found t before sees an empty topic, as if it had
+// looked a moment later.
+func (db *registrationDB) gcLocked(t *topic) {
+	if !t.registered && len(t.channels) == 0 {
+		db.topics.CompareAndDelete(t.name, t)
+		return
+	}
+	t.channels = shrinkMap(t.channels, &t.channelsPeak)
+}
+
+// topicRemoval plans the removal of a peer from one topic: the channels it
+// leaves, which of them then go (ephemeral and left empty), and whether it
+// leaves the topic registration and the topic then goes.
+type topicRemoval struct {
+	t          *topic
+	channels   []string // channels holding the peer
+	drop       []bool   // drop[i]: channels[i] goes
+	fromTopic  bool     // the peer is among the topic's producers
+	dropTopic  bool     // the topic registration goes
+	producerAt int      // where the peer is in t.producers, if fromTopic
+}
+
+// planRemoveLocked plans the removal of p from topic t: from each channel
+// holding it, then from the topic registration. An ephemeral channel the
+// peer leaves empty goes; so does the topic registration if ephemeral and
+// empty afterwards, even if p was not in it (v1.3.0's rule for the topic
+// an UNREGISTER names; a peer leaving on disconnect is always in it).
+func planRemoveLocked(t *topic, p *peer) topicRemoval {
+	r := topicRemoval{t: t}
+	if p.topics[t] > 0 {
+		for name, producers := range t.channels {
+			if slices.Contains(producers, p) {
+				r.channels = append(r.channels, name)
+				r.drop = append(r.drop, len(producers) == 1 && protocol.IsEphemeral(name))
+			}
+		}
+	}
+	r.producerAt, r.fromTopic = producerIndex(t.producers, p)
+	left := len(t.producers)
+	if r.fromTopic {
+		left--
+	}
+	r.dropTopic = t.registered && left == 0 && protocol.IsEphemeral(t.name)
+	return r
+}
+
+// commitRemoveLocked carries out r for peer p.
+func (db *registrationDB) commitRemoveLocked(p *peer, r topicRemoval) {
+	t := r.t
+	for i, name := range r.channels {
+		producers := t.channels[name]
+		j := slices.Index(producers, p)
+		producers[j] = producers[len(producers)-1]
+		producers[len(producers)-1] = nil
+		t.channels[name] = shrinkSlice(producers[:len(producers)-1])
+		db.nRegistrations.Add(-1)
+		if r.drop[i] {
+			delete(t.channels, name)
+		}
+	}
+	if len(r.channels) > 0 {
+		p.topics[t] -= int32(len(r.channels))
+	}
+	t.mu.Lock()
+	for i, name := range r.channels {
+		if r.drop[i] {
+			t.chanNames.Delete(name)
+			db.nChannels.Add(-1)
+		}
+	}
+	if r.fromTopic {
+		db.tombstones.cancel(t.producers[r.producerAt].tomb)
+		t.producers = shrinkSlice(slices.Delete(t.producers, r.producerAt, r.producerAt+1))
+	}
+	if r.dropTopic {
+		t.registered = false
+	}
+	t.mu.Unlock()
+	if r.fromTopic {
+		delete(p.topics, t)
+		db.nRegistrations.Add(-1)
+		p.gen.Add(1)
+	}
+	if r.dropTopic {
+		db.removeNameLocked(t.name)
+	}
+	db.gcLocked(t)
+}
+
+// unregisterChannel removes p from (channel topic channel); an ephemeral
+// channel left empty is removed, whoever was in it (as v1.3.0 does). It
+// reports whether p was in the channel.
+func (db *registrationDB) unregisterChannel(p *peer, topicName, channel string) bool {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	t := db.topic(topicName)
+	if t == nil || !db.isLiveLocked(p) {
+		return false
+	}
 	producers, ok := t.channels[channel]
 	if !ok {
 		return false
 	}
-	_, removed := producers[s]
+	removed := slices.Contains(producers, p)
+	left := len(producers)
 	if removed {
-		delete(producers, s)
-		db.forgetLocked(s, t)
+		left--
 	}
-	if len(producers) == 0 {
-		if protocol.IsEphemeral(channel) {
-			deleteChannelLocked(t, channel)
-		} else {
-			// The registration stays, but not the storage of the map
-			// that held its producers (~200 bytes even when empty).
-			t.channels[channel] = nil
-		}
-	}
-	return removed
-}
-
-// removeTopicProducerLocked removes peer s from the topic registration of t
-// and, if that leaves an ephemeral topic empty, the registration itself.
-func (db *registrationDB) removeTopicProducerLocked(t *topicReg, s slot) bool {
-	i, removed := db.producerIndexLocked(t, s)
-	if removed {
-		t.producers = slices.Delete(t.producers, i, i+1)
-		if len(t.producers) == 0 {
-			t.producers = nil
-		}
-		db.forgetLocked(s, t)
-	}
-	if t.registered && len(t.producers) == 0 && protocol.IsEphemeral(t.name) {
-		t.registered = false
-	}
-	return removed
-}
-
-// unregisterChannel removes p from (channel topic channel); an ephemeral
-// channel left empty is removed.
-func (db *registrationDB) unregisterChannel(p *peer, topic, channel string) bool {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	t, ok := db.topics[topic]
-	if !ok || db.peerLocked(p) == nil {
+	drop := left == 0 && protocol.IsEphemeral(channel)
+	if !removed && !drop {
 		return false
 	}
-	removed := db.removeChannelProducerLocked(t, channel, p.slot)
-	db.gcLocked(t)
+	db.planned("unregisterChannel")
+
+	if removed {
+		db.commitRemoveLocked(p, topicRemoval{t: t, channels: []string{channel}, drop: []bool{drop}})
+	} else { // drop an empty ephemeral channel
+		db.dropChannelLocked(t, channel)
+		db.gcLocked(t)
+	}
+	db.changed()
 	return removed
 }
 
 // unregisterTopic removes p from every channel of topic, then from the
-// topic; ephemeral registrations left empty are removed. It returns the
-// channels p was removed from, and whether it was in the topic.
-func (db *registrationDB) unregisterTopic(p *peer, topic string) (channels []string, removed bool) {
+// topic; ephemeral channels it leaves empty are removed, and so is the
+// topic if ephemeral and empty afterwards. It returns the channels p was
+// removed from, sorted, and whether it was in the topic.
+func (db *registrationDB) unregisterTopic(p *peer, topicName string) (channels []string, removed bool) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	t, ok := db.topics[topic]
-	if !ok || db.peerLocked(p) == nil {
+	t := db.topic(topicName)
+	if t == nil || !db.isLiveLocked(p) {
 		return nil, false
 	}
-	for channel, producers := range t.channels {
-		if _, ok := producers[p.slot]; ok {
-			db.removeChannelProducerLocked(t, channel, p.slot)
-			channels = append(channels, channel)
-		}
+	r := planRemoveLocked(t, p)
+	if len(r.channels) == 0 && !r.fromTopic && !r.dropTopic {
+		return nil, false
 	}
-	removed = db.removeTopicProducerLocked(t, p.slot)
-	db.gcLocked(t)
-	slices.Sort(channels)
-	return channels, removed
+	channels = slices.Sorted(slices.Values(r.channels))
+	db.planned("unregisterTopic")
+
+	db.commitRemoveLocked(p, r)
+	db.changed()
+	return channels, r.fromTopic
+}
+
+// planRemovePeerLocked plans the removal of p from every registration.
+func (db *registrationDB) planRemovePeerLocked(p *peer) []topicRemoval {
+	plan := make([]topicRemoval, 0, len(p.topics))
+	for t := range p.topics {
+		plan = append(plan, planRemoveLocked(t, p))
+	}
+	return plan
+}
+
+// commitRemovePeerLocked carries out plan and removes p from the client
+// registration. It returns the registrations p left, sorted.
+func (db *registrationDB) commitRemovePeerLocked(p *peer, plan []topicRemoval) []registration {
+	left := []registration{{Category: "client"}}
+	for _, r := range plan {
+		for _, name := range r.channels {
+			left = append(left, registration{"channel", r.t.name, name})
+		}
+		if r.fromTopic {
+			left = append(left, registration{"topic", r.t.name, ""})
+		}
+		db.commitRemoveLocked(p, r)
+	}
+	delete(db.peers, p.info.id)
+	db.peers = shrinkMap(db.peers, &db.peersPeak)
+	db.nProducers.Add(-1)
+	db.peersGen.Add(1)
+	db.changed()
+	slices.SortFunc(left, compareRegistrations)
+	return left
 }
 
 // removePeer removes p from the client registration and from every
 // registration it holds, removing ephemeral ones it leaves empty. It returns
-// the registrations p was removed from, sorted.
+// the registrations p was removed from, sorted; none if p was not live.
 func (db *registrationDB) removePeer(p *peer) []registration {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	pr := db.peerLocked(p)
-	if pr == nil {
+	if !db.isLiveLocked(p) {
 		return nil
 	}
-	s := p.slot
-	removed := []registration{{Category: "client"}}
-	for ts := range pr.topics {
-		t := db.topicSlots[ts]
-		for channel, producers := range t.channels {
-			if _, ok := producers[s]; ok {
-				db.removeChannelProducerLocked(t, channel, s)
-				removed = append(removed, registration{"channel", t.name, channel})
-			}
-		}
-		if db.removeTopicProducerLocked(t, s) {
-			removed = append(removed, registration{"topic", t.name, ""})
-		}
-		db.gcLocked(t)
+	plan := db.planRemovePeerLocked(p)
+	db.planned("removePeer")
+	return db.commitRemovePeerLocked(p, plan)
+}
+
+// ensureTopicLocked returns the topic named name, registered, creating it.
+func (db *registrationDB) ensureTopicLocked(name string) *topic {
+	t := db.topic(name)
+	if t == nil {
+		t = &topic{name: strings.Clone(name), channels: make(map[string][]*peer)}
+		db.topics.Store(t.name, t)
 	}
-	delete(db.peers, p.info.id)
-	db.peerSlots[s] = nil
-	db.freePeers = append(db.freePeers, s)
-	db.peers = shrink(db.peers, &db.peersPeak)
-	slices.SortFunc(removed, compareRegistrations)
-	return removed
+	if !t.registered {
+		t.mu.Lock()
+		t.registered = true
+		t.mu.Unlock()
+		db.addNameLocked(t.name)
+	}
+	return t
 }
 
 // createTopic adds the registration (topic name) if absent.
 func (db *registrationDB) createTopic(name string) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	db.topicLocked(name).registered = true
+	if t := db.topic(name); t != nil && t.registered {
+		return
+	}
+	db.planned("createTopic")
+	db.ensureTopicLocked(name)
+	db.changed()
 }
 
 // createChannel adds (channel topic channel) and (topic topic) if absent.
-func (db *registrationDB) createChannel(topic, channel string) {
+func (db *registrationDB) createChannel(topicName, channel string) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	t := db.topicLocked(topic)
-	addChannelLocked(t, channel) // no producers yet: register makes the map
-	t.registered = true
+	if t := db.topic(topicName); t != nil && t.registered {
+		if _, ok := t.channels[channel]; ok {
+			return
+		}
+	}
+	db.planned("createChannel")
+	t := db.ensureTopicLocked(topicName)
+	if _, ok := t.channels[channel]; !ok {
+		channel = strings.Clone(channel)
+		t.channels[channel] = nil // no producers yet: register makes the slice
+		t.channelsPeak = max(t.channelsPeak, len(t.channels))
+		t.mu.Lock()
+		t.chanNames.Insert(channel)
+		t.mu.Unlock()
+		db.nChannels.Add(1)
+	}
+	db.changed()
 }
 
-// dropChannelLocked removes the registration (channel t.name channel), with
-// its producers.
-func (db *registrationDB) dropChannelLocked(t *topicReg, channel string) {
-	for s := range t.channels[channel] {
-		db.forgetLocked(s, t)
+// dropChannelLocked removes the registration (channel t.name channel),
+// with its producers.
+func (db *registrationDB) dropChannelLocked(t *topic, channel string) {
+	for _, p := range t.channels[channel] {
+		p.topics[t]--
 	}
-	deleteChannelLocked(t, channel)
+	db.nRegistrations.Add(-int64(len(t.channels[channel])))
+	delete(t.channels, channel)
+	t.mu.Lock()
+	t.chanNames.Delete(channel)
+	t.mu.Unlock()
+	db.nChannels.Add(-1)
+}
+
+// dropTopicLocked removes every channel registration of t, then the topic
+// registration with its producers, and returns what it removed.
+func (db *registrationDB) dropTopicLocked(t *topic) (channels []registration, registered bool) {
+	for channel := range t.channels {
+		db.dropChannelLocked(t, channel)
+		channels = append(channels, registration{"channel", t.name, channel})
+	}
+	registered = t.registered
+	if registered {
+		t.mu.Lock()
+		producers := t.producers
+		t.producers = nil
+		t.registered = false
+		t.mu.Unlock()
+		for _, e := range producers {
+			db.tombstones.cancel(e.tomb)
+			delete(e.peer.topics, t)
+			e.peer.gen.Add(1)
+		}
+		db.nRegistrations.Add(-int64(len(producers)))
+		db.removeNameLocked(t.name)
+	}
+	db.gcLocked(t)
+	return channels, registered
+}
+
+// matchingLocked returns the topic named name, or every topic for the
+// wildcard.
+func (db *registrationDB) matchingLocked(name string) []*topic {
+	if name != wildcard {
+		if t := db.topic(name); t != nil {
+			return []*topic{t}
+		}
+		return nil
+	}
+	var all []*topic
+	db.topics.Range(func(_, v any) bool {
+		all = append(all, v.(*topic))
+		return true
+	})
+	return all
 }
 
 // deleteTopic removes every channel registration of the matching topics,
@@ -457,21 +704,19 @@ func (db *registrationDB) dropChannelLocked(t *topicReg, channel string) {
 func (db *registrationDB) deleteTopic(name string) (channels []registration, topics []string) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	db.matchLocked(name, func(t *topicReg) {
-		for channel := range t.channels {
-			db.dropChannelLocked(t, channel)
-			channels = append(channels, registration{"channel", t.name, channel})
-		}
-		if t.registered {
-			for _, e := range t.producers {
-				db.forgetLocked(e.slot, t)
-			}
-			t.producers = nil
-			t.registered = false
+	matching := db.matchingLocked(name)
+	if len(matching) == 0 {
+		return nil, nil
+	}
+	db.planned("deleteTopic")
+	for _, t := range matching {
+		chs, registered := db.dropTopicLocked(t)
+		channels = append(channels, chs...)
+		if registered {
 			topics = append(topics, t.name)
 		}
-		db.gcLocked(t)
-	})
+	}
+	db.changed()
 	slices.SortFunc(channels, compareRegistrations)
 	slices.Sort(topics)
 	return channels, topics
@@ -479,237 +724,137 @@ func (db *registrationDB) deleteTopic(name string) (channels []registration, top
 
 // deleteChannel removes the registration (channel topic channel) with its
 // producers; it reports false if there was none.
-func (db *registrationDB) deleteChannel(topic, channel string) bool {
+func (db *registrationDB) deleteChannel(topicName, channel string) bool {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	t, ok := db.topics[topic]
-	if !ok {
+	t := db.topic(topicName)
+	if t == nil {
 		return false
 	}
 	if _, ok := t.channels[channel]; !ok {
 		return false
 	}
+	db.planned("deleteChannel")
 	db.dropChannelLocked(t, channel)
 	db.gcLocked(t)
+	db.changed()
 	return true
 }
 
 // tombstone marks, in the matching topics, every producer whose
 // broadcast_address:http_port is node as tombstoned at now. It returns how
 // many entries it marked.
-func (db *registrationDB) tombstone(topic, node string, now time.Time) int {
+func (db *registrationDB) tombstone(topicName, node string, now time.Time) int {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	n := 0
-	db.matchLocked(topic, func(t *topicReg) {
+	type mark struct {
+		t *topic
+		i int
+	}
+	var marks []mark
+	for _, t := range db.matchingLocked(topicName) {
 		for i, e := range t.producers {
-			if db.peerSlots[e.slot].info.node() == node {
-				t.producers[i].tb = tombstone{at: now.UnixNano(), set: true}
-				n++
-			}
-		}
-	})
-	return n
-}
-
-// node returns the producer's broadcast_address:http_port, as named by
-// /topic/tombstone.
-func (pi *peerInfo) node() string {
-	return pi.BroadcastAddress + ":" + strconv.Itoa(pi.HTTPPort)
-}
-
-// producerState is a copy of a producer's registration state.
-type producerState struct {
-	info         *peerInfo // immutable, shared
-	lastUpdate   int64
-	tombstoned   bool
-	tombstonedAt time.Time
-}
-
-// stateLocked returns the state of peer s with the tombstone tb.
-func (db *registrationDB) stateLocked(s slot, tb tombstone) producerState {
-	ps := peerState(db.peerSlots[s])
-	if tb.set {
-		ps.tombstoned, ps.tombstonedAt = true, time.Unix(0, tb.at)
-	}
-	return ps
-}
-
-func peerState(p *peer) producerState {
-	return producerState{info: &p.info, lastUpdate: p.lastUpdate.Load()}
-}
-
-// isTombstoned reports whether the producer's tombstone is younger than
-// lifetime.
-func (ps producerState) isTombstoned(now time.Time, lifetime time.Duration) bool {
-	return ps.tombstoned && now.Sub(ps.tombstonedAt) < lifetime
-}
-
-// isActive reports whether the producer pinged within inactiveTimeout and is
-// not tombstoned within lifetime.
-func (ps producerState) isActive(now time.Time, inactiveTimeout, lifetime time.Duration) bool {
-	return now.UnixNano()-ps.lastUpdate <= int64(inactiveTimeout) && !ps.isTombstoned(now, lifetime)
-}
-
-func byID(a, b producerState) int {
-	return strings.Compare(a.info.id, b.info.id)
-}
-
-// topicNames returns the names of every topic registration, sorted.
-func (db *registrationDB) topicNames() []string {
-	db.mu.RLock()
-	defer db.mu.RUnlock()
-	return db.topicNamesLocked()
-}
-
-func (db *registrationDB) topicNamesLocked() []string {
-	names := make([]string, 0, len(db.topics))
-	for name, t := range db.topics {
-		if t.registered {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
-	return names
-}
-
-// channelsLocked appends the channel names of the matching topics, sorted.
-func (db *registrationDB) channelsLocked(topic string, channels []string) []string {
-	db.matchLocked(topic, func(t *topicReg) {
-		channels = append(channels, t.channelNames...)
-	})
-	if topic == wildcard {
-		slices.Sort(channels)
-	}
-	return channels
-}
-
-// channelNames returns the channel names of topic (of every topic for the
-// wildcard), sorted; never nil.
-func (db *registrationDB) channelNames(topic string) []string {
-	db.mu.RLock()
-	defer db.mu.RUnlock()
-	return db.channelsLocked(topic, []string{})
-}
-
-// lookup returns the channels and producers of topic (for the wildcard: of
-// every topic, each producer once, in its least tombstoned entry). ok is
-// false when no matching topic registration exists.
-func (db *registrationDB) lookup(topic string) (channels []string, producers []producerState, ok bool) {
-	db.mu.RLock()
-	defer db.mu.RUnlock()
-	if topic != wildcard {
-		t, found := db.topics[topic]
-		if !found || !t.registered {
-			return nil, nil, false
-		}
-		producers = make([]producerState, len(t.producers))
-		for i, e := range t.producers {
-			producers[i] = db.stateLocked(e.slot, e.tb)
-		}
-		return append(make([]string, 0, len(t.channelNames)), t.channelNames...), producers, true
-	}
-
-	index := make(map[slot]int)
-	for _, t := range db.topics {
-		if !t.registered {
-			continue
-		}
-		ok = true
-		for _, e := range t.producers {
-			s, tb := e.slot, e.tb
-			i, seen := index[s]
-			switch {
-			case !seen:
-				index[s] = len(producers)
-				producers = append(producers, db.stateLocked(s, tb))
-			case !tb.set:
-				producers[i] = db.stateLocked(s, tb)
-			case producers[i].tombstoned && tb.at < producers[i].tombstonedAt.UnixNano():
-				producers[i] = db.stateLocked(s, tb)
+			if e.peer.info.node() == node {
+				marks = append(marks, mark{t, i})
 			}
 		}
 	}
-	if !ok {
-		return nil, nil, false
+	if len(marks) == 0 {
+		return 0
 	}
-	slices.SortFunc(producers, byID)
-	return db.channelsLocked(topic, []string{}), producers, true
+	tombs := make([]*tombstone, len(marks))
+	for i := range tombs {
+		tombs[i] = &tombstone{at: now.UnixNano()}
+	}
+	db.planned("tombstone")
+	for i, m := range marks {
+		e := &m.t.producers[m.i]
+		db.tombstones.replace(e.tomb, tombs[i])
+		m.t.mu.Lock()
+		e.tomb = tombs[i]
+		m.t.mu.Unlock()
+		e.peer.gen.Add(1)
+	}
+	db.changed()
+	return len(marks)
 }
 
-// nodeState is a copy of an identified producer with the topics it is
-// registered in, sorted, and whether it is tombstoned in each.
-type nodeState struct {
-	producerState
-	topics     []string
-	tombstones []bool // tombstones[i] is for topics[i]
+// tombstoneQueue counts the tombstones younger than the lifetime without
+// walking the registry: the tombstones in the order they were made, which
+// is the order they expire in. Its own mutex keeps a /metrics scrape off
+// the registry's.
+type tombstoneQueue struct {
+	mu     sync.Mutex
+	queue  []*tombstone // oldest first; some no longer queued
+	queued int          // tombstones in queue still queued
+	active int          // of those, counted: not yet seen expired
 }
 
-// nodes returns every identified producer, sorted by id, with its topics
-// and, for each, whether its tombstone there is younger than lifetime at
-// now. One pass over the topics in name order appends each to its
-// producers' lists, so no list needs sorting: the cost is the answer's size.
-func (db *registrationDB) nodes(now time.Time, lifetime time.Duration) []nodeState {
-	db.mu.RLock()
-	defer db.mu.RUnlock()
-	bySlot := make([]int, len(db.peerSlots))
-	nodes := make([]nodeState, 0, len(db.peers))
-	for s, p := range db.peerSlots {
-		if p == nil {
-			continue
-		}
-		bySlot[s] = len(nodes)
-		nodes = append(nodes, nodeState{
-			producerState: peerState(p),
-			topics:        make([]string, 0, len(p.regs.topics)),
-			tombstones:    make([]bool, 0, len(p.regs.topics)),
-		})
+// replace records that tombstone next (nil: none) replaces prev (nil:
+// none) on an entry.
+func (q *tombstoneQueue) replace(prev, next *tombstone) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.cancelLocked(prev)
+	if next == nil {
+		return
 	}
-	cutoff := now.Add(-lifetime).UnixNano()
-	for _, name := range db.topicNamesLocked() {
-		for _, e := range db.topics[name].producers {
-			n := &nodes[bySlot[e.slot]]
-			n.topics = append(n.topics, name)
-			n.tombstones = append(n.tombstones, e.tb.set && e.tb.at > cutoff)
-		}
+	next.queued, next.counted = true, true
+	q.queue = append(q.queue, next)
+	q.queued++
+	q.active++
+	// replaced tombstones stay in the slice until they reach the front:
+	// compact when they are most of it
+	if len(q.queue) > 64 && len(q.queue) > 2*q.queued {
+		q.queue = slices.DeleteFunc(q.queue, func(tb *tombstone) bool { return !tb.queued })
+		q.queue = shrinkSlice(q.queue)
 	}
-	slices.SortFunc(nodes, func(a, b nodeState) int { return byID(a.producerState, b.producerState) })
-	return nodes
 }
 
-// debugState returns every registration that has producers, keyed
-// "category:key:subkey", each list sorted by id.
-func (db *registrationDB) debugState() map[string][]producerState {
-	db.mu.RLock()
-	defer db.mu.RUnlock()
-	data := make(map[string][]producerState)
-	if len(db.peers) > 0 {
-		list := make([]producerState, 0, len(db.peers))
-		for _, pr := range db.peers {
-			list = append(list, peerState(pr.peer))
-		}
-		slices.SortFunc(list, byID)
-		data["client::"] = list
+// cancel records that tb (nil: none) is no longer an entry's tombstone.
+func (q *tombstoneQueue) cancel(tb *tombstone) {
+	if tb == nil {
+		return
 	}
-	for name, t := range db.topics {
-		if len(t.producers) > 0 {
-			list := make([]producerState, len(t.producers))
-			for i, e := range t.producers {
-				list[i] = db.stateLocked(e.slot, e.tb)
-			}
-			data["topic:"+name+":"] = list
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.cancelLocked(tb)
+}
+
+func (q *tombstoneQueue) cancelLocked(tb *tombstone) {
+	if tb == nil || !tb.queued {
+		return
+	}
+	tb.queued = false
+	q.queued--
+	if tb.counted {
+		tb.counted = false
+		q.active--
+	}
+}
+
+// youngerThan returns how many tombstones are younger than lifetime at now.
+func (q *tombstoneQueue) youngerThan(now time.Time, lifetime time.Duration) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	cutoff := now.UnixNano() - int64(lifetime)
+	i := 0
+	for ; i < len(q.queue); i++ {
+		tb := q.queue[i]
+		if tb.queued && tb.at > cutoff {
+			break
 		}
-		for channel, producers := range t.channels {
-			if len(producers) == 0 {
-				continue
-			}
-			list := make([]producerState, 0, len(producers))
-			for s := range producers {
-				list = append(list, peerState(db.peerSlots[s]))
-			}
-			slices.SortFunc(list, byID)
-			data["channel:"+name+":"+channel] = list
+		if tb.counted {
+			tb.counted = false
+			q.active--
+		}
+		if tb.queued {
+			tb.queued = false // expired: the entry keeps it, the queue lets it go
+			q.queued--
 		}
 	}
-	return data
+	if i > 0 {
+		q.queue = shrinkSlice(slices.Delete(q.queue, 0, i))
+	}
+	return q.active
 }

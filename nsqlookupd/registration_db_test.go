@@ -68,7 +68,7 @@ func TestRegistryIndexesConsistent(t *testing.T) {
 	for _, n := range nodes {
 		total += len(n.topics)
 		if !slices.IsSorted(n.topics) || len(n.tombstones) != len(n.topics) {
-			t.Fatalf("node %s: topics %v not sorted or entries misaligned", n.info.id, n.topics)
+			t.Fatalf("node %s: topics %v not sorted or entries misaligned", n.peer.info.id, n.topics)
 		}
 	}
 	if total != sz.T*sz.S {
@@ -171,7 +171,7 @@ func BenchmarkDisconnect(b *testing.B) {
 		p := peers[0]
 		var topics []string
 		for _, n := range db.nodes(time.Now(), time.Minute) {
-			if n.info.id == p.info.id {
+			if n.peer.info.id == p.info.id {
 				topics = n.topics
 			}
 		}

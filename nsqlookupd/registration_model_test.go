@@ -1,6 +1,7 @@
 package nsqlookupd
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"maps"
@@ -74,12 +75,19 @@ func (m *model) removeFrom(k modelKey, id string, evenIfAbsent bool) bool {
 	return removed
 }
 
-func (m *model) addPeer(p *peer) bool {
-	if _, ok := m.live[p.info.id]; ok {
-		return false
+// addPeer adds p; a live peer with the same id is removed first, as on
+// its disconnect.
+func (m *model) addPeer(p *peer) (*peer, []registration) {
+	old := m.live[p.info.id]
+	if old == p {
+		return nil, nil
+	}
+	var left []registration
+	if old != nil {
+		left = m.removePeer(old)
 	}
 	m.live[p.info.id] = p
-	return true
+	return old, left
 }
 
 func (m *model) register(p *peer, topic, channel string) (channelAdded, topicAdded bool) {
@@ -211,18 +219,25 @@ func (m *model) channelNames(topic string) []string {
 	return names
 }
 
-func (m *model) state(id string, e *modelEntry) producerState {
-	p := m.live[id]
-	ps := producerState{info: &p.info, lastUpdate: p.lastUpdate.Load()}
+// modelProducer is a producer entry as the model answers it.
+type modelProducer struct {
+	id         string
+	lastUpdate int64
+	tombstoned bool
+	at         int64
+}
+
+func (m *model) state(id string, e *modelEntry) modelProducer {
+	mp := modelProducer{id: id, lastUpdate: m.live[id].lastUpdate.Load()}
 	if e != nil && e.tombstoned {
-		ps.tombstoned, ps.tombstonedAt = true, time.Unix(0, e.at)
+		mp.tombstoned, mp.at = true, e.at
 	}
-	return ps
+	return mp
 }
 
 // lookup: for the wildcard, each producer once, in its least tombstoned
 // entry: one without a tombstone, else the one with the oldest tombstone.
-func (m *model) lookup(topic string) ([]string, []producerState, bool) {
+func (m *model) lookup(topic string) ([]string, []modelProducer, bool) {
 	best := map[string]*modelEntry{}
 	ok := false
 	for k, producers := range m.regs {
@@ -240,17 +255,24 @@ func (m *model) lookup(topic string) ([]string, []producerState, bool) {
 	if !ok {
 		return nil, nil, false
 	}
-	var producers []producerState
+	var producers []modelProducer
 	for _, id := range slices.Sorted(maps.Keys(best)) {
 		producers = append(producers, m.state(id, best[id]))
 	}
 	return m.channelNames(topic), producers, true
 }
 
-func (m *model) nodes(now time.Time, lifetime time.Duration) []nodeState {
-	var nodes []nodeState
+// modelNode is a /nodes entry as the model answers it.
+type modelNode struct {
+	producer   modelProducer
+	topics     []string
+	tombstones []bool
+}
+
+func (m *model) nodes(now time.Time, lifetime time.Duration) []modelNode {
+	var nodes []modelNode
 	for _, id := range slices.Sorted(maps.Keys(m.live)) {
-		n := nodeState{producerState: m.state(id, nil), topics: []string{}, tombstones: []bool{}}
+		n := modelNode{producer: m.state(id, nil), topics: []string{}, tombstones: []bool{}}
 		for _, topic := range m.topicNames() {
 			if e, ok := m.regs[modelKey{"topic", topic, ""}][id]; ok {
 				n.topics = append(n.topics, topic)
@@ -262,8 +284,8 @@ func (m *model) nodes(now time.Time, lifetime time.Duration) []nodeState {
 	return nodes
 }
 
-func (m *model) debugState() map[string][]producerState {
-	data := map[string][]producerState{}
+func (m *model) debugState() map[string][]modelProducer {
+	data := map[string][]modelProducer{}
 	for _, id := range slices.Sorted(maps.Keys(m.live)) {
 		data["client::"] = append(data["client::"], m.state(id, nil))
 	}
@@ -374,19 +396,38 @@ func (r *modelRun) same(what string, got, want any) {
 // state, nil and empty slices alike.
 func normalize(v any) any {
 	switch v := v.(type) {
-	case []producerState:
-		out := []string{}
-		for _, ps := range v {
-			out = append(out, fmt.Sprintf("%s/%d/%t/%d", ps.info.id, ps.lastUpdate, ps.tombstoned, tombAt(ps)))
+	case []producer:
+		out := []modelProducer{}
+		for _, e := range v {
+			mp := modelProducer{id: e.peer.info.id, lastUpdate: e.peer.lastUpdate.Load()}
+			if e.tomb != nil {
+				mp.tombstoned, mp.at = true, e.tomb.at
+			}
+			out = append(out, mp)
 		}
 		return out
-	case []nodeState:
-		out := []string{}
+	case []modelProducer:
+		if v == nil {
+			return []modelProducer{}
+		}
+	case []*nodeState:
+		out := []modelNode{}
 		for _, n := range v {
-			out = append(out, fmt.Sprint(normalize([]producerState{n.producerState}), n.topics, n.tombstones))
+			mp := normalize([]producer{{peer: n.peer}}).([]modelProducer)[0]
+			out = append(out, modelNode{producer: mp, topics: n.topics, tombstones: n.tombstones})
 		}
 		return out
-	case map[string][]producerState:
+	case []modelNode:
+		if v == nil {
+			return []modelNode{}
+		}
+	case map[string][]producer:
+		out := []string{}
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			out = append(out, fmt.Sprint(k, normalize(v[k])))
+		}
+		return out
+	case map[string][]modelProducer:
 		out := []string{}
 		for _, k := range slices.Sorted(maps.Keys(v)) {
 			out = append(out, fmt.Sprint(k, normalize(v[k])))
@@ -404,13 +445,6 @@ func normalize(v any) any {
 	return v
 }
 
-func tombAt(ps producerState) int64 {
-	if !ps.tombstoned {
-		return 0
-	}
-	return ps.tombstonedAt.UnixNano()
-}
-
 // step applies one operation to both sides.
 func (r *modelRun) step(o modelOp) {
 	op, a, b, c := o[0], o[1], o[2], o[3]
@@ -424,7 +458,9 @@ func (r *modelRun) step(o modelOp) {
 		p = modelPeer(i, r.now)
 		r.peers[i] = p
 		desc = fmt.Sprintf("addPeer(%s)", p.info.id)
-		r.same(desc, r.db.addPeer(p), r.m.addPeer(p))
+		old, left := r.db.addPeer(p)
+		mold, mleft := r.m.addPeer(p)
+		r.same(desc, fmt.Sprint(old == mold, normalize(left)), fmt.Sprint(true, normalize(mleft)))
 	case 2, 3, 4: // REGISTER T C, or REGISTER T
 		if p == nil {
 			return
@@ -509,6 +545,9 @@ func (r *modelRun) compare() {
 	}
 	r.same("nodes", r.db.nodes(r.now, modelLifetime), r.m.nodes(r.now, modelLifetime))
 	r.same("debugState", r.db.debugState(), r.m.debugState())
+	if errs := r.db.checkInvariants(); len(errs) > 0 && r.err == nil {
+		r.err = errors.Join(errs...)
+	}
 }
 
 // modelSeqOps returns the random sequence of seed.

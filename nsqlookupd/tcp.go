@@ -47,7 +47,7 @@ func (p *tcpServer) untrack(conn net.Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.conns, conn)
-	p.conns = shrink(p.conns, &p.connsPeak) // give back a burst's storage
+	p.conns = shrinkMap(p.conns, &p.connsPeak) // give back a burst's storage
 }
 
 // closeAll closes every live connection and refuses new ones.

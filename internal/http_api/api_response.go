@@ -4,6 +4,7 @@
 package http_api
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,6 +109,15 @@ func V1(f APIHandler) APIHandler {
 // with the JSON content type.
 type JSON []byte
 
+// JSONStream is a JSON answer written piece by piece, for answers too large
+// to hold whole for each request: RespondV1 sends the headers, then calls it
+// with a buffered writer. It returns the first write error.
+type JSONStream func(w io.Writer) error
+
+// streamBufferSize is the buffer a JSONStream writes through: the answer
+// goes out in writes of this size, and an answer up to this size in one.
+const streamBufferSize = 32 << 10
+
 type messageBody struct {
 	Message string `json:"message"`
 }
@@ -118,6 +128,17 @@ type messageBody struct {
 func RespondV1(w http.ResponseWriter, code int, data interface{}) {
 	var response []byte
 	isJSON := false
+
+	if stream, ok := data.(JSONStream); ok && code == http.StatusOK {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Set("X-NSQ-Content-Type", "nsq; version=1.0")
+		w.WriteHeader(code)
+		bw := bufio.NewWriterSize(w, streamBufferSize)
+		if stream(bw) == nil {
+			bw.Flush()
+		}
+		return
+	}
 
 	if code == http.StatusOK {
 		switch d := data.(type) {
