@@ -95,7 +95,7 @@ func (p *tcpServer) Handle(conn net.Conn) {
 		// logged and counted, and leaves the daemon serving.
 		if r := recover(); r != nil {
 			l.panics.Add(1)
-			l.logf(lg.ERROR, "client(%s) - panic: %v", conn.RemoteAddr(), r)
+			l.logf(lg.ERROR, "client(%s) - panic: %v", client, r)
 		}
 		p.cleanup(client)
 	}()
@@ -106,29 +106,56 @@ func (p *tcpServer) Handle(conn net.Conn) {
 	}
 }
 
+// cleanupAttempts is how many times cleanup tries to remove a producer
+// whose removal panicked: a registry change either completes or changes
+// nothing, so a second try starts from a whole registry.
+const cleanupAttempts = 2
+
 // cleanup removes the client's producer from every registration it holds.
+// It runs after a recovered panic too, so it is protected itself: a panic
+// in it is logged and counted, and the removal tried again.
 func (p *tcpServer) cleanup(client *clientV1) {
 	if client.peer == nil {
 		return
 	}
 	l := p.nsqlookupd
+	for range cleanupAttempts {
+		if p.removeProducer(client) {
+			return
+		}
+	}
+	l.logf(lg.ERROR, "client(%s) - its registrations could not be removed; they stay until its address identifies again or it goes inactive", client)
+}
+
+// removeProducer removes the client's producer, and reports false if that
+// panicked.
+func (p *tcpServer) removeProducer(client *clientV1) (done bool) {
+	l := p.nsqlookupd
+	defer func() {
+		if r := recover(); r != nil {
+			l.panics.Add(1)
+			l.logf(lg.ERROR, "client(%s) - panic while removing its registrations: %v", client, r)
+		}
+	}()
 	for _, r := range l.db.removePeer(client.peer) {
 		l.logf(lg.INFO, "DB: client(%s) UNREGISTER category:%s key:%s subkey:%s",
 			client, r.Category, r.Key, r.SubKey)
 	}
+	return true
 }
 
 // clientV1 is one registration connection.
 type clientV1 struct {
 	net.Conn
-	peer *peer // nil until IDENTIFY succeeds
+	addr string // the remote address, as logs name the client
+	peer *peer  // nil until IDENTIFY succeeds
 }
 
 func newClientV1(conn net.Conn) *clientV1 {
-	return &clientV1{Conn: conn}
+	return &clientV1{Conn: conn, addr: fmt.Sprint(conn.RemoteAddr())}
 }
 
 // String returns the remote address, as logs name a client.
 func (c *clientV1) String() string {
-	return fmt.Sprint(c.RemoteAddr())
+	return c.addr
 }
