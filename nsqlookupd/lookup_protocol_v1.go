@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,9 +79,10 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 			break
 		}
 
-		params := strings.Split(strings.TrimSpace(string(line)), " ")
+		var words [maxWords]string
+		params := splitCommand(strings.TrimSpace(string(line)), &words)
 		if hook := p.nsqlookupd.tcpServer.commandHook; hook != nil {
-			hook(params) // tests only: see tcpServer.commandHook
+			hook(slices.Clone(params)) // tests only: see tcpServer.commandHook
 		}
 		var response []byte
 		response, err = p.Exec(client, reader, params)
@@ -96,6 +98,29 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 
 	p.nsqlookupd.logf(lg.INFO, "PROTOCOL(V1): [%s] exiting ioloop", client)
 	return err
+}
+
+// maxWords is how many words of a command line are read: the verb and at
+// most two arguments (REGISTER topic channel); any further words are
+// ignored, as v1.3.0 ignores them.
+const maxWords = 3
+
+// splitCommand splits line on single spaces, as strings.Split(line, " ")
+// does, into words, keeping the first maxWords; it allocates nothing.
+func splitCommand(line string, words *[maxWords]string) []string {
+	n := 0
+	for ; n < maxWords-1; n++ {
+		i := strings.IndexByte(line, ' ')
+		if i < 0 {
+			break
+		}
+		words[n], line = line[:i], line[i+1:]
+	}
+	if i := strings.IndexByte(line, ' '); n == maxWords-1 && i >= 0 {
+		line = line[:i]
+	}
+	words[n] = line
+	return words[:n+1]
 }
 
 // sendError logs err and sends it framed.

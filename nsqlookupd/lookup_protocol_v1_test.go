@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -186,4 +187,23 @@ func TestDecodeIdentify(t *testing.T) {
 			t.Errorf("%s: got error %v; want %s", tt.body, err, tt.wantErr)
 		}
 	}
+}
+
+// splitCommand keeps what strings.Split gives for the words a command
+// reads.
+func FuzzSplitCommand(f *testing.F) {
+	for _, s := range []string{"", " ", "PING", "REGISTER t", "REGISTER t c", "REGISTER  t", "REGISTER t c d e", "a b c ", "  "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		var words [maxWords]string
+		got := splitCommand(line, &words)
+		want := strings.Split(line, " ")
+		if len(want) > maxWords {
+			want = want[:maxWords]
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("splitCommand(%q) = %q; want %q", line, got, want)
+		}
+	})
 }

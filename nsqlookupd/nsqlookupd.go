@@ -55,6 +55,9 @@ type NSQLookupd struct {
 	wg      util.WaitGroupWrapper
 
 	exitOnce sync.Once
+	// flushLog waits until every log line so far is written: the default
+	// logger writes in batches, from a goroutine of its own.
+	flushLog func()
 	// panics counts connection goroutines that panicked (and were closed).
 	panics atomic.Int64
 }
@@ -72,8 +75,9 @@ type identifyAnswer struct {
 // New checks opts and listens on the TCP and HTTP addresses. It logs the
 // version line and returns an error rather than exiting.
 func New(opts *Options) (*NSQLookupd, error) {
+	flushLog := func() {}
 	if opts.Logger == nil {
-		opts.Logger = lg.NewLogger(opts.LogPrefix)
+		opts.Logger, flushLog = lg.NewBatchedLogger(opts.LogPrefix)
 	}
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -83,16 +87,18 @@ func New(opts *Options) (*NSQLookupd, error) {
 		return nil, fmt.Errorf("unable to get hostname - %w", err)
 	}
 
-	l := &NSQLookupd{opts: opts, db: newRegistrationDB(), clock: realClock{}}
+	l := &NSQLookupd{opts: opts, db: newRegistrationDB(), clock: realClock{}, flushLog: flushLog}
 	l.logf(lg.INFO, "%s", version.String("nsqlookupd"))
 
 	l.tcpListener, err = net.Listen("tcp", opts.TCPAddress)
 	if err != nil {
+		flushLog()
 		return nil, fmt.Errorf("listen (%s) failed - %w", opts.TCPAddress, err)
 	}
 	l.httpListener, err = net.Listen("tcp", opts.HTTPAddress)
 	if err != nil {
 		l.tcpListener.Close()
+		flushLog()
 		return nil, fmt.Errorf("listen (%s) failed - %w", opts.HTTPAddress, err)
 	}
 
@@ -175,5 +181,6 @@ func (l *NSQLookupd) Exit() {
 		l.httpListener.Close()
 
 		l.wg.Wait()
+		l.flushLog()
 	})
 }
