@@ -1,6 +1,7 @@
 package nsqlookupd
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -262,6 +263,21 @@ func (m *model) lookup(topic string) ([]string, []modelProducer, bool) {
 	return m.channelNames(topic), producers, true
 }
 
+// decode returns the topics and tombstones n's JSON lists, failing on
+// JSON that is not n's producer's with the two lists aligned.
+func (n *nodeState) decode() ([]string, []bool) {
+	var entry struct {
+		RemoteAddress string   `json:"remote_address"`
+		Topics        []string `json:"topics"`
+		Tombstones    []bool   `json:"tombstones"`
+	}
+	if err := json.Unmarshal(n.json, &entry); err != nil || entry.RemoteAddress != n.peer.info.id ||
+		len(entry.Topics) != len(entry.Tombstones) {
+		return []string{"bad JSON: " + string(n.json)}, nil
+	}
+	return entry.Topics, entry.Tombstones
+}
+
 // modelNode is a /nodes entry as the model answers it.
 type modelNode struct {
 	producer   modelProducer
@@ -414,7 +430,8 @@ func normalize(v any) any {
 		out := []modelNode{}
 		for _, n := range v {
 			mp := normalize([]producer{{peer: n.peer}}).([]modelProducer)[0]
-			out = append(out, modelNode{producer: mp, topics: n.topics, tombstones: n.tombstones})
+			topics, tombstones := n.decode()
+			out = append(out, modelNode{producer: mp, topics: topics, tombstones: tombstones})
 		}
 		return out
 	case []modelNode:

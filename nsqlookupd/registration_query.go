@@ -135,15 +135,14 @@ func (db *registrationDB) sortedPeerList() []*peer {
 	return l.peers
 }
 
-// nodeState is a producer as /nodes lists it: the topics it is registered
-// in, sorted, whether its tombstone in each is younger than lifetime, and
-// all that as /nodes' JSON entry. It is immutable, and valid for the
-// peer's generation gen from builtAt until validUntil (the next tombstone
-// expiry), both unix ns.
+// nodeState is a producer as /nodes lists it, encoded: its fields, the
+// topics it is registered in, sorted, and whether its tombstone in each is
+// younger than lifetime, as
+// {<producer fields>,"tombstones":[...],"topics":[...]}. It is immutable,
+// and valid for the peer's generation gen from builtAt until validUntil
+// (the next tombstone expiry), both unix ns.
 type nodeState struct {
 	peer                *peer
-	topics              []string
-	tombstones          []bool // tombstones[i] is for topics[i]
 	json                []byte
 	gen                 uint64
 	lifetime            time.Duration
@@ -196,30 +195,31 @@ func (db *registrationDB) buildNode(p *peer, now time.Time, lifetime time.Durati
 	db.mu.Unlock()
 
 	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.name, b.name) })
-	n.topics = make([]string, len(entries))
-	n.tombstones = make([]bool, len(entries))
 	size := len(p.info.json) + 32
-	for i, e := range entries {
-		n.topics[i] = e.name
-		if e.tomb != nil && n.builtAt-e.tomb.at < int64(lifetime) {
-			n.tombstones[i] = true
-			n.validUntil = min(n.validUntil, e.tomb.at+int64(lifetime))
-		}
+	for _, e := range entries {
 		size += len(e.name) + 9
 	}
-	// {<producer fields>,"tombstones":[...],"topics":[...]}
 	b := make([]byte, 0, size)
 	b = append(b, p.info.json[:len(p.info.json)-1]...) // without its '}'
 	b = append(b, `,"tombstones":[`...)
-	for i, t := range n.tombstones {
+	for i, e := range entries {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = strconv.AppendBool(b, t)
+		tombstoned := e.tomb != nil && n.builtAt-e.tomb.at < int64(lifetime)
+		if tombstoned {
+			n.validUntil = min(n.validUntil, e.tomb.at+int64(lifetime))
+		}
+		b = strconv.AppendBool(b, tombstoned)
 	}
-	b = append(b, `],"topics":`...)
-	b = appendNames(b, n.topics)
-	n.json = append(b, '}')
+	b = append(b, `],"topics":[`...)
+	for i, e := range entries {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, e.name)
+	}
+	n.json = append(b, "]}"...)
 	p.node.Store(n)
 	return n
 }
