@@ -190,8 +190,32 @@ func TestProducerReadTimeoutDisabled(t *testing.T) {
 	}
 }
 
+// serverConn returns the daemon's end of the registration connection whose
+// client end is c, or nil once it has been closed.
+func serverConn(l *NSQLookupd, c net.Conn) net.Conn {
+	l.tcpServer.mu.Lock()
+	defer l.tcpServer.mu.Unlock()
+	for conn := range l.tcpServer.conns {
+		if conn.RemoteAddr().String() == c.LocalAddr().String() {
+			return conn
+		}
+	}
+	return nil
+}
+
+// waitConsumed waits until the daemon has read everything sent on c (the
+// kernel queues between are empty), or has closed it.
+func waitConsumed(t *testing.T, l *NSQLookupd, c net.Conn) {
+	t.Helper()
+	test.Eventually(t, ioTimeout, func() bool {
+		server := serverConn(l, c)
+		return server == nil || socketQueue(c, false) == 0 && socketQueue(server, true) == 0
+	})
+}
+
 // TestDribblingProducerEvicted: bytes that never complete a command do not
-// keep a producer alive.
+// keep a producer alive. Each byte is read by the daemon before the clock
+// moves, so a daemon that counted any input as life would keep it.
 func TestDribblingProducerEvicted(t *testing.T) {
 	const timeout = time.Minute
 	l, clk, _ := startWithClock(t, timeout)
@@ -201,6 +225,7 @@ func TestDribblingProducerEvicted(t *testing.T) {
 		// a write error means the daemon has closed the connection
 		p.conn.SetWriteDeadline(time.Now().Add(ioTimeout))
 		p.conn.Write([]byte{byte(b)})
+		waitConsumed(t, l, p.conn)
 		clk.Advance(timeout / 3)
 	}
 	p.expectClosed()
