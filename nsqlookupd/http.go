@@ -17,6 +17,7 @@ import (
 type httpServer struct {
 	nsqlookupd *NSQLookupd
 	router     http.Handler
+	handler    http.Handler // router behind the HTTP write timeout: what ServeHTTP serves
 }
 
 // newHTTPServer declares every route of the HTTP API.
@@ -29,7 +30,7 @@ func newHTTPServer(l *NSQLookupd) *httpServer {
 	router.NotFound = http_api.LogNotFoundHandler(l.logf)
 	router.MethodNotAllowed = http_api.LogMethodNotAllowedHandler(l.logf)
 	writeTimeout := l.opts.HTTPWriteTimeout
-	s := &httpServer{nsqlookupd: l, router: http_api.WriteTimeout(router, writeTimeout)}
+	s := &httpServer{nsqlookupd: l, router: router, handler: http_api.WriteTimeout(router, writeTimeout)}
 
 	router.Handle("GET", "/ping", http_api.Decorate(s.pingHandler, log, http_api.PlainText))
 	router.Handle("GET", "/info", http_api.Decorate(s.doInfo, log, http_api.V1))
@@ -69,7 +70,7 @@ func newHTTPServer(l *NSQLookupd) *httpServer {
 }
 
 func (s *httpServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	s.router.ServeHTTP(w, req)
+	s.handler.ServeHTTP(w, req)
 }
 
 var (
