@@ -334,15 +334,18 @@ func TestHTTPWriteTimeout(t *testing.T) {
 	} else {
 		t.Logf("stalled /debug reader closed after %s (write timeout %s)", took, writeTimeout)
 	}
-	// what it can still read is a truncated answer
+	// What it can still read is a cut answer: part of it, then EOF. (On a
+	// loaded machine the deadline may pass before the daemon has written
+	// even the head.)
 	stalled.SetReadDeadline(time.Now().Add(ioTimeout))
 	resp, err := http.ReadResponse(bufio.NewReader(stalled), nil)
-	if err != nil {
-		t.Fatalf("reading the answer's head: %s", err)
+	if err == nil {
+		var n int64
+		n, err = io.Copy(io.Discard, resp.Body)
+		t.Logf("read the head and %d bytes of the body", n)
 	}
-	n, err := io.Copy(io.Discard, resp.Body)
-	if !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Fatalf("read %d bytes of the answer, then %v; want it cut short (unexpected EOF)", n, err)
+	if !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		t.Fatalf("reading what was sent: got %v; want the answer cut short (EOF)", err)
 	}
 }
 
