@@ -3,6 +3,7 @@ package nsqlookupd
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lookupd/nsqlookupd/internal/lg"
 	"github.com/lookupd/nsqlookupd/internal/test"
 )
 
@@ -322,5 +324,53 @@ func TestStalledRegistrationReader(t *testing.T) {
 	bystander.mustOK("PING")
 	if got := registered(t, l, "t", 2); got != "all" {
 		t.Fatalf("bystander listed in %s; want all", got)
+	}
+}
+
+// BenchmarkPipelinedRegister times one pipelined REGISTER (of a
+// registration already held, so the registry does little) over a real
+// loopback connection, read and answered by the IO loop: the hot path that
+// the eviction timer and the write deadline sit on. "off" has both off.
+func BenchmarkPipelinedRegister(b *testing.B) {
+	for _, bc := range []struct {
+		name         string
+		readTimeout  time.Duration
+		writeTimeout time.Duration
+	}{
+		{"off", 0, 0},
+		{"defaults", NewOptions().ProducerReadTimeout, answerWriteTimeout},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			l := startLookupdWith(b, func(o *Options) {
+				o.Logger = lg.NilLogger{}
+				o.ProducerReadTimeout = bc.readTimeout
+			}, func(l *NSQLookupd) { l.tcpServer.writeTimeout = bc.writeTimeout })
+			c := producer(b, l, 1, 11)
+			c.mustOK("REGISTER t c")
+			const batch = 256
+			lines := []byte(strings.Repeat("REGISTER t c\n", batch))
+			answers := make([]byte, 6*batch)
+			c.conn.SetDeadline(time.Time{})
+			b.ReportAllocs()
+			b.ResetTimer()
+			errc := make(chan error, 1)
+			go func() {
+				for sent := 0; sent < b.N; sent += batch {
+					if _, err := c.conn.Write(lines[:13*min(batch, b.N-sent)]); err != nil {
+						errc <- err
+						return
+					}
+				}
+				errc <- nil
+			}()
+			for got := 0; got < b.N; got += batch {
+				if _, err := io.ReadFull(c.r, answers[:6*min(batch, b.N-got)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := <-errc; err != nil {
+				b.Fatal(err)
+			}
+		})
 	}
 }
