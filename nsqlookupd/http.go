@@ -19,6 +19,7 @@ import (
 type httpServer struct {
 	nsqlookupd *NSQLookupd
 	router     http.Handler
+	handler    http.Handler // router behind the HTTP write timeout: what ServeHTTP serves
 }
 
 // newHTTPServer declares every route of the HTTP API.
@@ -30,7 +31,8 @@ func newHTTPServer(l *NSQLookupd) *httpServer {
 	router.PanicHandler = http_api.LogPanicHandler(l.logf)
 	router.NotFound = http_api.LogNotFoundHandler(l.logf)
 	router.MethodNotAllowed = http_api.LogMethodNotAllowedHandler(l.logf)
-	s := &httpServer{nsqlookupd: l, router: router}
+	writeTimeout := l.opts.HTTPWriteTimeout
+	s := &httpServer{nsqlookupd: l, router: router, handler: http_api.WriteTimeout(router, writeTimeout)}
 
 	router.Handle("GET", "/ping", http_api.Decorate(s.pingHandler, log, http_api.PlainText))
 	router.Handle("GET", "/info", http_api.Decorate(s.doInfo, log, http_api.V1))
@@ -55,17 +57,22 @@ func newHTTPServer(l *NSQLookupd) *httpServer {
 		router.HandlerFunc("GET", "/debug/pprof/cmdline", pprof.Cmdline)
 		router.HandlerFunc("GET", "/debug/pprof/symbol", pprof.Symbol)
 		router.HandlerFunc("POST", "/debug/pprof/symbol", pprof.Symbol)
-		router.HandlerFunc("GET", "/debug/pprof/profile", pprof.Profile)
-		router.HandlerFunc("GET", "/debug/pprof/trace", pprof.Trace)
+		// These answer after ?seconds=N (profile 30 and trace 1 by
+		// default; the others only when asked for a delta): their write
+		// deadline is N past the HTTP write timeout.
+		router.Handler("GET", "/debug/pprof/profile",
+			http_api.ExtendWriteDeadline(http.HandlerFunc(pprof.Profile), 30, writeTimeout))
+		router.Handler("GET", "/debug/pprof/trace",
+			http_api.ExtendWriteDeadline(http.HandlerFunc(pprof.Trace), 1, writeTimeout))
 		for _, name := range []string{"allocs", "block", "goroutine", "heap", "mutex", "threadcreate"} {
-			router.Handler("GET", "/debug/pprof/"+name, pprof.Handler(name))
+			router.Handler("GET", "/debug/pprof/"+name, http_api.ExtendWriteDeadline(pprof.Handler(name), 0, writeTimeout))
 		}
 	}
 	return s
 }
 
 func (s *httpServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	s.router.ServeHTTP(w, req)
+	s.handler.ServeHTTP(w, req)
 }
 
 var (

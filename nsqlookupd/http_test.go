@@ -1,14 +1,22 @@
 package nsqlookupd
 
 import (
+	"bufio"
+	"compress/gzip"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
+
+	"github.com/lookupd/nsqlookupd/internal/test"
 )
 
 const (
@@ -247,5 +255,162 @@ func TestLookupWildcardAndOrder(t *testing.T) {
 	}
 	if got := strings.Join(lookup.Channels, ","); got != "c1,c2,c3,c4,c5" {
 		t.Fatalf("wildcard channels: got %s", got)
+	}
+}
+
+// registerTopics registers n topics with two channels each through c,
+// pipelined, and reads the answers.
+func registerTopics(t *testing.T, c *tcpClient, n int) {
+	t.Helper()
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "REGISTER topic-%06d ch-a\nREGISTER topic-%06d ch-b\n", i, i)
+	}
+	go c.conn.Write([]byte(b.String()))
+	for i := 0; i < 2*n; i++ {
+		if got := c.mustRead(); got != "OK" {
+			t.Fatalf("REGISTER %d: got %q; want OK", i, got)
+		}
+	}
+}
+
+// connStates records the connections an http.Server has closed, by their
+// remote address.
+type connStates struct {
+	mu     sync.Mutex
+	closed map[string]time.Time
+}
+
+func (s *connStates) hook(c net.Conn, state http.ConnState) {
+	if state == http.StateClosed || state == http.StateHijacked {
+		s.mu.Lock()
+		s.closed[c.RemoteAddr().String()] = time.Now()
+		s.mu.Unlock()
+	}
+}
+
+func (s *connStates) closedAt(addr string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.closed[addr]
+	return at, ok
+}
+
+// TestHTTPWriteTimeout: a client that asks for a large answer and never
+// reads it has its connection closed once the write timeout has passed
+// since its request began; other clients are served meanwhile.
+func TestHTTPWriteTimeout(t *testing.T) {
+	const writeTimeout = 300 * time.Millisecond
+	states := &connStates{closed: make(map[string]time.Time)}
+	l := startLookupdWith(t, func(o *Options) { o.HTTPWriteTimeout = writeTimeout }, func(l *NSQLookupd) {
+		l.httpServer.ConnState = states.hook
+		l.httpListener = smallSendBuffers{l.httpListener}
+	})
+	p := connectProducer(t, l, 1, 11)
+	registerTopics(t, p, 2000) // /debug is about 1 MB
+
+	stalled := dialSmallReceive(t, l.RealHTTPAddr().String())
+	start := time.Now()
+	if _, err := io.WriteString(stalled, "GET /debug HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// others are served while the stalled answer waits
+	for i := 0; i < 5; i++ {
+		if resp, body := httpDo(t, l, "GET", "/ping"); resp.StatusCode != 200 || body != "OK" {
+			t.Fatalf("/ping: got %d %q", resp.StatusCode, body)
+		}
+		if ports := lookupPorts(t, l, "topic-000007"); fmt.Sprint(ports) != "[1]" {
+			t.Fatalf("/lookup: got %v; want [1]", ports)
+		}
+	}
+	var closedAt time.Time
+	test.Eventually(t, 10*time.Second, func() bool {
+		var ok bool
+		closedAt, ok = states.closedAt(stalled.LocalAddr().String())
+		return ok
+	})
+	if took := closedAt.Sub(start); took < writeTimeout {
+		t.Fatalf("closed after %s; want at least the write timeout %s", took, writeTimeout)
+	} else {
+		t.Logf("stalled /debug reader closed after %s (write timeout %s)", took, writeTimeout)
+	}
+	// What it can still read is a cut answer: part of it, then EOF. (On a
+	// loaded machine the deadline may pass before the daemon has written
+	// even the head.)
+	stalled.SetReadDeadline(time.Now().Add(ioTimeout))
+	resp, err := http.ReadResponse(bufio.NewReader(stalled), nil)
+	if err == nil {
+		var n int64
+		n, err = io.Copy(io.Discard, resp.Body)
+		t.Logf("read the head and %d bytes of the body", n)
+	}
+	if !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		t.Fatalf("reading what was sent: got %v; want the answer cut short (EOF)", err)
+	}
+}
+
+// TestHTTPWriteTimeoutPerRequest: the write deadline is set at the start of
+// every request, so a kept-alive connection idle for longer than the
+// timeout still gets its next answer.
+func TestHTTPWriteTimeoutPerRequest(t *testing.T) {
+	const writeTimeout = 100 * time.Millisecond
+	l := startLookupd(t, func(o *Options) { o.HTTPWriteTimeout = writeTimeout })
+	conn := dialHTTP(t, l)
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	for i := 0; i < 2; i++ {
+		if i > 0 {
+			// let the first request's deadline pass on the idle connection
+			time.Sleep(3 * writeTimeout)
+		}
+		conn.SetDeadline(time.Now().Add(ioTimeout))
+		if _, err := io.WriteString(conn, "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatalf("request %d: %s", i, err)
+		}
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("request %d on the kept-alive connection: %s", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || string(body) != "OK" {
+			t.Fatalf("request %d: got %q, %v; want OK", i, body, err)
+		}
+	}
+}
+
+// TestPprofOutlivesWriteTimeout: profile and trace run for their whole
+// seconds=N, longer than the write timeout, and return complete answers.
+func TestPprofOutlivesWriteTimeout(t *testing.T) {
+	const writeTimeout = 300 * time.Millisecond
+	l := startLookupd(t, func(o *Options) { o.HTTPWriteTimeout = writeTimeout })
+	tests := []struct {
+		path string
+		min  time.Duration
+	}{
+		{"/debug/pprof/profile?seconds=1", time.Second},
+		{"/debug/pprof/trace?seconds=0.8", 800 * time.Millisecond},
+		{"/debug/pprof/heap?seconds=1", time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			start := time.Now()
+			resp, body := httpDo(t, l, "GET", tt.path) // fails on a cut answer
+			if took := time.Since(start); resp.StatusCode != 200 || took < tt.min {
+				t.Fatalf("got %d after %s; want 200 after at least %s", resp.StatusCode, took, tt.min)
+			}
+			if strings.Contains(tt.path, "trace") {
+				if !strings.HasPrefix(body, "go 1.") {
+					t.Fatalf("trace starts %q; want a Go trace header", body[:min(len(body), 16)])
+				}
+				return
+			}
+			zr, err := gzip.NewReader(strings.NewReader(body))
+			if err != nil {
+				t.Fatalf("profile of %d bytes: %s", len(body), err)
+			}
+			if _, err := io.Copy(io.Discard, zr); err != nil {
+				t.Fatalf("profile of %d bytes is not a whole gzip stream: %s", len(body), err)
+			}
+		})
 	}
 }

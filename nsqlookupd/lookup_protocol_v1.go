@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -30,6 +31,14 @@ const (
 	// writeBufferSize is the size of the buffer answers are gathered in
 	// while a client's pipelined commands are being read.
 	writeBufferSize = 4096
+	// answerWriteTimeout bounds each write of answers to a registration
+	// connection. nsqd reads every answer before it sends its next command,
+	// and answers are a few bytes (an IDENTIFY answer some 200), so a live
+	// peer's writes land in the socket buffers at once; one that cannot
+	// finish in 10 s means the peer has stopped reading, and the connection
+	// is closed so that it cannot hold its goroutine and buffers for ever.
+	// 10 s still lets a congested link drain a full writeBufferSize.
+	answerWriteTimeout = 10 * time.Second
 )
 
 var okResponse = []byte("OK")
@@ -42,38 +51,73 @@ type lookupProtocolV1 struct {
 // flushingReader reads from the connection, first flushing the answers
 // gathered in w: answers to pipelined commands go out in one write once the
 // input read so far has been handled, and never wait behind a blocking read.
+// Before that, it pushes back the client's eviction if a command completed
+// since the last read: once per read of the connection, not per command,
+// and before the flush, so a peer that has its answer knows its deadline
+// has moved.
 type flushingReader struct {
-	conn net.Conn
-	w    *bufio.Writer
+	client *clientV1
+	w      *bufio.Writer
 }
 
 func (r flushingReader) Read(p []byte) (int, error) {
+	r.client.keepAlive()
 	if r.w.Buffered() > 0 {
 		if err := r.w.Flush(); err != nil {
 			return 0, err
 		}
 	}
-	return r.conn.Read(p)
+	return r.client.Read(p)
+}
+
+// deadlineWriter writes to a registration connection with a deadline of
+// timeout (0: none) from the start of each write.
+type deadlineWriter struct {
+	conn    net.Conn
+	timeout time.Duration
+}
+
+// errAnswersNotTaken is returned when answers could not be written within
+// the write timeout: the peer has stopped reading.
+var errAnswersNotTaken = errors.New("answers not taken")
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	if w.timeout > 0 {
+		w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	}
+	n, err := w.conn.Write(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("%w within %s - %w", errAnswersNotTaken, w.timeout, err)
+	}
+	return n, err
 }
 
 // IOLoop reads and executes commands until the connection ends or a command
 // fails; a failed command's error is sent framed and ends the connection.
 func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
-	w := bufio.NewWriterSize(client, writeBufferSize)
-	reader := bufio.NewReaderSize(flushingReader{conn: client, w: w}, maxCommandLine)
+	w := bufio.NewWriterSize(deadlineWriter{conn: client, timeout: p.nsqlookupd.tcpServer.writeTimeout}, writeBufferSize)
+	reader := bufio.NewReaderSize(flushingReader{client: client, w: w}, maxCommandLine)
 	defer w.Flush()
+	defer client.stopEviction()
 
 	var err error
 	for {
 		var line []byte
 		line, err = reader.ReadSlice('\n')
 		if err != nil {
-			if errors.Is(err, bufio.ErrBufferFull) {
+			switch {
+			case errors.Is(err, bufio.ErrBufferFull):
 				err = protocol.NewClientErr(nil, "E_INVALID",
 					fmt.Sprintf("command line longer than %d bytes", maxCommandLine))
 				p.sendError(client, w, err)
 				err = nil
-			} else if errors.Is(err, io.EOF) {
+			case errors.Is(err, io.EOF):
+				err = nil
+			case client.evicted.Load() && !errors.Is(err, errAnswersNotTaken):
+				p.nsqlookupd.evictions.Add(1)
+				info := client.peer.info
+				p.nsqlookupd.logf(lg.WARN, "CLIENT(%s): no command for %s (producer-read-timeout): evicting producer %s:%d",
+					client, client.readTimeout, info.BroadcastAddress, info.TCPPort)
 				err = nil
 			}
 			break
@@ -91,6 +135,7 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 			err = nil
 			break
 		}
+		client.commands++
 		if response != nil {
 			w.Write(protocol.AppendFrame(w.AvailableBuffer(), response))
 		}
@@ -273,8 +318,10 @@ func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader *bufio.Reader, para
 	}
 	p.nsqlookupd.logf(lg.INFO, "DB: client(%s) REGISTER category:%s key:%s subkey:%s",
 		client, "client", "", "")
-	// Identified: the connection may now stay as long as the producer wants.
+	// Identified: the connection may now stay as long as the producer keeps
+	// sending commands.
 	client.SetReadDeadline(time.Time{})
+	client.startEviction(p.nsqlookupd.clock, p.nsqlookupd.opts.ProducerReadTimeout)
 	return p.nsqlookupd.identifyResponse, nil
 }
 

@@ -60,6 +60,9 @@ type NSQLookupd struct {
 	flushLog func()
 	// panics counts connection goroutines that panicked (and were closed).
 	panics atomic.Int64
+	// evictions counts registration connections closed for silence longer
+	// than the producer read timeout.
+	evictions atomic.Int64
 }
 
 // identifyAnswer is the IDENTIFY response; its fields are in the order

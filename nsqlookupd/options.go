@@ -49,6 +49,17 @@ type Options struct {
 	// start-up: 0 leaves the mutex profile off, N samples 1 in N
 	// contention events (default 0).
 	MutexProfileFraction int `flag:"mutex-profile-fraction"`
+
+	// ProducerReadTimeout is how long an identified registration connection
+	// may stay silent (not even a PING) before it is closed and its producer
+	// removed, as on any disconnect; 0 disables it (default 60s: nsqd PINGs
+	// every 15s, so a minute of silence is four missed heartbeats).
+	ProducerReadTimeout time.Duration `flag:"producer-read-timeout"`
+	// HTTPWriteTimeout is how long an HTTP API answer may take to be taken
+	// by its client, from the start of the request; after it, the answer is
+	// abandoned and the connection closed. pprof's profile and trace get
+	// their seconds=N on top. 0 disables it (default 60s).
+	HTTPWriteTimeout time.Duration `flag:"http-write-timeout"`
 }
 
 // NewOptions returns the defaults.
@@ -66,6 +77,8 @@ func NewOptions() *Options {
 		InactiveProducerTimeout: 300 * time.Second,
 		TombstoneLifetime:       45 * time.Second,
 		IdentifyTimeout:         30 * time.Second,
+		ProducerReadTimeout:     60 * time.Second,
+		HTTPWriteTimeout:        60 * time.Second,
 	}
 }
 
@@ -84,6 +97,10 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("block-profile-rate must not be negative (got %d)", o.BlockProfileRate)
 	case o.MutexProfileFraction < 0:
 		return fmt.Errorf("mutex-profile-fraction must not be negative (got %d)", o.MutexProfileFraction)
+	case o.ProducerReadTimeout < 0:
+		return fmt.Errorf("producer-read-timeout must not be negative (got %s)", o.ProducerReadTimeout)
+	case o.HTTPWriteTimeout < 0:
+		return fmt.Errorf("http-write-timeout must not be negative (got %s)", o.HTTPWriteTimeout)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lookupd/nsqlookupd/internal/lg"
@@ -25,10 +26,13 @@ type tcpServer struct {
 	// line before it runs. It is always nil in production: tests set it,
 	// before Main, to inject a fault (a panic) that no input can cause.
 	commandHook func(params []string)
+	// writeTimeout bounds each write of answers: answerWriteTimeout, which
+	// tests may shorten before Main.
+	writeTimeout time.Duration
 }
 
 func newTCPServer(l *NSQLookupd) *tcpServer {
-	return &tcpServer{nsqlookupd: l, conns: make(map[net.Conn]struct{})}
+	return &tcpServer{nsqlookupd: l, conns: make(map[net.Conn]struct{}), writeTimeout: answerWriteTimeout}
 }
 
 // track adds conn to the live set; it reports false once closeAll has run.
@@ -149,6 +153,50 @@ type clientV1 struct {
 	net.Conn
 	addr string // the remote address, as logs name the client
 	peer *peer  // nil until IDENTIFY succeeds
+
+	// Eviction of a silent producer: after IDENTIFY, evictTimer fires once
+	// readTimeout has passed without a completed command. The fields but
+	// evicted belong to the connection's goroutine.
+	evictTimer  timer // nil before IDENTIFY or with the timeout off
+	readTimeout time.Duration
+	commands    int         // commands completed since evictTimer was last reset
+	evicted     atomic.Bool // set when evictTimer fires
+}
+
+// aLongTimeAgo is a deadline in the past: it makes a blocked read return.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// startEviction arms the eviction timer of a client that has just
+// identified; a timeout of 0 leaves eviction off.
+func (c *clientV1) startEviction(clk clock, timeout time.Duration) {
+	if timeout <= 0 {
+		return
+	}
+	c.readTimeout = timeout
+	c.evictTimer = clk.AfterFunc(timeout, func() {
+		// Mark, then wake the reader: its read fails at once and IOLoop,
+		// seeing evicted, closes the connection as a disconnect would.
+		c.evicted.Store(true)
+		c.SetReadDeadline(aLongTimeAgo)
+	})
+}
+
+// keepAlive pushes the eviction back by readTimeout if a command completed
+// since the last push. It is called when the reader needs more input, not
+// per command: pipelined commands cost one timer reset per read, and bytes
+// that complete no command (a peer dribbling half a line) never count.
+func (c *clientV1) keepAlive() {
+	if c.evictTimer != nil && c.commands > 0 {
+		c.commands = 0
+		c.evictTimer.Reset(c.readTimeout)
+	}
+}
+
+// stopEviction cancels a pending eviction when the connection ends.
+func (c *clientV1) stopEviction() {
+	if c.evictTimer != nil {
+		c.evictTimer.Stop()
+	}
 }
 
 func newClientV1(conn net.Conn) *clientV1 {

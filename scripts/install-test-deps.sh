@@ -3,6 +3,8 @@
 #
 #   graphviz (dot): `go tool pprof -pdf` renders through it; test/interop
 #                   checks that operators can turn a CPU profile into a PDF.
+#   iproute2 (ip):  test/interop runs a real nsqd in its own network namespace
+#                   (ip netns, a veth pair) and cuts its link: a host death.
 #
 # Idempotent: a tool already on PATH is left alone. Runs as root, or through
 # sudo when not root.
@@ -21,18 +23,30 @@ as_root() {
 	fi
 }
 
-if command -v dot >/dev/null 2>&1; then
-	log "graphviz already installed ($(command -v dot)); nothing to do"
-	exit 0
-fi
+# command -> the Debian package that provides it
+declare -A package=([dot]=graphviz [ip]=iproute2)
 
+missing=()
+for cmd in dot ip; do
+	if command -v "$cmd" >/dev/null 2>&1; then
+		log "${package[$cmd]} already installed ($(command -v "$cmd")); nothing to do"
+	else
+		missing+=("$cmd")
+	fi
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+pkgs=()
+for cmd in "${missing[@]}"; do pkgs+=("${package[$cmd]}"); done
 command -v apt-get >/dev/null 2>&1 ||
-	die "'dot' (graphviz) is missing and apt-get is not available: install graphviz by hand"
+	die "missing ${missing[*]} and apt-get is not available: install ${pkgs[*]} by hand"
 
-log "graphviz 'dot' not found: installing package graphviz with apt-get"
+log "not found: ${missing[*]}: installing ${pkgs[*]} with apt-get"
 export DEBIAN_FRONTEND=noninteractive
 as_root apt-get update || die "apt-get update failed"
-as_root apt-get install -y --no-install-recommends graphviz || die "apt-get install graphviz failed"
+as_root apt-get install -y --no-install-recommends "${pkgs[@]}" || die "apt-get install ${pkgs[*]} failed"
 
-command -v dot >/dev/null 2>&1 || die "graphviz installed but 'dot' is still not on PATH"
-log "installed graphviz: $(dot -V 2>&1)"
+for cmd in "${missing[@]}"; do
+	command -v "$cmd" >/dev/null 2>&1 || die "${package[$cmd]} installed but '$cmd' is still not on PATH"
+	log "installed ${package[$cmd]}: $(command -v "$cmd")"
+done

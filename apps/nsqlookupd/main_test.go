@@ -77,9 +77,10 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	hostname, _ := os.Hostname()
-	got := fmt.Sprintf("%s %q %s %s %s %s %s %s", opts.LogLevel, opts.LogPrefix, opts.TCPAddress, opts.HTTPAddress,
-		opts.BroadcastAddress, opts.InactiveProducerTimeout, opts.TombstoneLifetime, opts.IdentifyTimeout)
-	want := fmt.Sprintf(`INFO "[nsqlookupd] " 0.0.0.0:4160 0.0.0.0:4161 %s 5m0s 45s 30s`, hostname)
+	got := fmt.Sprintf("%s %q %s %s %s %s %s %s %s %s", opts.LogLevel, opts.LogPrefix, opts.TCPAddress, opts.HTTPAddress,
+		opts.BroadcastAddress, opts.InactiveProducerTimeout, opts.TombstoneLifetime, opts.IdentifyTimeout,
+		opts.ProducerReadTimeout, opts.HTTPWriteTimeout)
+	want := fmt.Sprintf(`INFO "[nsqlookupd] " 0.0.0.0:4160 0.0.0.0:4161 %s 5m0s 45s 30s 1m0s 1m0s`, hostname)
 	if got != want {
 		t.Fatalf("got %s; want %s", got, want)
 	}
@@ -96,14 +97,18 @@ inactive_producer_timeout = 2000
 log_level = "WARN"
 disable_pprof = true
 mutex_profile_fraction = 5
+producer_read_timeout = "0s"
+http_write_timeout = "90s"
 `)
-	opts, err := resolve(t, "--config", path, "--http-address", "127.0.0.1:6161", "--log-level", "debug")
+	opts, err := resolve(t, "--config", path, "--http-address", "127.0.0.1:6161", "--log-level", "debug",
+		"--http-write-timeout", "2m")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fmt.Sprintf("%s %s %s %s %s %v %d %s", opts.TCPAddress, opts.HTTPAddress, opts.TombstoneLifetime,
-		opts.InactiveProducerTimeout, opts.LogLevel, opts.DisablePprof, opts.MutexProfileFraction, opts.IdentifyTimeout)
-	want := "127.0.0.1:5160 127.0.0.1:6161 10s 2s DEBUG true 5 30s"
+	got := fmt.Sprintf("%s %s %s %s %s %v %d %s %s %s", opts.TCPAddress, opts.HTTPAddress, opts.TombstoneLifetime,
+		opts.InactiveProducerTimeout, opts.LogLevel, opts.DisablePprof, opts.MutexProfileFraction, opts.IdentifyTimeout,
+		opts.ProducerReadTimeout, opts.HTTPWriteTimeout)
+	want := "127.0.0.1:5160 127.0.0.1:6161 10s 2s DEBUG true 5 30s 0s 2m0s"
 	if got != want {
 		t.Fatalf("got %s; want %s", got, want)
 	}
@@ -162,7 +167,7 @@ func TestExampleConfig(t *testing.T) {
 			t.Errorf("example key %s names no flag", key)
 			continue
 		}
-		if fmt.Sprint(v) != f.DefValue && !(key == "inactive_producer_timeout" && v == "300s") && !(key == "log_level" && v == "info") {
+		if fmt.Sprint(v) != f.DefValue && !sameDuration(v, f.DefValue) && !(key == "log_level" && v == "info") {
 			t.Errorf("example %s = %v; the default is %s", key, v, f.DefValue)
 		}
 	}
@@ -177,6 +182,18 @@ func TestExampleConfig(t *testing.T) {
 			t.Errorf("flag --%s is missing from the example config", f.Name)
 		}
 	})
+}
+
+// sameDuration reports whether v is a duration string equal to the
+// duration def ("60s" and the flag's "1m0s").
+func sameDuration(v interface{}, def string) bool {
+	s, ok := v.(string)
+	if !ok {
+		return false
+	}
+	a, errA := time.ParseDuration(s)
+	b, errB := time.ParseDuration(def)
+	return errA == nil && errB == nil && a == b
 }
 
 func TestVersion(t *testing.T) {

@@ -36,6 +36,8 @@ func nsqlookupdFlagSet(opts *nsqlookupd.Options) *flag.FlagSet {
 	flagSet.Bool("disable-pprof", opts.DisablePprof, "do not serve the /debug/pprof endpoints (they answer 404)")
 	flagSet.Int("block-profile-rate", opts.BlockProfileRate, "runtime.SetBlockProfileRate at start-up: 0 off, 1 every blocking event, N one sample per N ns blocked")
 	flagSet.Int("mutex-profile-fraction", opts.MutexProfileFraction, "runtime.SetMutexProfileFraction at start-up: 0 off, N one in N contention events")
+	flagSet.Duration("producer-read-timeout", opts.ProducerReadTimeout, "time an identified nsqd connection may stay silent (not even a PING) before it is closed and its producer removed (0 disables)")
+	flagSet.Duration("http-write-timeout", opts.HTTPWriteTimeout, "time an HTTP API answer has to be taken by its client before the connection is closed; pprof profile and trace get their seconds on top (0 disables)")
 
 	return flagSet
 }

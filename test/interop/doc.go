@@ -10,15 +10,25 @@
 // discovery, channel pre-creation, ephemeral channels, nsqadmin's actions,
 // re-registration after a crash, graceful shutdown and profiling.
 //
+// Two tests play production faults. TestHostDeath runs nsqd v1.3.0 as NSQ
+// ships it (github.com/nsqio/nsq/apps/nsqd, a tool of this module, built
+// into a temporary directory) in its own network namespace, joined to the
+// host by a veth pair on a private /30, and cuts the link so that no FIN or
+// RST arrives: the daemon must drop the producer after its read timeout.
+// That needs root (ip netns) and iproute2. TestTwoLookupds kills one of two
+// daemons that an nsqd and its consumers share, NSQ's high-availability
+// pattern.
+//
 // This is its own Go module so that NSQ's dependencies stay out of the
 // daemon's module. Run it from this directory:
 //
-//	bash ../../scripts/install-test-deps.sh   # graphviz, for pprof -pdf
-//	go test -race -count=1 ./...
+//	bash ../../scripts/install-test-deps.sh   # graphviz (pprof -pdf), iproute2 (ip netns)
+//	go test -race -count=1 ./...              # as root, for the network namespace
 //
 // Set NSQLOOKUPD_BIN to the path of another nsqlookupd binary (for example the
 // reference v1.3.0 build) to test that one instead of building ours.
 //
-// The suite takes about 40 seconds: the restart test waits for nsqd's 15 s
-// heartbeat to notice the crash and re-register.
+// The suite takes about 50 seconds, the tests running in parallel: the
+// restart tests wait for nsqd's 15 s heartbeat to notice the crash and
+// register again.
 package interop

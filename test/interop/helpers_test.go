@@ -27,19 +27,24 @@ import (
 // lookupdBin is the nsqlookupd binary under test, set by TestMain.
 var lookupdBin string
 
+// buildDir holds the binaries built for the tests; TestMain removes it.
+var buildDir string
+
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
 }
 
 func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "interop-build-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "interop:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	buildDir = dir
+
 	bin := os.Getenv("NSQLOOKUPD_BIN")
 	if bin == "" {
-		dir, err := os.MkdirTemp("", "interop-nsqlookupd-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "interop:", err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
 		bin, err = buildLookupd(dir)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "interop: cannot build nsqlookupd (set NSQLOOKUPD_BIN to test another binary):", err)
@@ -89,7 +94,14 @@ func eventually(t *testing.T, timeout time.Duration, cond func() (bool, string))
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return freeAddrOn(t, "127.0.0.1")
+}
+
+// freeAddrOn returns an address of host with a port that was free a moment
+// ago.
+func freeAddrOn(t *testing.T, host string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,6 +220,7 @@ func (l *testLogger) close() {
 type lookupd struct {
 	TCPAddr  string
 	HTTPAddr string
+	args     []string   // given after the addresses
 	logs     syncBuffer // stdout and stderr of every run
 
 	proc   *os.Process
@@ -220,7 +233,14 @@ type lookupd struct {
 // test failed.
 func startLookupd(t *testing.T) *lookupd {
 	t.Helper()
-	d := &lookupd{}
+	return startLookupdOn(t, "127.0.0.1")
+}
+
+// startLookupdOn is startLookupd with the TCP address on tcpHost (HTTP stays
+// on 127.0.0.1) and more flags.
+func startLookupdOn(t *testing.T, tcpHost string, args ...string) *lookupd {
+	t.Helper()
+	d := &lookupd{args: args}
 	t.Cleanup(func() {
 		d.kill()
 		if t.Failed() {
@@ -231,7 +251,7 @@ func startLookupd(t *testing.T) *lookupd {
 	for attempt := 0; attempt < 3; attempt++ {
 		// Another test may take a port between freeAddr and the daemon's
 		// listen: then the daemon exits, and we try other ports.
-		d.TCPAddr, d.HTTPAddr = freeAddr(t), freeAddr(t)
+		d.TCPAddr, d.HTTPAddr = freeAddrOn(t, tcpHost), freeAddr(t)
 		if err = d.start(); err == nil {
 			return d
 		}
@@ -243,11 +263,11 @@ func startLookupd(t *testing.T) *lookupd {
 // start runs the binary on d's ports and waits until /ping answers and the
 // TCP port answers a PING.
 func (d *lookupd) start() error {
-	cmd := exec.Command(lookupdBin,
-		"--tcp-address="+d.TCPAddr,
-		"--http-address="+d.HTTPAddr,
+	cmd := exec.Command(lookupdBin, append([]string{
+		"--tcp-address=" + d.TCPAddr,
+		"--http-address=" + d.HTTPAddr,
 		"--broadcast-address=127.0.0.1",
-	)
+	}, d.args...)...)
 	cmd.Stdout = &d.logs
 	cmd.Stderr = &d.logs
 	if err := cmd.Start(); err != nil {
