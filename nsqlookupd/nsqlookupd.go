@@ -30,6 +30,10 @@ import (
 	"github.com/lookupd/nsqlookupd/internal/version"
 )
 
+// nsqdHeartbeat is how often nsqd PINGs each lookupd (fixed in nsqd): a
+// producer read timeout must be longer, or idle nsqd are evicted.
+const nsqdHeartbeat = 15 * time.Second
+
 // shutdownTimeout bounds how long Exit lets HTTP requests in flight finish
 // before their connections are closed.
 const shutdownTimeout = 2 * time.Second
@@ -92,6 +96,9 @@ func New(opts *Options) (*NSQLookupd, error) {
 
 	l := &NSQLookupd{opts: opts, db: newRegistrationDB(), clock: realClock{}, flushLog: flushLog}
 	l.logf(lg.INFO, "%s", version.String("nsqlookupd"))
+	if t := opts.ProducerReadTimeout; t > 0 && t <= nsqdHeartbeat {
+		l.logf(lg.WARN, "producer-read-timeout %s is not longer than nsqd's %s heartbeat: an idle but healthy nsqd will be evicted", t, nsqdHeartbeat)
+	}
 
 	l.tcpListener, err = net.Listen("tcp", opts.TCPAddress)
 	if err != nil {

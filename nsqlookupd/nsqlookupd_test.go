@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,9 +110,17 @@ func TestNewListenFailure(t *testing.T) {
 	}
 }
 
+// withClock starts a daemon whose clock is a fake one, returned.
+func withClock(t *testing.T, modify func(*Options)) (*NSQLookupd, *fakeClock) {
+	t.Helper()
+	clk := newFakeClock()
+	l := startLookupdWith(t, modify, func(l *NSQLookupd) { l.clock = clk })
+	return l, clk
+}
+
 func TestTombstoneLifetime(t *testing.T) {
-	const lifetime = 300 * time.Millisecond
-	l := startLookupd(t, func(o *Options) { o.TombstoneLifetime = lifetime })
+	const lifetime = 45 * time.Second
+	l, clk := withClock(t, func(o *Options) { o.TombstoneLifetime = lifetime })
 	a := connectProducer(t, l, 1, 11)
 	b := connectProducer(t, l, 2, 12)
 	a.mustOK("REGISTER t c")
@@ -128,24 +137,37 @@ func TestTombstoneLifetime(t *testing.T) {
 	if got := fmt.Sprint(lookupPorts(t, l, "u")); got != "[1]" {
 		t.Fatalf("/lookup u: got %s; want [1] (tombstones are per topic)", got)
 	}
-	// /nodes keeps the node, flagged, with tombstones aligned to topics
-	var nodes nodesAnswer
-	getJSON(t, l, "/nodes", &nodes)
-	got := map[int]string{}
-	for _, n := range nodes.Producers {
-		got[n.TCPPort] = fmt.Sprint(n.Topics, n.Tombstones)
+	nodes := func() map[int]string {
+		var nodes nodesAnswer
+		getJSON(t, l, "/nodes", &nodes)
+		got := map[int]string{}
+		for _, n := range nodes.Producers {
+			got[n.TCPPort] = fmt.Sprint(n.Topics, n.Tombstones)
+		}
+		return got
 	}
-	if got[1] != "[t u] [true false]" || got[2] != "[t] [false]" {
+	// /nodes keeps the node, flagged, with tombstones aligned to topics
+	if got := nodes(); got[1] != "[t u] [true false]" || got[2] != "[t] [false]" {
 		t.Fatalf("/nodes: got %v; want node 1 [t u] [true false], node 2 [t] [false]", got)
 	}
 
 	// a repeated REGISTER keeps the tombstone
 	a.mustOK("REGISTER t")
+	clk.Advance(lifetime - time.Nanosecond)
 	if got := fmt.Sprint(lookupPorts(t, l, "t")); got != "[2]" {
-		t.Fatalf("after re-REGISTER: got %s; want [2]", got)
+		t.Fatalf("after re-REGISTER, just before the lifetime ends: got %s; want [2]", got)
 	}
-	// it expires after the lifetime
-	test.Eventually(t, 5*time.Second, func() bool { return len(lookupPorts(t, l, "t")) == 2 })
+	if got := nodes(); got[1] != "[t u] [true false]" {
+		t.Fatalf("/nodes just before the lifetime ends: got %v; want node 1 still flagged", got)
+	}
+	// it expires after the lifetime, in /lookup and in /nodes
+	clk.Advance(time.Nanosecond)
+	if got := fmt.Sprint(lookupPorts(t, l, "t")); got != "[1 2]" {
+		t.Fatalf("once the lifetime has passed: got %s; want [1 2]", got)
+	}
+	if got := nodes(); got[1] != "[t u] [false false]" {
+		t.Fatalf("/nodes once the lifetime has passed: got %v; want node 1 [t u] [false false]", got)
+	}
 
 	// UNREGISTER then REGISTER clears it
 	httpDo(t, l, "POST", "/topic/tombstone?topic=t&node=127.0.0.1:11")
@@ -157,31 +179,42 @@ func TestTombstoneLifetime(t *testing.T) {
 }
 
 func TestInactiveProducerTimeout(t *testing.T) {
-	const timeout = 300 * time.Millisecond
-	l := startLookupd(t, func(o *Options) { o.InactiveProducerTimeout = timeout })
+	const timeout = 5 * time.Minute
+	l, clk := withClock(t, func(o *Options) {
+		o.InactiveProducerTimeout = timeout
+		o.ProducerReadTimeout = 0 // here a producer falls silent and stays connected
+	})
 	a := connectProducer(t, l, 1, 11)
 	a.mustOK("REGISTER t")
 	if got := fmt.Sprint(lookupPorts(t, l, "t")); got != "[1]" {
 		t.Fatalf("got %s; want [1]", got)
 	}
-	// REGISTER does not refresh activity: the producer drops out
-	test.Eventually(t, 5*time.Second, func() bool {
-		a.mustOK("REGISTER t")
-		return len(lookupPorts(t, l, "t")) == 0
-	})
-	var nodes nodesAnswer
-	getJSON(t, l, "/nodes", &nodes)
-	if len(nodes.Producers) != 0 {
-		t.Fatalf("/nodes lists an inactive producer: %+v", nodes)
+	nodeCount := func() int {
+		var nodes nodesAnswer
+		getJSON(t, l, "/nodes", &nodes)
+		return len(nodes.Producers)
+	}
+	// REGISTER does not refresh activity: the producer drops out just after
+	// the timeout
+	clk.Advance(timeout)
+	a.mustOK("REGISTER t")
+	if got := fmt.Sprint(lookupPorts(t, l, "t")); got != "[1]" || nodeCount() != 1 {
+		t.Fatalf("at the timeout: got %s, %d nodes; want [1], 1 (active up to the timeout itself)", got, nodeCount())
+	}
+	clk.Advance(time.Nanosecond)
+	if got := fmt.Sprint(lookupPorts(t, l, "t")); got != "[]" {
+		t.Fatalf("past the timeout: got %s; want []", got)
+	}
+	if n := nodeCount(); n != 0 {
+		t.Fatalf("/nodes lists an inactive producer: got %d nodes", n)
 	}
 	// PING brings it back
 	a.mustOK("PING")
 	if got := fmt.Sprint(lookupPorts(t, l, "t")); got != "[1]" {
 		t.Fatalf("after PING: got %s; want [1]", got)
 	}
-	getJSON(t, l, "/nodes", &nodes)
-	if len(nodes.Producers) != 1 {
-		t.Fatalf("/nodes after PING: got %+v; want one producer", nodes)
+	if n := nodeCount(); n != 1 {
+		t.Fatalf("/nodes after PING: got %d; want one producer", n)
 	}
 }
 
@@ -300,4 +333,43 @@ func TestIdentifyTimeout(t *testing.T) {
 	magicOnly.expectClosed()
 	p.mustOK("REGISTER t")
 	p.mustOK("PING")
+}
+
+// recordingLogger keeps the log lines, for tests that read them.
+type recordingLogger struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *recordingLogger) Output(_ int, s string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lines = append(r.lines, s)
+	return nil
+}
+
+func (r *recordingLogger) has(substr string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, line := range r.lines {
+		if strings.Contains(line, substr) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestShortReadTimeoutWarns: a producer read timeout within nsqd's 15 s
+// heartbeat would evict idle, healthy nsqd: start-up says so.
+func TestShortReadTimeoutWarns(t *testing.T) {
+	for _, tt := range []struct {
+		timeout time.Duration
+		warn    bool
+	}{{0, false}, {3 * time.Second, true}, {15 * time.Second, true}, {16 * time.Second, false}, {time.Minute, false}} {
+		log := &recordingLogger{}
+		startLookupd(t, func(o *Options) { o.Logger = log; o.ProducerReadTimeout = tt.timeout })
+		if got := log.has("WARNING: producer-read-timeout " + tt.timeout.String() + " is not longer than nsqd's 15s heartbeat"); got != tt.warn {
+			t.Errorf("timeout %s: warned %t; want %t", tt.timeout, got, tt.warn)
+		}
+	}
 }
