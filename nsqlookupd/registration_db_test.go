@@ -2,6 +2,8 @@ package nsqlookupd
 
 import (
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"net/http/httptest"
 	"slices"
 	"testing"
@@ -212,5 +214,80 @@ func BenchmarkHTTPLookup(b *testing.B) {
 				i++
 			}
 		})
+	}
+}
+
+// channelFloodSizes are the channel counts of one topic that a REGISTER of
+// a new channel must cost the same in.
+var channelFloodSizes = []int{1000, 10000, 100000}
+
+// floodTopic returns a registry with one producer and one topic holding n
+// channels of random names, and names for n more.
+func floodTopic(tb testing.TB, n int) (*registrationDB, *peer, []string) {
+	tb.Helper()
+	db := newRegistrationDB()
+	p := testPeer(0)
+	db.addPeer(p)
+	rng := rand.New(rand.NewPCG(uint64(n), 1))
+	name := func() string { return fmt.Sprintf("c%016x#ephemeral", rng.Uint64()) }
+	for range n {
+		db.register(p, "flood", name())
+	}
+	more := make([]string, 4096)
+	for i := range more {
+		more[i] = name()
+	}
+	return db, p, more
+}
+
+// BenchmarkRegisterChannelFlood times a REGISTER of a new channel into a
+// topic holding 1k, 10k and 100k channels, and its UNREGISTER (the channel
+// is ephemeral, so the topic keeps its size).
+func BenchmarkRegisterChannelFlood(b *testing.B) {
+	for _, n := range channelFloodSizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			db, p, more := floodTopic(b, n)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				c := more[i%len(more)]
+				db.register(p, "flood", c)
+				db.unregisterChannel(p, "flood", c)
+				i++
+			}
+		})
+	}
+}
+
+// TestChannelFloodCostFlat bounds, loosely, how much more a REGISTER of a
+// new channel costs in a topic of 32k channels than in one of 1k: a sorted
+// slice of names made it some 20 times more (each insert moved half the
+// topic), 60 times at 100k; the chunked list keeps it to what cache misses
+// add.
+// BenchmarkRegisterChannelFlood gives the figures; this only catches a
+// cost that grows with the topic. It takes the best of several rounds, so
+// a loaded machine slows both sides, not one.
+func TestChannelFloodCostFlat(t *testing.T) {
+	const small, large = 1000, 32000
+	const ops, rounds, bound = 2000, 5, 8.0
+	perOp := map[int]time.Duration{}
+	for _, n := range []int{small, large} {
+		db, p, more := floodTopic(t, n)
+		best := time.Duration(math.MaxInt64)
+		for range rounds {
+			start := time.Now()
+			for i := range ops {
+				c := more[i%len(more)]
+				db.register(p, "flood", c)
+				db.unregisterChannel(p, "flood", c)
+			}
+			best = min(best, time.Since(start)/ops)
+		}
+		perOp[n] = best
+	}
+	ratio := float64(perOp[large]) / float64(perOp[small])
+	t.Logf("REGISTER+UNREGISTER of a channel: %s in a topic of %d channels, %s in one of %d (%.1fx)", perOp[small], small, perOp[large], large, ratio)
+	if ratio > bound {
+		t.Fatalf("a channel REGISTER costs %.1fx more in a topic of %d channels than of %d; want at most %.0fx", ratio, large, small, bound)
 	}
 }
