@@ -143,38 +143,50 @@ func (s *httpServer) doLookup(w http.ResponseWriter, req *http.Request, ps httpr
 	if err != nil {
 		return nil, err
 	}
-	var channels []string
-	var channelsJSON []byte // instead of channels, encoded
-	var producers []producer
+	opts := s.nsqlookupd.opts
+	now := s.nsqlookupd.clock.Now()
 	if topicName == wildcard {
-		// every channel and producer: shared by the requests that ask
-		// while the registry stays as it is
+		// every channel and producer: the channels' JSON is shared by the
+		// requests that ask while the registry stays as it is, and written
+		// as it is
 		all := s.nsqlookupd.db.lookupAll()
 		if !all.ok {
 			return nil, errTopicNotFound
 		}
-		channelsJSON, producers = all.channelsJSON, all.producers
-	} else {
-		var ok bool
-		if channels, producers, ok = s.nsqlookupd.db.lookup(topicName); !ok {
-			return nil, errTopicNotFound
-		}
+		return http_api.JSONStream(func(w io.Writer) error {
+			b := append([]byte(nil), `{"channels":`...)
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			if _, err := w.Write(all.channelsJSON); err != nil {
+				return err
+			}
+			b = appendActiveProducers(append(b[:0], `,"producers":`...), all.producers, now, opts)
+			_, err := w.Write(append(b, '}'))
+			return err
+		}), nil
 	}
-	opts := s.nsqlookupd.opts
-	now := s.nsqlookupd.clock.Now()
+	channels, producers, ok := s.nsqlookupd.db.lookup(topicName)
+	if !ok {
+		return nil, errTopicNotFound
+	}
 	// {"channels":[...],"producers":[...]}, from each producer's sealed JSON
-	size := 32 + len(channelsJSON) + 24*len(channels)
+	size := 32 + 24*len(channels)
 	for _, p := range producers {
 		size += len(p.peer.info.json) + 1
 	}
 	b := make([]byte, 0, size)
 	b = append(b, `{"channels":`...)
-	if channelsJSON != nil {
-		b = append(b, channelsJSON...)
-	} else {
-		b = appendNames(b, channels)
-	}
-	b = append(b, `,"producers":[`...)
+	b = appendNames(b, channels)
+	b = append(b, `,"producers":`...)
+	b = appendActiveProducers(b, producers, now, opts)
+	return http_api.JSON(append(b, '}')), nil
+}
+
+// appendActiveProducers appends the active producers as a JSON array, each
+// from its sealed JSON.
+func appendActiveProducers(b []byte, producers []producer, now time.Time, opts *Options) []byte {
+	b = append(b, '[')
 	first := true
 	for _, p := range producers {
 		if p.isActive(now, opts.InactiveProducerTimeout, opts.TombstoneLifetime) {
@@ -185,8 +197,7 @@ func (s *httpServer) doLookup(w http.ResponseWriter, req *http.Request, ps httpr
 			first = false
 		}
 	}
-	b = append(b, "]}"...)
-	return http_api.JSON(b), nil
+	return append(b, ']')
 }
 
 // doNodes writes each active producer's entry as the registry keeps it
