@@ -259,3 +259,128 @@ func TestShrinkKeepsRegistry(t *testing.T) {
 		t.Fatalf("removePeer: got %v, %d peers left; want only the client registration, 0", removed, len(db.peers))
 	}
 }
+
+// churnProducer connects a producer, registers it in regs ephemeral
+// channels, most in five durable topics and a tenth in ephemeral topics of
+// their own, pipelined, and disconnects it.
+func churnProducer(l *NSQLookupd, id, regs int) error {
+	conn, err := net.DialTimeout("tcp", l.RealTCPAddr().String(), ioTimeout)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(time.Minute))
+	w := bufio.NewWriterSize(conn, 64<<10)
+	body := identifyBody(40000+id%20000, 40001+id%20000)
+	fmt.Fprintf(w, "  V1IDENTIFY\n%s%s", sizePrefix(int32(len(body))), body)
+	for i := 0; i < regs; i++ {
+		if i%10 == 0 {
+			fmt.Fprintf(w, "REGISTER churn-%d-%d#ephemeral c#ephemeral\n", id, i)
+		} else {
+			fmt.Fprintf(w, "REGISTER durable-%d c-%d-%d#ephemeral\n", i%5, id, i)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	r := bufio.NewReader(conn)
+	if _, err := io.ReadFull(r, make([]byte, 4+len(l.identifyResponse))); err != nil {
+		return err
+	}
+	frame := make([]byte, 6)
+	for i := 0; i < regs; i++ {
+		if _, err := io.ReadFull(r, frame); err != nil || string(frame[4:]) != "OK" {
+			return fmt.Errorf("producer %d, answer %d: %q, %v", id, i, frame, err)
+		}
+	}
+	return nil
+}
+
+// TestMemoryReturnsAfterChurn: after a churn of ephemeral registrations
+// from many connections, and after a flood of topics that are then
+// deleted, the heap is back to within a few hundred KiB of what it was:
+// maps, sorted name lists, producer lists and the connection table all
+// give back what the bursts took.
+func TestMemoryReturnsAfterChurn(t *testing.T) {
+	const producers, regs, workers = 100, 500, 20 // 50 000 ephemeral registrations
+	const floodTopics = 10000
+	l := quietLookupd(t)
+	// what stays throughout: 5 producers in the 50 durable topics
+	stay := make([]*tcpClient, 5)
+	register := func() {
+		for i, c := range stay {
+			for k := 0; k < 50; k++ {
+				c.mustOK(fmt.Sprintf("REGISTER durable-%d stays-%d", k, i))
+			}
+		}
+	}
+	for i := range stay {
+		stay[i] = connectProducer(t, l, 39000+i, 39100+i)
+	}
+	register()
+	before := liveHeap()
+
+	// churn: 100 producers, 20 at a time
+	var wg sync.WaitGroup
+	errs := make(chan error, producers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := w; id < producers; id += workers {
+				if err := churnProducer(l, id, regs); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	test.Eventually(t, 30*time.Second, func() bool {
+		return trackedConns(l) == len(stay) && l.db.stats(time.Now(), 0).Registrations == len(stay)*100
+	})
+	afterChurn := liveHeap()
+
+	// flood: 10 000 topics with a channel each, then /topic/delete?topic=*
+	flood := connectProducer(t, l, 38000, 38001)
+	registerMany(t, flood, "x", 1, func(int) string { return "y" })
+	var b strings.Builder
+	for i := 0; i < floodTopics; i++ {
+		fmt.Fprintf(&b, "REGISTER flood-%d c\n", i)
+	}
+	flood.write(b.String())
+	for i := 0; i < floodTopics; i++ {
+		if got := flood.mustRead(); got != "OK" {
+			t.Fatalf("flood REGISTER %d: %q", i, got)
+		}
+	}
+	flooded := l.db.stats(time.Now(), 0)
+	flood.conn.Close()
+	if resp, _ := httpDo(t, l, "POST", "/topic/delete?topic=*"); resp.StatusCode != 200 {
+		t.Fatalf("/topic/delete?topic=*: %d", resp.StatusCode)
+	}
+	test.Eventually(t, 10*time.Second, func() bool { return trackedConns(l) == len(stay) })
+	register() // what stays registers again, as nsqd would
+	b = strings.Builder{}
+	afterFlood := liveHeap()
+
+	t.Logf("heap: %s before; %s after %d ephemeral registrations from %d connections (%+d KiB); %s after %d topics (%d registrations) came and went (%+d KiB)",
+		kib(int64(before)), kib(int64(afterChurn)), producers*regs, producers, (int64(afterChurn)-int64(before))/1024,
+		kib(int64(afterFlood)), floodTopics, flooded.Registrations, (int64(afterFlood)-int64(before))/1024)
+	const slack = 256 << 10 // the runtime's own caches: goroutine descriptors, its free lists
+	for _, m := range []struct {
+		after uint64
+		what  string
+	}{{afterChurn, "the churn"}, {afterFlood, "the flood"}} {
+		if retained := int64(m.after) - int64(before); retained > slack {
+			t.Errorf("after %s the heap kept %d KiB; want at most %d KiB", m.what, retained>>10, slack>>10)
+		}
+	}
+	if errs := l.db.checkInvariants(); len(errs) > 0 {
+		t.Fatalf("invariants: %v", errs)
+	}
+}

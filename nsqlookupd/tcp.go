@@ -102,6 +102,10 @@ func (p *tcpServer) Handle(conn net.Conn) {
 			l.logf(lg.ERROR, "client(%s) - panic: %v", client, r)
 		}
 		p.cleanup(client)
+		// Let the producer go now: a stopped eviction timer can hold the
+		// client until the runtime drops the timer, and the producer's
+		// index can be large.
+		client.peer = nil
 	}()
 
 	prot := &lookupProtocolV1{nsqlookupd: l}
