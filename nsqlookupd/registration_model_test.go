@@ -23,7 +23,7 @@ import (
 // registry's own invariants are checked.
 
 var (
-	modelSeqs  = flag.Int("model.seqs", 200, "random operation sequences TestRegistryModel runs")
+	modelSeqs  = flag.Int("model.seqs", 100, "random operation sequences TestRegistryModel runs")
 	modelSteps = flag.Int("model.steps", 200, "operations per sequence")
 	modelSeed  = flag.Uint64("model.seed", 0, "run only this seed (0: seeds 1..model.seqs)")
 )
