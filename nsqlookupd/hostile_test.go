@@ -300,7 +300,7 @@ func TestHostileInput(t *testing.T) {
 		{"identify size min int32", tcpCase{send: []byte("IDENTIFY\n\x80\x00\x00\x00"),
 			want: []string{"E_BAD_BODY IDENTIFY body size -2147483648 out of range (1 to 65536)"}}.run},
 		{"identify size zero", tcpCase{send: []byte("IDENTIFY\n" + sizeFrame(0)),
-			want: []string{"E_BAD_BODY IDENTIFY body size 0 out of range (1 to 65536)"}}.run},
+			want: []string{"E_BAD_BODY IDENTIFY failed to decode JSON body"}}.run},
 		{"identify size max int32", tcpCase{send: []byte("IDENTIFY\n\x7f\xff\xff\xff"),
 			want: []string{"E_BAD_BODY IDENTIFY body size 2147483647 out of range (1 to 65536)"}}.run},
 		{"identify size one over", tcpCase{send: []byte("IDENTIFY\n" + sizeFrame(65537)),

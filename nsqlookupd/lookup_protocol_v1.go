@@ -213,7 +213,9 @@ func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader *bufio.Reader, para
 		return nil, protocol.NewClientErr(err, "E_BAD_BODY", "IDENTIFY failed to read body size")
 	}
 	bodyLen := int32(binary.BigEndian.Uint32(size[:]))
-	if bodyLen <= 0 || bodyLen > maxIdentifyBody {
+	// A declared size of 0 is read as an empty body, which then fails to
+	// decode, as in v1.3.0; only a size no body can have gets our own text.
+	if bodyLen < 0 || bodyLen > maxIdentifyBody {
 		return nil, protocol.NewClientErr(nil, "E_BAD_BODY",
 			fmt.Sprintf("IDENTIFY body size %d out of range (1 to %d)", bodyLen, maxIdentifyBody))
 	}

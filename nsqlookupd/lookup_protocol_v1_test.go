@@ -44,7 +44,7 @@ func TestProtocolErrors(t *testing.T) {
 		{name: "body size truncated", send: "IDENTIFY\n\x00\x00", eof: true, want: "E_BAD_BODY IDENTIFY failed to read body size"},
 		{name: "body truncated", send: "IDENTIFY\n" + sizePrefix(10) + "{}", eof: true, want: "E_BAD_BODY IDENTIFY failed to read body"},
 		{name: "body negative size", send: "IDENTIFY\n\xff\xff\xff\xf3", want: "E_BAD_BODY IDENTIFY body size -13 out of range (1 to 65536)"},
-		{name: "body zero size", send: "IDENTIFY\n" + sizePrefix(0), want: "E_BAD_BODY IDENTIFY body size 0 out of range (1 to 65536)"},
+		{name: "body zero size", send: "IDENTIFY\n" + sizePrefix(0), want: "E_BAD_BODY IDENTIFY failed to decode JSON body"},
 		{name: "body too large", send: "IDENTIFY\n" + sizePrefix(1<<30), want: "E_BAD_BODY IDENTIFY body size 1073741824 out of range (1 to 65536)"},
 		{name: "body not json", send: identifyCmd("abc"), want: "E_BAD_BODY IDENTIFY failed to decode JSON body"},
 		{name: "body null", send: identifyCmd("null"), want: "E_BAD_BODY IDENTIFY missing fields"},
