@@ -165,20 +165,32 @@ func TestIdentifyDecoding(t *testing.T) {
 }
 
 func TestDecodeIdentify(t *testing.T) {
+	const ok = `"broadcast_address":"a","tcp_port":1,"http_port":2,"version":"v"`
 	tests := []struct {
-		body, wantErr string
+		body, wantErr      string
+		wantZone, wantRegn string
 	}{
-		{`{"broadcast_address":"a","tcp_port":1,"http_port":2,"version":"v"}`, ""},
-		{`{"broadcast_address":"a","tcp_port":"1","http_port":2,"version":"v"}`, "E_BAD_BODY IDENTIFY failed to decode JSON body"},
-		{`[]`, "E_BAD_BODY IDENTIFY failed to decode JSON body"},
-		{`{}`, "E_BAD_BODY IDENTIFY missing fields"},
-		{`{"broadcast_address":"a","tcp_port":-1,"http_port":-2,"version":"v"}`, ""},
+		{body: `{` + ok + `}`},
+		{body: `{"broadcast_address":"a","tcp_port":"1","http_port":2,"version":"v"}`, wantErr: "E_BAD_BODY IDENTIFY failed to decode JSON body"},
+		{body: `[]`, wantErr: "E_BAD_BODY IDENTIFY failed to decode JSON body"},
+		{body: `{}`, wantErr: "E_BAD_BODY IDENTIFY missing fields"},
+		{body: `{"broadcast_address":"a","tcp_port":-1,"http_port":-2,"version":"v"}`},
+		// topology fields: kept when strings; any other value is accepted
+		// and ignored, as v1.3.0 ignores the fields altogether
+		{body: `{` + ok + `,"topology_zone":"z","TOPOLOGY_REGION":"r"}`, wantZone: "z", wantRegn: "r"},
+		{body: `{` + ok + `,"topology_zone":7,"topology_region":{"a":[1]}}`},
+		{body: `{` + ok + `,"topology_zone":null,"topology_region":true}`},
+		{body: `{` + ok + `,"topology_zone":"z","topology_zone":8}`},
+		{body: `{` + ok + `,"topology_zone":7`, wantErr: "E_BAD_BODY IDENTIFY failed to decode JSON body"},
+		{body: `{"topology_zone":"z"}`, wantErr: "E_BAD_BODY IDENTIFY missing fields"},
 	}
 	for _, tt := range tests {
 		info, err := decodeIdentify([]byte(tt.body), "1.2.3.4:5")
 		if tt.wantErr == "" {
 			if err != nil || info.id != "1.2.3.4:5" || info.RemoteAddress != "1.2.3.4:5" {
 				t.Errorf("%s: got %+v, %v; want a peer with id 1.2.3.4:5", tt.body, info, err)
+			} else if info.TopologyZone != tt.wantZone || info.TopologyRegion != tt.wantRegn {
+				t.Errorf("%s: got topology %q %q; want %q %q", tt.body, info.TopologyZone, info.TopologyRegion, tt.wantZone, tt.wantRegn)
 			}
 			continue
 		}
