@@ -502,7 +502,7 @@ func (db *registrationDB) tombstone(topic, node string, now time.Time) int {
 	n := 0
 	db.matchLocked(topic, func(t *topicReg) {
 		for i, e := range t.producers {
-			if db.peerSlots[e.slot].info.node() == node {
+			if db.peerSlots[e.slot].info.isNode(node) {
 				t.producers[i].tb = tombstone{at: now.UnixNano(), set: true}
 				n++
 			}
