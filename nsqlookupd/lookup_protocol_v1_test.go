@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/lookupd/nsqlookupd/internal/test"
 )
 
 func sizePrefix(n int32) string {
@@ -125,9 +127,6 @@ func TestCommands(t *testing.T) {
 			t.Fatalf("pipelined answer %d: got %q; want OK", i, got)
 		}
 	}
-	// a line without its newline is never executed
-	c.write("REGISTER t5")
-
 	var topics struct{ Topics []string }
 	getJSON(t, l, "/topics", &topics)
 	if got, want := strings.Join(topics.Topics, ","), "t1,t2,t3,t4"; got != want {
@@ -196,6 +195,62 @@ func TestDecodeIdentify(t *testing.T) {
 		}
 		if err == nil || err.Error() != tt.wantErr {
 			t.Errorf("%s: got error %v; want %s", tt.body, err, tt.wantErr)
+		}
+	}
+}
+
+// TestUnterminatedLineNotExecuted: a last command line without "\n" is
+// never executed, however the client ends the connection (SPEC §4). The
+// client ends its side so that the daemon sees the end of the input; the
+// registry is then read once the connection is gone.
+func TestUnterminatedLineNotExecuted(t *testing.T) {
+	tests := []struct {
+		name string
+		send string
+		want []string // answers before the daemon closes
+	}{
+		{"register", "REGISTER t2", nil},
+		{"register channel", "REGISTER t2 c2", nil},
+		{"after a full line", "REGISTER t1 c1\nREGISTER t2", []string{"OK"}},
+		{"trailing carriage return", "REGISTER t2\r", nil},
+	}
+	for _, tt := range tests {
+		for _, halfClose := range []bool{true, false} {
+			name := tt.name + map[bool]string{true: " then half-close", false: " then close"}[halfClose]
+			t.Run(name, func(t *testing.T) {
+				l := startLookupd(t, nil)
+				c := producer(t, l, 1, 2)
+				c.mustOK("REGISTER t1 c1")
+				c.write(tt.send)
+				if halfClose {
+					c.conn.(*net.TCPConn).CloseWrite()
+					for _, want := range tt.want {
+						if got := c.mustRead(); got != want {
+							t.Fatalf("got %q; want %q", got, want)
+						}
+					}
+					c.expectClosed() // and no answer to the unterminated line
+				} else {
+					c.conn.Close()
+				}
+				// Gone: the daemon has read the end of the input and
+				// dropped the producer.
+				test.Eventually(t, ioTimeout, func() bool {
+					var nodes nodesAnswer
+					getJSON(t, l, "/nodes", &nodes)
+					return len(nodes.Producers) == 0
+				})
+				var topics struct{ Topics []string }
+				getJSON(t, l, "/topics", &topics)
+				if got := strings.Join(topics.Topics, ","); got != "t1" {
+					t.Errorf("/topics: got %s; want t1 (t2 never registered)", got)
+				}
+				var ch struct{ Channels []string }
+				getJSON(t, l, "/channels?topic=*", &ch)
+				if got := strings.Join(ch.Channels, ","); got != "c1" {
+					t.Errorf("/channels?topic=*: got %s; want c1", got)
+				}
+			})
 		}
 	}
 }
