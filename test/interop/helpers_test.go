@@ -24,22 +24,28 @@ import (
 	"github.com/nsqio/nsq/nsqd"
 )
 
-// lookupdBin is the nsqlookupd binary under test, set by TestMain.
-var lookupdBin string
+// lookupdBin is the nsqlookupd binary under test and refBin nsqlookupd
+// v1.3.0, built from github.com/nsqio/nsq (the go.mod tool directive pins
+// it); both set by TestMain.
+var lookupdBin, refBin string
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
 }
 
 func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "interop-nsqlookupd-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "interop:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if refBin, err = buildReference(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "interop: cannot build nsqlookupd v1.3.0:", err)
+		return 1
+	}
 	bin := os.Getenv("NSQLOOKUPD_BIN")
 	if bin == "" {
-		dir, err := os.MkdirTemp("", "interop-nsqlookupd-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "interop:", err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
 		bin, err = buildLookupd(dir)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "interop: cannot build nsqlookupd (set NSQLOOKUPD_BIN to test another binary):", err)
@@ -69,6 +75,18 @@ func buildLookupd(dir string) (string, error) {
 	return bin, nil
 }
 
+// buildReference builds nsqlookupd v1.3.0 from the github.com/nsqio/nsq
+// module this module requires into dir and returns the binary's path.
+func buildReference(dir string) (string, error) {
+	bin := filepath.Join(dir, "nsqlookupd-v1.3.0")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/nsqio/nsq/apps/nsqlookupd")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%v: %v\n%s", cmd.Args, err, out)
+	}
+	return bin, nil
+}
+
 // eventually calls cond until it reports true, and fails the test with the
 // last reason cond gave if that does not happen within timeout.
 func eventually(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
@@ -89,7 +107,13 @@ func eventually(t *testing.T, timeout time.Duration, cond func() (bool, string))
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return freeAddrOn(t, "127.0.0.1")
+}
+
+// freeAddrOn returns an address of host with a port that was free a moment ago.
+func freeAddrOn(t *testing.T, host string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,6 +232,8 @@ func (l *testLogger) close() {
 type lookupd struct {
 	TCPAddr  string
 	HTTPAddr string
+	bin      string     // the binary
+	args     []string   // flags after the addresses
 	logs     syncBuffer // stdout and stderr of every run
 
 	proc   *os.Process
@@ -220,18 +246,35 @@ type lookupd struct {
 // test failed.
 func startLookupd(t *testing.T) *lookupd {
 	t.Helper()
-	d := &lookupd{}
+	return startDaemon(t, lookupdBin, "--broadcast-address=127.0.0.1")
+}
+
+// startDaemon starts bin with args on free 127.0.0.1 ports, as
+// startLookupd does. A failed test logs the last 16 KiB of its output.
+func startDaemon(t *testing.T, bin string, args ...string) *lookupd {
+	t.Helper()
+	return startDaemonOn(t, "127.0.0.1", bin, args...)
+}
+
+// startDaemonOn is startDaemon on free ports of host.
+func startDaemonOn(t *testing.T, host, bin string, args ...string) *lookupd {
+	t.Helper()
+	d := &lookupd{bin: bin, args: args}
 	t.Cleanup(func() {
 		d.kill()
 		if t.Failed() {
-			t.Logf("nsqlookupd %s output:\n%s", lookupdBin, d.logs.String())
+			out := d.logs.String()
+			if len(out) > 16<<10 {
+				out = "..." + out[len(out)-16<<10:]
+			}
+			t.Logf("nsqlookupd %s output:\n%s", bin, out)
 		}
 	})
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		// Another test may take a port between freeAddr and the daemon's
 		// listen: then the daemon exits, and we try other ports.
-		d.TCPAddr, d.HTTPAddr = freeAddr(t), freeAddr(t)
+		d.TCPAddr, d.HTTPAddr = freeAddrOn(t, host), freeAddrOn(t, host)
 		if err = d.start(); err == nil {
 			return d
 		}
@@ -243,11 +286,10 @@ func startLookupd(t *testing.T) *lookupd {
 // start runs the binary on d's ports and waits until /ping answers and the
 // TCP port answers a PING.
 func (d *lookupd) start() error {
-	cmd := exec.Command(lookupdBin,
-		"--tcp-address="+d.TCPAddr,
-		"--http-address="+d.HTTPAddr,
-		"--broadcast-address=127.0.0.1",
-	)
+	cmd := exec.Command(d.bin, append([]string{
+		"--tcp-address=" + d.TCPAddr,
+		"--http-address=" + d.HTTPAddr,
+	}, d.args...)...)
 	cmd.Stdout = &d.logs
 	cmd.Stderr = &d.logs
 	if err := cmd.Start(); err != nil {
@@ -425,15 +467,21 @@ var nsqdIDs atomic.Int64
 // given nsqlookupd TCP addresses. It is stopped when the test ends.
 func startNSQD(t *testing.T, lookupdTCPAddrs ...string) *nsqdNode {
 	t.Helper()
+	return startNSQDOn(t, "127.0.0.1", lookupdTCPAddrs...)
+}
+
+// startNSQDOn is startNSQD on free ports of host, which it also broadcasts.
+func startNSQDOn(t *testing.T, host string, lookupdTCPAddrs ...string) *nsqdNode {
+	t.Helper()
 	id := nsqdIDs.Add(1) % 1024
 	logger := newTestLogger(t, fmt.Sprintf("nsqd%d", id))
 	opts := nsqd.NewOptions()
 	opts.ID = id
 	opts.Logger = logger
-	opts.TCPAddress = "127.0.0.1:0"
-	opts.HTTPAddress = "127.0.0.1:0"
+	opts.TCPAddress = net.JoinHostPort(host, "0")
+	opts.HTTPAddress = net.JoinHostPort(host, "0")
 	opts.HTTPSAddress = ""
-	opts.BroadcastAddress = "127.0.0.1"
+	opts.BroadcastAddress = host
 	opts.NSQLookupdTCPAddresses = lookupdTCPAddrs
 	opts.DataPath = t.TempDir()
 	n, err := nsqd.New(opts)
