@@ -178,7 +178,7 @@ func FuzzCommandLine(f *testing.F) {
 	opts := NewOptions()
 	opts.Logger = lg.NilLogger{}
 	f.Fuzz(func(t *testing.T, line string, identified bool) {
-		l := &NSQLookupd{opts: opts, db: newRegistrationDB(), identifyResponse: []byte("{}")}
+		l := &NSQLookupd{opts: opts, db: newRegistrationDB(), clock: realClock{}, identifyResponse: []byte("{}")}
 		client := newClientV1(newFakeConn(nil))
 		if identified {
 			info, err := decodeIdentify([]byte(identifyBody(1, 2)), client.RemoteAddr().String())
