@@ -86,7 +86,6 @@ var diffRegressions = []struct {
 const producerA = `{"broadcast_address":"127.0.0.1","hostname":"h1","tcp_port":4150,"http_port":4151,"version":"1.3.0"}`
 
 func tcpConnect(slot int) step { return step{kind: stepConnect, slot: slot, data: "  V1"} }
-func tcpClose(slot int) step   { return step{kind: stepClose, slot: slot} }
 
 func tcpIdentify(slot int, body string) step {
 	return step{kind: stepSend, slot: slot, data: identifyCmd(body), answers: 1}

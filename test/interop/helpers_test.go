@@ -104,12 +104,6 @@ func eventually(t *testing.T, timeout time.Duration, cond func() (bool, string))
 	}
 }
 
-// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	return freeAddrOn(t, "127.0.0.1")
-}
-
 // freeAddrOn returns an address of host with a port that was free a moment ago.
 func freeAddrOn(t *testing.T, host string) string {
 	t.Helper()
