@@ -253,6 +253,7 @@ type side struct {
 	tcp   int
 	http  int
 	conns [numSlots]*tconn
+	gens  [numSlots]int     // connections made on each slot
 	names map[string]string // a connection's address as the daemon sees it -> label
 }
 
@@ -437,13 +438,10 @@ func (s *side) execTCP(st step, p *pair) tcpAnswer {
 		}
 		c := &tconn{c: conn.(*net.TCPConn), r: bufio.NewReader(conn), id: conn.LocalAddr().String()}
 		s.conns[st.slot] = c
-		gen := 0
-		for _, l := range s.names {
-			if strings.HasPrefix(l, fmt.Sprintf("P%d.", st.slot)) {
-				gen++
-			}
-		}
-		s.names[c.id] = fmt.Sprintf("P%d.%d", st.slot, gen)
+		// The kernel may give a new connection the address of one that
+		// has gone: the label is the slot's connection count.
+		s.names[c.id] = fmt.Sprintf("P%d.%d", st.slot, s.gens[st.slot])
+		s.gens[st.slot]++
 		return s.sendAndRead(c, st)
 	case stepSend:
 		c := s.conns[st.slot]
@@ -753,6 +751,7 @@ func (p *pair) reset() error {
 			s.conns[slot] = nil
 		}
 		clear(s.names)
+		s.gens = [numSlots]int{}
 		if a := s.do(post("/topic/delete?topic=*")); a.status != http.StatusOK {
 			return fmt.Errorf("%s: /topic/delete?topic=*: %d %s %s", sideNames[s.n], a.status, a.body, a.err)
 		}
