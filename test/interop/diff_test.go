@@ -391,7 +391,7 @@ func (p *pair) exec(st step) *divergence {
 	for i, s := range p.sides {
 		c := s.conns[st.slot]
 		wasOpen[i] = c != nil && !c.ended
-		answers[i] = s.execTCP(st, p)
+		answers[i] = s.execTCP(st)
 	}
 	d := p.compareTCP(st, answers)
 
@@ -426,7 +426,7 @@ func (p *pair) exec(st step) *divergence {
 }
 
 // execTCP runs a TCP step on one side.
-func (s *side) execTCP(st step, p *pair) tcpAnswer {
+func (s *side) execTCP(st step) tcpAnswer {
 	switch st.kind {
 	case stepConnect:
 		if c := s.conns[st.slot]; c != nil && !c.ended {
@@ -499,7 +499,7 @@ func (s *side) sendAndRead(c *tconn, st step) tcpAnswer {
 		c.c.Close()
 		c.ended = true
 	}
-	if c.identified == false {
+	if !c.identified {
 		for _, f := range a.frames {
 			if strings.HasPrefix(f, "{") {
 				c.identified = true
