@@ -247,12 +247,32 @@ func FuzzIdentifyBody(f *testing.F) {
 		`{"BROADCAST_ADDRESS":"a","TCP_PORT":1,"HTTP_PORT":2,"VERSION":"v","remote_address":"x"}`,
 		`{"broadcast_address":"a","tcp_port":99999999999999999999,"http_port":2,"version":"v"}`,
 		`{"broadcast_address":"\u0000","tcp_port":-1,"http_port":2,"version":"\ud800"}`,
+		`{"broadcast_address":"a","tcp_port":1,"http_port":2,"version":"v","topology_zone":7}`,
 	} {
 		f.Add([]byte(s))
 	}
 	const remote = "1.2.3.4:5"
 	f.Fuzz(func(t *testing.T, body []byte) {
 		info, err := decodeIdentify(body, remote)
+		// v1.3.0 decodes the body into these fields (its PeerInfo):
+		// a body it can decode must decode here, and the other way round.
+		var v130 struct {
+			RemoteAddress    string `json:"remote_address"`
+			Hostname         string `json:"hostname"`
+			BroadcastAddress string `json:"broadcast_address"`
+			TCPPort          int    `json:"tcp_port"`
+			HTTPPort         int    `json:"http_port"`
+			Version          string `json:"version"`
+		}
+		v130Err := json.Unmarshal(body, &v130)
+		decodeFailed := err != nil && err.Error() == "E_BAD_BODY IDENTIFY failed to decode JSON body"
+		if (v130Err != nil) != decodeFailed {
+			t.Fatalf("%q: v1.3.0 decodes it with error %v; we answer %v", body, v130Err, err)
+		}
+		if err == nil && (info.Hostname != v130.Hostname || info.BroadcastAddress != v130.BroadcastAddress ||
+			info.TCPPort != v130.TCPPort || info.HTTPPort != v130.HTTPPort || info.Version != v130.Version) {
+			t.Fatalf("%q: decoded %+v; v1.3.0 decodes %+v", body, info, v130)
+		}
 		if err != nil {
 			var ce *protocol.ClientErr
 			if !errors.As(err, &ce) {

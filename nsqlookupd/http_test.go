@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -413,4 +414,185 @@ func TestPprofOutlivesWriteTimeout(t *testing.T) {
 			}
 		})
 	}
+}
+
+// logCapture is an Options.Logger that keeps every line.
+type logCapture struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (c *logCapture) Output(_ int, s string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lines = append(c.lines, s)
+	return nil
+}
+
+// accessLines waits until the access log holds a line for method and uri,
+// and returns every such line.
+func (c *logCapture) accessLines(method, uri string) []string {
+	for deadline := time.Now().Add(ioTimeout); ; time.Sleep(5 * time.Millisecond) {
+		c.mu.Lock()
+		var found []string
+		for _, s := range c.lines {
+			if strings.HasPrefix(s, "INFO: ") && strings.Contains(s, " "+method+" "+uri+" (") {
+				found = append(found, s)
+			}
+		}
+		c.mu.Unlock()
+		if len(found) > 0 || time.Now().After(deadline) {
+			return found
+		}
+	}
+}
+
+// TestAccessLogStatus: each request's access line (SPEC §1: "<status>
+// <METHOD> <request-uri> (<remote addr>) <duration>", at INFO) carries the
+// status the client got, whichever way the answer was made.
+func TestAccessLogStatus(t *testing.T) {
+	logs := &logCapture{}
+	l := startLookupdWith(t, func(o *Options) { o.Logger = logs }, func(l *NSQLookupd) {
+		// A route that panics, as only a bug could make one.
+		hs := newHTTPServer(l)
+		hs.router.(*httprouter.Router).GET("/boom", func(http.ResponseWriter, *http.Request, httprouter.Params) {
+			panic("boom")
+		})
+		l.httpServer.Handler = hs
+	})
+	p := connectProducer(t, l, 1, 2)
+	p.mustOK("REGISTER t c")
+
+	tests := []struct {
+		method, uri string
+		status      int
+	}{
+		{"GET", "/lookup?topic=t", 200},
+		{"POST", "/topic/create?topic=u", 200},
+		{"GET", "/lookup", 400},
+		{"GET", "/lookup?topic=%zz", 400},
+		{"POST", "/channel/create?topic=t&channel=bad!", 400},
+		{"GET", "/lookup?topic=nope", 404},
+		{"POST", "/channel/delete?topic=t&channel=nope", 404},
+		{"GET", "/nope", 404},
+		{"POST", "/lookup?topic=t", 405},
+		{"GET", "/topic/create?topic=t", 405},
+		{"GET", "/boom", 500},
+	}
+	for _, tt := range tests {
+		resp, body := httpDo(t, l, tt.method, tt.uri)
+		if resp.StatusCode != tt.status {
+			t.Fatalf("%s %s: got status %d %s; want %d", tt.method, tt.uri, resp.StatusCode, body, tt.status)
+		}
+		found := logs.accessLines(tt.method, tt.uri)
+		want := fmt.Sprintf("INFO: %d %s %s (127.0.0.1:", tt.status, tt.method, tt.uri)
+		if len(found) != 1 || !strings.HasPrefix(found[0], want) {
+			t.Errorf("%s %s answered %d; access log lines %q, want one starting %q", tt.method, tt.uri, tt.status, found, want)
+		}
+	}
+}
+
+// TestNodesTombstoneLifetime: /nodes flags a producer's tombstone in a
+// topic only while it is younger than --tombstone-lifetime, as /lookup
+// hides it only that long (SPEC §2); the node stays listed throughout.
+func TestNodesTombstoneLifetime(t *testing.T) {
+	const lifetime = 45 * time.Second
+	clk := newFakeClock()
+	l := startLookupdWith(t, func(o *Options) {
+		o.TombstoneLifetime = lifetime
+		o.ProducerReadTimeout = 0 // the clock moves an hour with the producer silent
+	}, func(l *NSQLookupd) { l.clock = clk })
+	p := connectProducer(t, l, 1, 11)
+	p.mustOK("REGISTER t")
+	p.mustOK("REGISTER u")
+	if resp, body := httpDo(t, l, "POST", "/topic/tombstone?topic=t&node=127.0.0.1:11"); resp.StatusCode != 200 {
+		t.Fatalf("tombstone: got %d %s", resp.StatusCode, body)
+	}
+
+	check := func(when string, wantNodes string, wantLookup []int) {
+		t.Helper()
+		var nodes nodesAnswer
+		getJSON(t, l, "/nodes", &nodes)
+		if len(nodes.Producers) != 1 {
+			t.Fatalf("%s: /nodes lists %d producers; want 1", when, len(nodes.Producers))
+		}
+		n := nodes.Producers[0]
+		if got := fmt.Sprint(n.Topics, n.Tombstones); got != wantNodes {
+			t.Errorf("%s: /nodes topics and tombstones %s; want %s", when, got, wantNodes)
+		}
+		if got := lookupPorts(t, l, "t"); fmt.Sprint(got) != fmt.Sprint(wantLookup) {
+			t.Errorf("%s: /lookup?topic=t producers %v; want %v", when, got, wantLookup)
+		}
+	}
+	check("at once", "[t u] [true false]", []int{})
+	clk.Advance(lifetime - time.Nanosecond)
+	check("1ns before the lifetime", "[t u] [true false]", []int{})
+	clk.Advance(time.Nanosecond)
+	check("at the lifetime", "[t u] [false false]", []int{1})
+	clk.Advance(time.Hour)
+	p.mustOK("PING") // active again: a PING within --inactive-producer-timeout
+	check("an hour later", "[t u] [false false]", []int{1})
+}
+
+// TestLookupWildcardEntry: /lookup?topic=* lists each producer once, by one
+// of its topic entries: an entry without a tombstone if it has one, else
+// the one with the oldest tombstone (the first to expire). v1.3.0 takes
+// whichever entry its walk of a map meets first. The registry walks its
+// topics in map order too, so each producer's entries are spread over
+// many topics and the answer is read many times: a pick that depended on
+// the order would show.
+func TestLookupWildcardEntry(t *testing.T) {
+	const (
+		lifetime = 45 * time.Second
+		topics   = 8
+		reads    = 20
+	)
+	clk := newFakeClock()
+	l := startLookupdWith(t, func(o *Options) { o.TombstoneLifetime = lifetime },
+		func(l *NSQLookupd) { l.clock = clk })
+	tombstone := func(topic string, httpPort int) {
+		t.Helper()
+		path := fmt.Sprintf("/topic/tombstone?topic=%s&node=127.0.0.1:%d", topic, httpPort)
+		if resp, body := httpDo(t, l, "POST", path); resp.StatusCode != 200 {
+			t.Fatalf("%s: got %d %s", path, resp.StatusCode, body)
+		}
+	}
+	// Producer 1: in every topic, tombstoned in all but the last.
+	// Producer 2: in every topic, tombstoned in t0 first, 10s later in the rest.
+	// Producer 3: in t0 only, tombstoned. Producer 4: in t0 only.
+	for port := 1; port <= 4; port++ {
+		p := connectProducer(t, l, port, 10+port)
+		for i := range topics {
+			if port <= 2 || i == 0 {
+				p.mustOK(fmt.Sprintf("REGISTER t%d", i))
+			}
+		}
+	}
+	for i := range topics - 1 {
+		tombstone(fmt.Sprintf("t%d", i), 11)
+	}
+	tombstone("t0", 12)
+	tombstone("t0", 13)
+	clk.Advance(10 * time.Second)
+	for i := 1; i < topics; i++ {
+		tombstone(fmt.Sprintf("t%d", i), 12)
+	}
+
+	check := func(when string, want []int) {
+		t.Helper()
+		for range reads {
+			got := lookupPorts(t, l, "*")
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Fatalf("%s: /lookup?topic=* producers %v; want %v", when, got, want)
+			}
+		}
+	}
+	// 1: its untombstoned entry. 2, 3: tombstoned everywhere. 4: never tombstoned.
+	check("10s after the first tombstones", []int{1, 4})
+	clk.Advance(lifetime - 10*time.Second - time.Nanosecond)
+	check("1ns before the oldest tombstones expire", []int{1, 4})
+	// 2: its oldest tombstone (t0) has expired, the others have not.
+	clk.Advance(time.Nanosecond)
+	check("when the oldest tombstones expire", []int{1, 2, 3, 4})
 }

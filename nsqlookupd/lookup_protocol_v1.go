@@ -283,7 +283,9 @@ func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader *bufio.Reader, para
 		return nil, protocol.NewClientErr(err, "E_BAD_BODY", "IDENTIFY failed to read body size")
 	}
 	bodyLen := int32(binary.BigEndian.Uint32(size[:]))
-	if bodyLen <= 0 || bodyLen > maxIdentifyBody {
+	// A declared size of 0 is read as an empty body, which then fails to
+	// decode, as in v1.3.0; only a size no body can have gets our own text.
+	if bodyLen < 0 || bodyLen > maxIdentifyBody {
 		return nil, protocol.NewClientErr(nil, "E_BAD_BODY",
 			fmt.Sprintf("IDENTIFY body size %d out of range (1 to %d)", bodyLen, maxIdentifyBody))
 	}
@@ -325,13 +327,27 @@ func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader *bufio.Reader, para
 	return p.nsqlookupd.identifyResponse, nil
 }
 
+// identifyFields is what IDENTIFY decodes: the producer's fields, with the
+// topology fields of newer nsqd taken as any JSON value. v1.3.0 ignores
+// them, whatever their value, so a body it accepts is never refused here
+// for one of them; only a string is kept (and echoed).
+type identifyFields struct {
+	peerInfo
+	TopologyZone   json.RawMessage `json:"topology_zone"`
+	TopologyRegion json.RawMessage `json:"topology_region"`
+}
+
 // decodeIdentify decodes an IDENTIFY body as encoding/json does and checks
 // that broadcast_address, tcp_port, http_port and version are set.
 func decodeIdentify(body []byte, remoteAddr string) (*peerInfo, error) {
-	info := &peerInfo{}
-	if err := json.Unmarshal(body, info); err != nil {
+	var fields identifyFields
+	if err := json.Unmarshal(body, &fields); err != nil {
 		return nil, protocol.NewClientErr(err, "E_BAD_BODY", "IDENTIFY failed to decode JSON body")
 	}
+	info := &fields.peerInfo
+	// A value that is not a string leaves the field empty.
+	_ = json.Unmarshal(fields.TopologyZone, &info.TopologyZone)
+	_ = json.Unmarshal(fields.TopologyRegion, &info.TopologyRegion)
 	if info.BroadcastAddress == "" || info.TCPPort == 0 || info.HTTPPort == 0 || info.Version == "" {
 		return nil, protocol.NewClientErr(nil, "E_BAD_BODY", "IDENTIFY missing fields")
 	}

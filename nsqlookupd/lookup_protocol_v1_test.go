@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/lookupd/nsqlookupd/internal/test"
 )
 
 func sizePrefix(n int32) string {
@@ -45,7 +47,7 @@ func TestProtocolErrors(t *testing.T) {
 		{name: "body size truncated", send: "IDENTIFY\n\x00\x00", eof: true, want: "E_BAD_BODY IDENTIFY failed to read body size"},
 		{name: "body truncated", send: "IDENTIFY\n" + sizePrefix(10) + "{}", eof: true, want: "E_BAD_BODY IDENTIFY failed to read body"},
 		{name: "body negative size", send: "IDENTIFY\n\xff\xff\xff\xf3", want: "E_BAD_BODY IDENTIFY body size -13 out of range (1 to 65536)"},
-		{name: "body zero size", send: "IDENTIFY\n" + sizePrefix(0), want: "E_BAD_BODY IDENTIFY body size 0 out of range (1 to 65536)"},
+		{name: "body zero size", send: "IDENTIFY\n" + sizePrefix(0), want: "E_BAD_BODY IDENTIFY failed to decode JSON body"},
 		{name: "body too large", send: "IDENTIFY\n" + sizePrefix(1<<30), want: "E_BAD_BODY IDENTIFY body size 1073741824 out of range (1 to 65536)"},
 		{name: "body not json", send: identifyCmd("abc"), want: "E_BAD_BODY IDENTIFY failed to decode JSON body"},
 		{name: "body null", send: identifyCmd("null"), want: "E_BAD_BODY IDENTIFY missing fields"},
@@ -126,9 +128,6 @@ func TestCommands(t *testing.T) {
 			t.Fatalf("pipelined answer %d: got %q; want OK", i, got)
 		}
 	}
-	// a line without its newline is never executed
-	c.write("REGISTER t5")
-
 	var topics struct{ Topics []string }
 	getJSON(t, l, "/topics", &topics)
 	if got, want := strings.Join(topics.Topics, ","), "t1,t2,t3,t4"; got != want {
@@ -166,20 +165,32 @@ func TestIdentifyDecoding(t *testing.T) {
 }
 
 func TestDecodeIdentify(t *testing.T) {
+	const ok = `"broadcast_address":"a","tcp_port":1,"http_port":2,"version":"v"`
 	tests := []struct {
-		body, wantErr string
+		body, wantErr      string
+		wantZone, wantRegn string
 	}{
-		{`{"broadcast_address":"a","tcp_port":1,"http_port":2,"version":"v"}`, ""},
-		{`{"broadcast_address":"a","tcp_port":"1","http_port":2,"version":"v"}`, "E_BAD_BODY IDENTIFY failed to decode JSON body"},
-		{`[]`, "E_BAD_BODY IDENTIFY failed to decode JSON body"},
-		{`{}`, "E_BAD_BODY IDENTIFY missing fields"},
-		{`{"broadcast_address":"a","tcp_port":-1,"http_port":-2,"version":"v"}`, ""},
+		{body: `{` + ok + `}`},
+		{body: `{"broadcast_address":"a","tcp_port":"1","http_port":2,"version":"v"}`, wantErr: "E_BAD_BODY IDENTIFY failed to decode JSON body"},
+		{body: `[]`, wantErr: "E_BAD_BODY IDENTIFY failed to decode JSON body"},
+		{body: `{}`, wantErr: "E_BAD_BODY IDENTIFY missing fields"},
+		{body: `{"broadcast_address":"a","tcp_port":-1,"http_port":-2,"version":"v"}`},
+		// topology fields: kept when strings; any other value is accepted
+		// and ignored, as v1.3.0 ignores the fields altogether
+		{body: `{` + ok + `,"topology_zone":"z","TOPOLOGY_REGION":"r"}`, wantZone: "z", wantRegn: "r"},
+		{body: `{` + ok + `,"topology_zone":7,"topology_region":{"a":[1]}}`},
+		{body: `{` + ok + `,"topology_zone":null,"topology_region":true}`},
+		{body: `{` + ok + `,"topology_zone":"z","topology_zone":8}`},
+		{body: `{` + ok + `,"topology_zone":7`, wantErr: "E_BAD_BODY IDENTIFY failed to decode JSON body"},
+		{body: `{"topology_zone":"z"}`, wantErr: "E_BAD_BODY IDENTIFY missing fields"},
 	}
 	for _, tt := range tests {
 		info, err := decodeIdentify([]byte(tt.body), "1.2.3.4:5")
 		if tt.wantErr == "" {
 			if err != nil || info.id != "1.2.3.4:5" || info.RemoteAddress != "1.2.3.4:5" {
 				t.Errorf("%s: got %+v, %v; want a peer with id 1.2.3.4:5", tt.body, info, err)
+			} else if info.TopologyZone != tt.wantZone || info.TopologyRegion != tt.wantRegn {
+				t.Errorf("%s: got topology %q %q; want %q %q", tt.body, info.TopologyZone, info.TopologyRegion, tt.wantZone, tt.wantRegn)
 			}
 			continue
 		}
@@ -206,4 +217,60 @@ func FuzzSplitCommand(f *testing.F) {
 			t.Fatalf("splitCommand(%q) = %q; want %q", line, got, want)
 		}
 	})
+}
+
+// TestUnterminatedLineNotExecuted: a last command line without "\n" is
+// never executed, however the client ends the connection (SPEC §4). The
+// client ends its side so that the daemon sees the end of the input; the
+// registry is then read once the connection is gone.
+func TestUnterminatedLineNotExecuted(t *testing.T) {
+	tests := []struct {
+		name string
+		send string
+		want []string // answers before the daemon closes
+	}{
+		{"register", "REGISTER t2", nil},
+		{"register channel", "REGISTER t2 c2", nil},
+		{"after a full line", "REGISTER t1 c1\nREGISTER t2", []string{"OK"}},
+		{"trailing carriage return", "REGISTER t2\r", nil},
+	}
+	for _, tt := range tests {
+		for _, halfClose := range []bool{true, false} {
+			name := tt.name + map[bool]string{true: " then half-close", false: " then close"}[halfClose]
+			t.Run(name, func(t *testing.T) {
+				l := startLookupd(t, nil)
+				c := connectProducer(t, l, 1, 2)
+				c.mustOK("REGISTER t1 c1")
+				c.write(tt.send)
+				if halfClose {
+					c.conn.(*net.TCPConn).CloseWrite()
+					for _, want := range tt.want {
+						if got := c.mustRead(); got != want {
+							t.Fatalf("got %q; want %q", got, want)
+						}
+					}
+					c.expectClosed() // and no answer to the unterminated line
+				} else {
+					c.conn.Close()
+				}
+				// Gone: the daemon has read the end of the input and
+				// dropped the producer.
+				test.Eventually(t, ioTimeout, func() bool {
+					var nodes nodesAnswer
+					getJSON(t, l, "/nodes", &nodes)
+					return len(nodes.Producers) == 0
+				})
+				var topics struct{ Topics []string }
+				getJSON(t, l, "/topics", &topics)
+				if got := strings.Join(topics.Topics, ","); got != "t1" {
+					t.Errorf("/topics: got %s; want t1 (t2 never registered)", got)
+				}
+				var ch struct{ Channels []string }
+				getJSON(t, l, "/channels?topic=*", &ch)
+				if got := strings.Join(ch.Channels, ","); got != "c1" {
+					t.Errorf("/channels?topic=*: got %s; want c1", got)
+				}
+			})
+		}
+	}
 }

@@ -421,17 +421,19 @@ type topicRemoval struct {
 }
 
 // planRemoveLocked plans the removal of p from topic t: from each channel
-// holding it, then from the topic registration. An ephemeral channel the
-// peer leaves empty goes; so does the topic registration if ephemeral and
-// empty afterwards, even if p was not in it (v1.3.0's rule for the topic
-// an UNREGISTER names; a peer leaving on disconnect is always in it).
-func planRemoveLocked(t *topic, p *peer) topicRemoval {
+// holding it, then from the topic registration. With dropChannels, an
+// ephemeral channel the peer leaves empty goes (on a disconnect: SPEC §6;
+// v1.3.0's UNREGISTER of a topic keeps its channels, and so do we). The
+// topic registration goes if ephemeral and empty afterwards, even if p
+// was not in it (v1.3.0's rule for the topic an UNREGISTER names; a peer
+// leaving on disconnect is always in it).
+func planRemoveLocked(t *topic, p *peer, dropChannels bool) topicRemoval {
 	r := topicRemoval{t: t}
 	if p.topics[t] > 0 {
 		for name, producers := range t.channels {
 			if slices.Contains(producers, p) {
 				r.channels = append(r.channels, name)
-				r.drop = append(r.drop, len(producers) == 1 && protocol.IsEphemeral(name))
+				r.drop = append(r.drop, dropChannels && len(producers) == 1 && protocol.IsEphemeral(name))
 			}
 		}
 	}
@@ -523,8 +525,8 @@ func (db *registrationDB) unregisterChannel(p *peer, topicName, channel string) 
 }
 
 // unregisterTopic removes p from every channel of topic, then from the
-// topic; ephemeral channels it leaves empty are removed, and so is the
-// topic if ephemeral and empty afterwards. It returns the channels p was
+// topic; the topic is removed if ephemeral and empty afterwards, its
+// channels are kept (as v1.3.0 keeps them). It returns the channels p was
 // removed from, sorted, and whether it was in the topic.
 func (db *registrationDB) unregisterTopic(p *peer, topicName string) (channels []string, removed bool) {
 	db.mu.Lock()
@@ -533,7 +535,7 @@ func (db *registrationDB) unregisterTopic(p *peer, topicName string) (channels [
 	if t == nil || !db.isLiveLocked(p) {
 		return nil, false
 	}
-	r := planRemoveLocked(t, p)
+	r := planRemoveLocked(t, p, false)
 	if len(r.channels) == 0 && !r.fromTopic && !r.dropTopic {
 		return nil, false
 	}
@@ -549,7 +551,7 @@ func (db *registrationDB) unregisterTopic(p *peer, topicName string) (channels [
 func (db *registrationDB) planRemovePeerLocked(p *peer) []topicRemoval {
 	plan := make([]topicRemoval, 0, len(p.topics))
 	for t := range p.topics {
-		plan = append(plan, planRemoveLocked(t, p))
+		plan = append(plan, planRemoveLocked(t, p, true))
 	}
 	return plan
 }
@@ -754,7 +756,7 @@ func (db *registrationDB) tombstone(topicName, node string, now time.Time) int {
 	var marks []mark
 	for _, t := range db.matchingLocked(topicName) {
 		for i, e := range t.producers {
-			if e.peer.info.node() == node {
+			if e.peer.info.isNode(node) {
 				marks = append(marks, mark{t, i})
 			}
 		}

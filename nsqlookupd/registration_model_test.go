@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -124,7 +125,11 @@ func (m *model) unregisterTopic(p *peer, topic string) ([]string, bool) {
 	}
 	var channels []string
 	for k := range m.regs {
-		if k.cat == "channel" && k.key == topic && m.removeFrom(k, p.info.id, false) {
+		if k.cat == "channel" && k.key == topic {
+			if _, in := m.regs[k][p.info.id]; !in {
+				continue
+			}
+			delete(m.regs[k], p.info.id) // kept even if ephemeral and empty, as v1.3.0 keeps it
 			channels = append(channels, k.sub)
 		}
 	}
@@ -189,7 +194,8 @@ func (m *model) tombstone(topic, node string, now time.Time) int {
 			continue
 		}
 		for id, e := range producers {
-			if m.live[id].info.node() == node {
+			info := m.live[id].info
+			if node == info.BroadcastAddress+":"+strconv.Itoa(info.HTTPPort) || node == "["+info.BroadcastAddress+"]:"+strconv.Itoa(info.HTTPPort) {
 				*e = modelEntry{tombstoned: true, at: now.UnixNano()}
 				n++
 			}

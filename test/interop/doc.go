@@ -8,7 +8,19 @@
 // process, real nsqd nodes and an nsqadmin from github.com/nsqio/nsq v1.3.0,
 // and go-nsq v1.1.0 consumers, and check what each side sees: registration,
 // discovery, channel pre-creation, ephemeral channels, nsqadmin's actions,
-// re-registration after a crash, graceful shutdown and profiling.
+// re-registration after a crash, graceful shutdown and profiling, and an
+// nsqd and nsqadmin on IPv6 loopback.
+//
+// TestMain also builds nsqlookupd v1.3.0 itself from the github.com/nsqio/nsq
+// module (pinned by the tool directive in go.mod). The differential test
+// (diff_test.go) runs it beside ours and sends both the same seeded random
+// sequences of registration traffic, HTTP reads and admin requests, and
+// malformed input of both kinds, and compares every answer after
+// normalising only what v1.3.0 leaves random and the differences SPEC
+// section 6 allows (diff_norm_test.go). A divergence prints its seed and
+// first differing step; diff_regressions_test.go keeps each one found as a
+// named sequence. Flags, after -args: -diff.seqs=N runs N sequences (400 by
+// default), -diff.steps=N makes them longer, -diff.seed=S replays one.
 //
 // Two tests play production faults. TestHostDeath runs nsqd v1.3.0 as NSQ
 // ships it (github.com/nsqio/nsq/apps/nsqd, a tool of this module, built

@@ -19,6 +19,9 @@ require (
 	golang.org/x/sys v0.10.0 // indirect
 )
 
-tool github.com/nsqio/nsq/apps/nsqd
+tool (
+	github.com/nsqio/nsq/apps/nsqd
+	github.com/nsqio/nsq/apps/nsqlookupd
+)
 
 replace github.com/judwhite/go-svc => github.com/mreiferson/go-svc v1.2.2-0.20210815184239-7a96e00010f6

@@ -24,8 +24,10 @@ import (
 	"github.com/nsqio/nsq/nsqd"
 )
 
-// lookupdBin is the nsqlookupd binary under test, set by TestMain.
-var lookupdBin string
+// lookupdBin is the nsqlookupd binary under test and refBin nsqlookupd
+// v1.3.0, built from github.com/nsqio/nsq (the go.mod tool directive pins
+// it); both set by TestMain.
+var lookupdBin, refBin string
 
 // buildDir holds the binaries built for the tests; TestMain removes it.
 var buildDir string
@@ -42,7 +44,10 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	buildDir = dir
-
+	if refBin, err = buildReference(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "interop: cannot build nsqlookupd v1.3.0:", err)
+		return 1
+	}
 	bin := os.Getenv("NSQLOOKUPD_BIN")
 	if bin == "" {
 		bin, err = buildLookupd(dir)
@@ -74,6 +79,18 @@ func buildLookupd(dir string) (string, error) {
 	return bin, nil
 }
 
+// buildReference builds nsqlookupd v1.3.0 from the github.com/nsqio/nsq
+// module this module requires into dir and returns the binary's path.
+func buildReference(dir string) (string, error) {
+	bin := filepath.Join(dir, "nsqlookupd-v1.3.0")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/nsqio/nsq/apps/nsqlookupd")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%v: %v\n%s", cmd.Args, err, out)
+	}
+	return bin, nil
+}
+
 // eventually calls cond until it reports true, and fails the test with the
 // last reason cond gave if that does not happen within timeout.
 func eventually(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
@@ -91,14 +108,7 @@ func eventually(t *testing.T, timeout time.Duration, cond func() (bool, string))
 	}
 }
 
-// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	return freeAddrOn(t, "127.0.0.1")
-}
-
-// freeAddrOn returns an address of host with a port that was free a moment
-// ago.
+// freeAddrOn returns an address of host with a port that was free a moment ago.
 func freeAddrOn(t *testing.T, host string) string {
 	t.Helper()
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
@@ -220,7 +230,8 @@ func (l *testLogger) close() {
 type lookupd struct {
 	TCPAddr  string
 	HTTPAddr string
-	args     []string   // given after the addresses
+	bin      string     // the binary
+	args     []string   // flags after the addresses
 	logs     syncBuffer // stdout and stderr of every run
 
 	proc   *os.Process
@@ -233,25 +244,49 @@ type lookupd struct {
 // test failed.
 func startLookupd(t *testing.T) *lookupd {
 	t.Helper()
-	return startLookupdOn(t, "127.0.0.1")
+	return startDaemon(t, lookupdBin, "--broadcast-address=127.0.0.1")
+}
+
+// startDaemon starts bin with args on free 127.0.0.1 ports, as
+// startLookupd does. A failed test logs the last 16 KiB of its output.
+func startDaemon(t *testing.T, bin string, args ...string) *lookupd {
+	t.Helper()
+	return startDaemonOn(t, "127.0.0.1", bin, args...)
+}
+
+// startDaemonOn is startDaemon on free ports of host.
+func startDaemonOn(t *testing.T, host, bin string, args ...string) *lookupd {
+	t.Helper()
+	return startDaemonAt(t, host, host, bin, args...)
 }
 
 // startLookupdOn is startLookupd with the TCP address on tcpHost (HTTP stays
 // on 127.0.0.1) and more flags.
 func startLookupdOn(t *testing.T, tcpHost string, args ...string) *lookupd {
 	t.Helper()
-	d := &lookupd{args: args}
+	return startDaemonAt(t, tcpHost, "127.0.0.1", lookupdBin, append([]string{"--broadcast-address=127.0.0.1"}, args...)...)
+}
+
+// startDaemonAt is startDaemon with its TCP address on tcpHost and its HTTP
+// address on httpHost.
+func startDaemonAt(t *testing.T, tcpHost, httpHost, bin string, args ...string) *lookupd {
+	t.Helper()
+	d := &lookupd{bin: bin, args: args}
 	t.Cleanup(func() {
 		d.kill()
 		if t.Failed() {
-			t.Logf("nsqlookupd %s output:\n%s", lookupdBin, d.logs.String())
+			out := d.logs.String()
+			if len(out) > 16<<10 {
+				out = "..." + out[len(out)-16<<10:]
+			}
+			t.Logf("nsqlookupd %s output:\n%s", bin, out)
 		}
 	})
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		// Another test may take a port between freeAddr and the daemon's
 		// listen: then the daemon exits, and we try other ports.
-		d.TCPAddr, d.HTTPAddr = freeAddrOn(t, tcpHost), freeAddr(t)
+		d.TCPAddr, d.HTTPAddr = freeAddrOn(t, tcpHost), freeAddrOn(t, httpHost)
 		if err = d.start(); err == nil {
 			return d
 		}
@@ -263,10 +298,9 @@ func startLookupdOn(t *testing.T, tcpHost string, args ...string) *lookupd {
 // start runs the binary on d's ports and waits until /ping answers and the
 // TCP port answers a PING.
 func (d *lookupd) start() error {
-	cmd := exec.Command(lookupdBin, append([]string{
+	cmd := exec.Command(d.bin, append([]string{
 		"--tcp-address=" + d.TCPAddr,
 		"--http-address=" + d.HTTPAddr,
-		"--broadcast-address=127.0.0.1",
 	}, d.args...)...)
 	cmd.Stdout = &d.logs
 	cmd.Stderr = &d.logs
@@ -445,15 +479,21 @@ var nsqdIDs atomic.Int64
 // given nsqlookupd TCP addresses. It is stopped when the test ends.
 func startNSQD(t *testing.T, lookupdTCPAddrs ...string) *nsqdNode {
 	t.Helper()
+	return startNSQDOn(t, "127.0.0.1", lookupdTCPAddrs...)
+}
+
+// startNSQDOn is startNSQD on free ports of host, which it also broadcasts.
+func startNSQDOn(t *testing.T, host string, lookupdTCPAddrs ...string) *nsqdNode {
+	t.Helper()
 	id := nsqdIDs.Add(1) % 1024
 	logger := newTestLogger(t, fmt.Sprintf("nsqd%d", id))
 	opts := nsqd.NewOptions()
 	opts.ID = id
 	opts.Logger = logger
-	opts.TCPAddress = "127.0.0.1:0"
-	opts.HTTPAddress = "127.0.0.1:0"
+	opts.TCPAddress = net.JoinHostPort(host, "0")
+	opts.HTTPAddress = net.JoinHostPort(host, "0")
 	opts.HTTPSAddress = ""
-	opts.BroadcastAddress = "127.0.0.1"
+	opts.BroadcastAddress = host
 	opts.NSQLookupdTCPAddresses = lookupdTCPAddrs
 	opts.DataPath = t.TempDir()
 	n, err := nsqd.New(opts)
