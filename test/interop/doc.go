@@ -8,7 +8,10 @@
 // process, real nsqd nodes and an nsqadmin from github.com/nsqio/nsq v1.3.0,
 // and go-nsq v1.1.0 consumers, and check what each side sees: registration,
 // discovery, channel pre-creation, ephemeral channels, nsqadmin's actions,
-// re-registration after a crash, graceful shutdown and profiling.
+// re-registration after a crash, graceful shutdown and profiling. The HTTPS
+// tests (https_test.go) make a CA in the test and check the same peers over
+// TLS; the nsqd that needs an environment of its own (SSL_CERT_FILE) is the
+// nsqd v1.3.0 binary that the fault tests build too.
 //
 // Two tests play production faults. TestHostDeath runs nsqd v1.3.0 as NSQ
 // ships it (github.com/nsqio/nsq/apps/nsqd, a tool of this module, built

@@ -117,7 +117,12 @@ var httpClient = &http.Client{Timeout: 10 * time.Second}
 // getJSON GETs url and, when the answer is 200, decodes its JSON body into v.
 // It returns the status code; err is set for transport and decoding errors.
 func getJSON(url string, v any) (int, error) {
-	resp, err := httpClient.Get(url)
+	return getJSONWith(httpClient, url, v)
+}
+
+// getJSONWith is getJSON with client.
+func getJSONWith(client *http.Client, url string, v any) (int, error) {
+	resp, err := client.Get(url)
 	if err != nil {
 		return 0, err
 	}
@@ -139,6 +144,12 @@ func getJSON(url string, v any) (int, error) {
 // it is answered 200 and returns the answer's body.
 func doRequest(t *testing.T, method, url string, body any) []byte {
 	t.Helper()
+	return doRequestWith(t, httpClient, method, url, body)
+}
+
+// doRequestWith is doRequest with client.
+func doRequestWith(t *testing.T, client *http.Client, method, url string, body any) []byte {
+	t.Helper()
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -154,7 +165,7 @@ func doRequest(t *testing.T, method, url string, body any) []byte {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
@@ -220,8 +231,11 @@ func (l *testLogger) close() {
 type lookupd struct {
 	TCPAddr  string
 	HTTPAddr string
-	args     []string   // given after the addresses
-	logs     syncBuffer // stdout and stderr of every run
+	args     []string // given after the addresses
+	// HTTPSAddr is set when tls is: the daemon then serves HTTPS there.
+	HTTPSAddr string
+	tls       *lookupdTLS
+	logs      syncBuffer // stdout and stderr of every run
 
 	proc   *os.Process
 	exited chan struct{} // closed when the current run has been waited for
@@ -240,7 +254,21 @@ func startLookupd(t *testing.T) *lookupd {
 // on 127.0.0.1) and more flags.
 func startLookupdOn(t *testing.T, tcpHost string, args ...string) *lookupd {
 	t.Helper()
-	d := &lookupd{args: args}
+	return startLookupdWith(t, tcpHost, nil, args...)
+}
+
+// startLookupdTLS is startLookupd, serving HTTPS as tls says
+// (https_test.go).
+func startLookupdTLS(t *testing.T, tls *lookupdTLS) *lookupd {
+	t.Helper()
+	return startLookupdWith(t, "127.0.0.1", tls)
+}
+
+// startLookupdWith is startLookupdOn, serving HTTPS as tls says when it is
+// not nil.
+func startLookupdWith(t *testing.T, tcpHost string, tls *lookupdTLS, args ...string) *lookupd {
+	t.Helper()
+	d := &lookupd{args: args, tls: tls}
 	t.Cleanup(func() {
 		d.kill()
 		if t.Failed() {
@@ -252,6 +280,9 @@ func startLookupdOn(t *testing.T, tcpHost string, args ...string) *lookupd {
 		// Another test may take a port between freeAddr and the daemon's
 		// listen: then the daemon exits, and we try other ports.
 		d.TCPAddr, d.HTTPAddr = freeAddrOn(t, tcpHost), freeAddr(t)
+		if tls != nil {
+			d.HTTPSAddr = freeAddr(t)
+		}
 		if err = d.start(); err == nil {
 			return d
 		}
@@ -263,11 +294,16 @@ func startLookupdOn(t *testing.T, tcpHost string, args ...string) *lookupd {
 // start runs the binary on d's ports and waits until /ping answers and the
 // TCP port answers a PING.
 func (d *lookupd) start() error {
-	cmd := exec.Command(lookupdBin, append([]string{
+	args := append([]string{
 		"--tcp-address=" + d.TCPAddr,
 		"--http-address=" + d.HTTPAddr,
 		"--broadcast-address=127.0.0.1",
-	}, d.args...)...)
+	}, d.args...)
+	if d.tls != nil {
+		args = append(args, "--https-address="+d.HTTPSAddr, "--tls-cert="+d.tls.certFile, "--tls-key="+d.tls.keyFile)
+		args = append(args, d.tls.args...)
+	}
+	cmd := exec.Command(lookupdBin, args...)
 	cmd.Stdout = &d.logs
 	cmd.Stderr = &d.logs
 	if err := cmd.Start(); err != nil {
@@ -305,8 +341,14 @@ func (d *lookupd) ready() error {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || string(body) != "OK" {
+	tlsRequired := d.tls != nil && resp.StatusCode == http.StatusForbidden && strings.Contains(string(body), `"TLS_REQUIRED"`)
+	if !tlsRequired && (resp.StatusCode != http.StatusOK || string(body) != "OK") {
 		return fmt.Errorf("/ping: %s %q", resp.Status, body)
+	}
+	if d.tls != nil {
+		if err := d.tls.ready(d.HTTPSAddr); err != nil {
+			return err
+		}
 	}
 	// A PING before IDENTIFY is answered OK (framed) and changes nothing.
 	conn, err := net.DialTimeout("tcp", d.TCPAddr, time.Second)
@@ -369,11 +411,27 @@ func (d *lookupd) url(pathAndQuery string) string {
 	return "http://" + d.HTTPAddr + pathAndQuery
 }
 
-// post sends a POST to the daemon's HTTP API and fails the test unless it
-// is answered 200.
+// api returns the URL of the daemon's API at pathAndQuery and the client
+// for it: HTTPS when the daemon serves it, else HTTP.
+func (d *lookupd) api(pathAndQuery string) (string, *http.Client) {
+	if d.tls != nil {
+		return "https://" + d.HTTPSAddr + pathAndQuery, d.tls.client
+	}
+	return d.url(pathAndQuery), httpClient
+}
+
+// get GETs pathAndQuery from the daemon's API as getJSON does.
+func (d *lookupd) get(pathAndQuery string, v any) (int, error) {
+	url, client := d.api(pathAndQuery)
+	return getJSONWith(client, url, v)
+}
+
+// post sends a POST to the daemon's API and fails the test unless it is
+// answered 200.
 func (d *lookupd) post(t *testing.T, pathAndQuery string) {
 	t.Helper()
-	doRequest(t, http.MethodPost, d.url(pathAndQuery), nil)
+	url, client := d.api(pathAndQuery)
+	doRequestWith(t, client, http.MethodPost, url, nil)
 }
 
 // The shapes of the daemon's answers.
@@ -408,25 +466,25 @@ type (
 
 func (d *lookupd) lookup(topic string) (lookupAnswer, int, error) {
 	var a lookupAnswer
-	code, err := getJSON(d.url("/lookup?topic="+topic), &a)
+	code, err := d.get("/lookup?topic="+topic, &a)
 	return a, code, err
 }
 
 func (d *lookupd) nodes() ([]nodeInfo, error) {
 	var a nodesAnswer
-	_, err := getJSON(d.url("/nodes"), &a)
+	_, err := d.get("/nodes", &a)
 	return a.Producers, err
 }
 
 func (d *lookupd) topics() ([]string, error) {
 	var a topicsAnswer
-	_, err := getJSON(d.url("/topics"), &a)
+	_, err := d.get("/topics", &a)
 	return a.Topics, err
 }
 
 func (d *lookupd) channels(topic string) ([]string, error) {
 	var a channelsAnswer
-	_, err := getJSON(d.url("/channels?topic="+topic), &a)
+	_, err := d.get("/channels?topic="+topic, &a)
 	return a.Channels, err
 }
 
