@@ -45,11 +45,26 @@ func parseTLSVersion(s string) (uint16, error) {
 }
 
 // clientAuthPolicies maps --tls-client-auth-policy to what the HTTPS port
-// asks of client certificates.
+// asks of client certificates. The empty policy asks for none when there
+// is no --tls-root-ca-file (see clientAuth).
 var clientAuthPolicies = map[string]tls.ClientAuthType{
 	"":               tls.VerifyClientCertIfGiven,
 	"require":        tls.RequireAnyClientCert,
 	"require-verify": tls.RequireAndVerifyClientCert,
+}
+
+// clientAuth returns what the HTTPS port asks of client certificates. With
+// the empty policy and no --tls-root-ca-file it asks for none, as nsqd
+// v1.3.0 does for the empty policy: a certificate would be checked against
+// the system's roots, and Go clients (nsqadmin with --http-client-tls-cert
+// for its nsqd, say) send theirs whenever the server names no CA, so
+// clients that work with nsqd would be refused for a certificate that
+// authorizes nothing here. With a CA file, a certificate given is verified.
+func clientAuth(o *Options) tls.ClientAuthType {
+	if o.TLSClientAuthPolicy == "" && o.TLSRootCAFile == "" {
+		return tls.NoClientCert
+	}
+	return clientAuthPolicies[o.TLSClientAuthPolicy]
 }
 
 // tlsRequired reports whether the plain HTTP port sends clients to HTTPS:
@@ -124,7 +139,7 @@ func newTLSConfig(opts *Options, logf lg.AppLogFunc) (*tls.Config, error) {
 	minVersion, _ := parseTLSVersion(opts.TLSMinVersion)
 	cfg := &tls.Config{
 		GetCertificate: reloader.getCertificate,
-		ClientAuth:     clientAuthPolicies[opts.TLSClientAuthPolicy],
+		ClientAuth:     clientAuth(opts),
 		MinVersion:     minVersion,
 		NextProtos:     []string{"http/1.1"},
 	}
@@ -213,7 +228,7 @@ func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	}
 	r.cert = &cert
 	if cert.Leaf != nil {
-		r.logf(lg.INFO, "HTTPS: reloaded --tls-cert %s (serial %s, valid until %s)",
+		r.logf(lg.INFO, "HTTPS: reloaded --tls-cert %s (serial %X, valid until %s)",
 			r.certFile, cert.Leaf.SerialNumber, cert.Leaf.NotAfter.UTC().Format("2006-01-02 15:04:05 MST"))
 	} else {
 		r.logf(lg.INFO, "HTTPS: reloaded --tls-cert %s", r.certFile)

@@ -301,7 +301,7 @@ func TestHTTPSMinVersion(t *testing.T) {
 
 // TestHTTPSClientAuth runs each client certificate policy against a client
 // with no certificate, one from another CA, and one from the CA given as
-// --tls-root-ca-file. Every policy also makes the plain port answer
+// --tls-root-ca-file (or no CA file, for the empty policy). Every policy also makes the plain port answer
 // TLS_REQUIRED.
 func TestHTTPSClientAuth(t *testing.T) {
 	f := newTLSFiles(t)
@@ -323,17 +323,21 @@ func TestHTTPSClientAuth(t *testing.T) {
 	}
 	tests := []struct {
 		policy string
+		rootCA string
 		served []bool // for each client above
 	}{
-		{"", []bool{true, false, true}},
-		{"require", []bool{false, true, true}},
-		{"require-verify", []bool{false, false, true}},
+		{"", clientCA.CertFile, []bool{true, false, true}},
+		// No CA to verify against: no certificate is asked for, and any
+		// sent is ignored, as nsqd does.
+		{"", "", []bool{true, true, true}},
+		{"require", clientCA.CertFile, []bool{false, true, true}},
+		{"require-verify", clientCA.CertFile, []bool{false, false, true}},
 	}
 	for _, tt := range tests {
-		t.Run(fmt.Sprintf("policy %q", tt.policy), func(t *testing.T) {
+		t.Run(fmt.Sprintf("policy %q root CA %v", tt.policy, tt.rootCA != ""), func(t *testing.T) {
 			l := startLookupd(t, f.withHTTPS(func(o *Options) {
 				o.TLSClientAuthPolicy = tt.policy
-				o.TLSRootCAFile = clientCA.CertFile
+				o.TLSRootCAFile = tt.rootCA
 			}))
 			for i, c := range clients {
 				resp, body, err := do(f.client(&tls.Config{GetClientCertificate: c.cert}), "GET", httpsURL(l, "/info"))

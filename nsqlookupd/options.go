@@ -73,10 +73,12 @@ type Options struct {
 	TLSCert string `flag:"tls-cert"`
 	TLSKey  string `flag:"tls-key"`
 	// TLSClientAuthPolicy decides what the HTTPS port asks of client
-	// certificates: "" (the default) verifies one if the client gives one,
-	// "require" demands one but does not verify it, "require-verify"
-	// demands one signed by TLSRootCAFile (or, without it, by the system's
-	// roots). Any policy implies TLSRequired, as in nsqd.
+	// certificates: "" (the default) verifies one against TLSRootCAFile if
+	// the client gives one (without TLSRootCAFile it asks for none, as
+	// nsqd), "require" demands one but does not verify it,
+	// "require-verify" demands one signed by TLSRootCAFile (or, without
+	// it, by the system's roots). Any policy implies TLSRequired, as in
+	// nsqd.
 	TLSClientAuthPolicy string `flag:"tls-client-auth-policy"`
 	// TLSRootCAFile is a PEM bundle of the certificate authorities that
 	// client certificates are verified against; empty means the system's.
