@@ -212,15 +212,9 @@ func (tc tcpCase) run(t *testing.T, l *NSQLookupd, _ *victim) {
 	<-writeErr // any error is the server hanging up on a long input
 }
 
-// rawHTTP sends req on a new connection to the HTTP address (in the
-// background: the server may answer before it has read it all) and returns
-// the status line of the answer.
-func rawHTTP(t *testing.T, l *NSQLookupd, req []byte) string {
-	t.Helper()
-	return rawHTTPVia(t, l, dialHTTP, req)
-}
-
-// rawHTTPVia is rawHTTP on a connection from dial.
+// rawHTTPVia sends req on a new connection from dial (in the background:
+// the server may answer before it has read it all) and returns the status
+// line of the answer.
 func rawHTTPVia(t *testing.T, l *NSQLookupd, dial dialer, req []byte) string {
 	t.Helper()
 	conn := dial(t, l)
