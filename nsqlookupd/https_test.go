@@ -585,3 +585,50 @@ func TestHTTPSServerLimits(t *testing.T) {
 		t.Fatalf("got %s (ALPN %q); want HTTP/1.1", resp.Proto, resp.TLS.NegotiatedProtocol)
 	}
 }
+
+// TestHTTPSWriteTimeout: the HTTP write timeout holds on the HTTPS port
+// too: a TLS client that asks for a large answer and never reads it has its
+// connection closed once the timeout has passed; others are served. The
+// close comes up to 5 s later than on the plain port: crypto/tls's Close
+// first tries to send a close_notify alert, with a write deadline of its
+// own of 5 s, to a client that does not read.
+func TestHTTPSWriteTimeout(t *testing.T) {
+	const writeTimeout = 300 * time.Millisecond
+	f := newTLSFiles(t)
+	states := &connStates{closed: make(map[string]time.Time)}
+	l := startLookupdWith(t, f.withHTTPS(func(o *Options) { o.HTTPWriteTimeout = writeTimeout }), func(l *NSQLookupd) {
+		l.httpsServer.ConnState = states.hook
+		l.httpsListener = smallSendBuffers{l.httpsListener}
+	})
+	p := connectProducer(t, l, 1, 11)
+	registerTopics(t, p, 2000) // /debug is about 1 MB
+
+	stalled := tls.Client(dialSmallReceive(t, l.RealHTTPSAddr().String()), &tls.Config{RootCAs: f.ca.Pool, ServerName: "127.0.0.1"})
+	defer stalled.Close()
+	stalled.SetDeadline(time.Now().Add(ioTimeout))
+	if err := stalled.Handshake(); err != nil {
+		t.Fatalf("handshake: %s", err)
+	}
+	start := time.Now()
+	if _, err := io.WriteString(stalled, "GET /debug HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	client := f.client(nil)
+	for i := 0; i < 5; i++ {
+		if resp, body, err := do(client, "GET", httpsURL(l, "/ping")); err != nil || resp.StatusCode != 200 || body != "OK" {
+			t.Fatalf("HTTPS /ping while a reader stalls: got %v %q", err, body)
+		}
+	}
+	var closedAt time.Time
+	test.Eventually(t, 15*time.Second, func() bool {
+		var ok bool
+		closedAt, ok = states.closedAt(stalled.LocalAddr().String())
+		return ok
+	})
+	const closeNotifyDeadline = 5 * time.Second // crypto/tls's, in Conn.Close
+	if took := closedAt.Sub(start); took < writeTimeout || took > writeTimeout+closeNotifyDeadline+3*time.Second {
+		t.Fatalf("closed after %s; want after the write timeout %s, and within %s more", took, writeTimeout, closeNotifyDeadline)
+	} else {
+		t.Logf("stalled HTTPS /debug reader closed after %s (write timeout %s)", took, writeTimeout)
+	}
+}
