@@ -7,7 +7,6 @@ package nsqlookupd
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -179,7 +178,7 @@ type certReloader struct {
 // is an error.
 func newCertReloader(certFile, keyFile string, logf lg.AppLogFunc) (*certReloader, error) {
 	r := &certReloader{certFile: certFile, keyFile: keyFile, logf: logf}
-	r.certInfo, r.keyInfo = r.stat()
+	r.certInfo, r.keyInfo, _ = r.stat()
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("failed to load --tls-cert %s and --tls-key %s - %w", certFile, keyFile, err)
@@ -188,11 +187,15 @@ func newCertReloader(certFile, keyFile string, logf lg.AppLogFunc) (*certReloade
 	return r, nil
 }
 
-// stat returns both files' info, nil for one that cannot be read.
-func (r *certReloader) stat() (certInfo, keyInfo os.FileInfo) {
-	certInfo, _ = os.Stat(r.certFile)
-	keyInfo, _ = os.Stat(r.keyFile)
-	return certInfo, keyInfo
+// stat returns both files' info, nil for one that cannot be read, and the
+// first error.
+func (r *certReloader) stat() (certInfo, keyInfo os.FileInfo, err error) {
+	certInfo, certErr := os.Stat(r.certFile)
+	keyInfo, keyErr := os.Stat(r.keyFile)
+	if certErr != nil {
+		return nil, keyInfo, certErr
+	}
+	return certInfo, keyInfo, keyErr
 }
 
 // unchanged reports whether a and b describe the same file content as far
@@ -207,18 +210,15 @@ func unchanged(a, b os.FileInfo) bool {
 // getCertificate is the tls.Config's GetCertificate: it checks the files
 // (two stat calls per handshake) and answers the current pair.
 func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	certInfo, keyInfo := r.stat()
+	certInfo, keyInfo, err := r.stat()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if unchanged(certInfo, r.certInfo) && unchanged(keyInfo, r.keyInfo) {
 		return r.cert, nil
 	}
 	r.certInfo, r.keyInfo = certInfo, keyInfo
-	var err error
 	var cert tls.Certificate
-	if certInfo == nil || keyInfo == nil {
-		err = errors.New("cannot stat the files")
-	} else {
+	if err == nil {
 		cert, err = tls.LoadX509KeyPair(r.certFile, r.keyFile)
 	}
 	if err != nil {

@@ -178,6 +178,19 @@ func TestCertificateRenewal(t *testing.T) {
 		t.Fatalf("got %q; want one line matching %s", got, failed)
 	}
 
+	// A key that vanishes (a renewal that removes before it writes): the
+	// same, logged once more.
+	if err := os.Remove(f.keyFile); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := serial(), second.Serial.String(); got != want {
+		t.Fatalf("serial with the key file gone: got %s; want the last good %s", got, want)
+	}
+	serial()
+	if got := logs.matching(failed); len(got) != 2 || !strings.Contains(got[1], "no such file or directory") {
+		t.Fatalf("got %q; want a second line matching %s, for the missing file", got, failed)
+	}
+
 	// Renewed in place: written over the same files.
 	third := f.ca.Issue(t, "nsqlookupd renewed again")
 	writeOver(f.certFile, third.CertPEM)
