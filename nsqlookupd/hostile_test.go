@@ -34,6 +34,10 @@ const (
 	healthDeadline = 3 * time.Second
 )
 
+// dialer opens a connection to one of the daemon's HTTP ports: dialHTTP,
+// or dialHTTPS (https_hostile_test.go) for the same attacks over TLS.
+type dialer func(t *testing.T, l *NSQLookupd) net.Conn
+
 // dialHTTP connects to the daemon's HTTP address, failing the test if it
 // cannot.
 func dialHTTP(t *testing.T, l *NSQLookupd) net.Conn {
@@ -72,6 +76,9 @@ func ensureFDs(tb testing.TB, n uint64) uint64 {
 type victim struct {
 	c      *tcpClient
 	topics []string
+	// https, when set, is a client of the daemon's HTTPS port: the health
+	// check then pings it too.
+	https *http.Client
 }
 
 var victimChannels = []string{"ch-a", "ch-b"}
@@ -108,6 +115,12 @@ func checkHealth(t *testing.T, l *NSQLookupd, v *victim, wantPanics int64) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || string(body) != "OK" {
 		t.Fatalf("health: GET /ping: got %d %q; want 200 \"OK\"", resp.StatusCode, body)
+	}
+	if v.https != nil {
+		resp, body, err := do(v.https, "GET", httpsURL(l, "/ping"))
+		if err != nil || resp.StatusCode != http.StatusOK || body != "OK" {
+			t.Fatalf("health: GET /ping over HTTPS: got %v %q; want 200 \"OK\"", err, body)
+		}
 	}
 
 	port := int(7000 + healthPort.Add(1))
@@ -199,12 +212,12 @@ func (tc tcpCase) run(t *testing.T, l *NSQLookupd, _ *victim) {
 	<-writeErr // any error is the server hanging up on a long input
 }
 
-// rawHTTP sends req on a new connection to the HTTP address (in the
-// background: the server may answer before it has read it all) and returns
-// the status line of the answer.
-func rawHTTP(t *testing.T, l *NSQLookupd, req []byte) string {
+// rawHTTPVia sends req on a new connection from dial (in the background:
+// the server may answer before it has read it all) and returns the status
+// line of the answer.
+func rawHTTPVia(t *testing.T, l *NSQLookupd, dial dialer, req []byte) string {
 	t.Helper()
-	conn := dialHTTP(t, l)
+	conn := dial(t, l)
 	defer conn.Close()
 	go func() {
 		conn.SetWriteDeadline(time.Now().Add(ioTimeout))
@@ -258,14 +271,17 @@ func garbageAnswer(in []byte) string {
 }
 
 func TestHostileInput(t *testing.T) {
-	l := startLookupdWith(t, func(o *Options) {
+	tlsFiles := newTLSFiles(t)
+	l := startLookupdWith(t, tlsFiles.withHTTPS(func(o *Options) {
 		o.IdentifyTimeout = hostileIdentifyTimeout
-	}, func(l *NSQLookupd) {
+	}), func(l *NSQLookupd) {
 		// The exported constant stays the default; only this daemon waits
-		// less for slow headers.
+		// less for slow headers (and, on HTTPS, for handshakes).
 		l.httpServer.ReadHeaderTimeout = hostileReadHeaderTimeout
+		l.httpsServer.ReadHeaderTimeout = hostileReadHeaderTimeout
 	})
 	v := newVictim(t, l)
+	v.https = tlsFiles.client(nil)
 	checkHealth(t, l, v, 0)
 
 	const longLine = 5000
@@ -403,6 +419,22 @@ func TestHostileInput(t *testing.T) {
 		// address, allocating some 20 times what it read: MaxBodyBytes
 		// (1 MiB) bounds that, whatever the body's size.
 		{"http 50 MB post to /debug/pprof/symbol", hugePost("/debug/pprof/symbol", "HTTP/1.1 200 OK", false, 64<<20)},
+
+		// HTTPS (https_hostile_test.go): what reaches the TLS port before
+		// or instead of a handshake, then the HTTP attacks above over TLS.
+		{"https garbage", tlsGarbage(garbage(3, 64<<10))},
+		{"https nothing sent", tlsStalled(nil)},
+		{"https partial client hello", tlsStalled(func(hello []byte) []byte { return hello[:20] })},
+		{"https half handshake", tlsStalled(func(hello []byte) []byte { return hello })},
+		{"https plaintext http", tlsPlaintext},
+		{"https handshake then nothing", slowHeadersVia(dialHTTPS, "", 0)},
+		{"https partial headers", slowHeadersVia(dialHTTPS, "GET /ping HTTP/1.1\r\nHost: x\r\n", 0)},
+		{"https header 1 MiB", rawStatusVia(dialHTTPS, "GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("h", 1<<20)+"\r\n\r\n",
+			"HTTP/1.1 431 Request Header Fields Too Large")},
+		{"https garbage request line", rawStatusVia(dialHTTPS, "GARBAGE\r\n\r\n", "HTTP/1.1 400 Bad Request")},
+		{"https declared body never sent", missingBodyVia(dialHTTPS, "POST /topic/create?topic=t HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "HTTP/1.1 200 OK")},
+		{"https 50 MB post to /topic/create", hugePostVia(dialHTTPS, "/topic/create?topic=huge", "HTTP/1.1 200 OK", false, 16<<20)},
+		{"2000 idle tls connections", idleTLSConnections},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -559,8 +591,13 @@ func connectionChurn(t *testing.T, l *NSQLookupd, _ *victim) {
 // one more byte each every; the server must hang up within its
 // ReadHeaderTimeout (plus slack), without an answer.
 func slowHeaders(start string, every time.Duration) func(t *testing.T, l *NSQLookupd, _ *victim) {
+	return slowHeadersVia(dialHTTP, start, every)
+}
+
+// slowHeadersVia is slowHeaders on a connection from dial.
+func slowHeadersVia(dial dialer, start string, every time.Duration) func(t *testing.T, l *NSQLookupd, _ *victim) {
 	return func(t *testing.T, l *NSQLookupd, _ *victim) {
-		conn := dialHTTP(t, l)
+		conn := dial(t, l)
 		defer conn.Close()
 		begin := time.Now()
 		conn.Write([]byte(start))
@@ -611,8 +648,13 @@ func manySlowHeaders(t *testing.T, l *NSQLookupd, v *victim) {
 // rawStatus sends req as is and expects the status line to start with
 // want (net/http may add a reason after the standard text).
 func rawStatus(req, want string) func(t *testing.T, l *NSQLookupd, _ *victim) {
+	return rawStatusVia(dialHTTP, req, want)
+}
+
+// rawStatusVia is rawStatus on a connection from dial.
+func rawStatusVia(dial dialer, req, want string) func(t *testing.T, l *NSQLookupd, _ *victim) {
 	return func(t *testing.T, l *NSQLookupd, _ *victim) {
-		if got := rawHTTP(t, l, []byte(req)); !strings.HasPrefix(got, want) {
+		if got := rawHTTPVia(t, l, dial, []byte(req)); !strings.HasPrefix(got, want) {
 			t.Fatalf("got %q; want %q", got, want)
 		}
 	}
@@ -622,8 +664,13 @@ func rawStatus(req, want string) func(t *testing.T, l *NSQLookupd, _ *victim) {
 // come at once, and the server must hang up within its ReadHeaderTimeout
 // (plus slack) instead of waiting for the body forever.
 func missingBody(req, want string) func(t *testing.T, l *NSQLookupd, _ *victim) {
+	return missingBodyVia(dialHTTP, req, want)
+}
+
+// missingBodyVia is missingBody on a connection from dial.
+func missingBodyVia(dial dialer, req, want string) func(t *testing.T, l *NSQLookupd, _ *victim) {
 	return func(t *testing.T, l *NSQLookupd, _ *victim) {
-		conn := dialHTTP(t, l)
+		conn := dial(t, l)
 		defer conn.Close()
 		start := time.Now()
 		conn.Write([]byte(req))
@@ -669,9 +716,14 @@ func httpStatusIn(method, path string, wants ...int) func(t *testing.T, l *NSQLo
 // line want) before it has taken the body, hang up rather than read it,
 // allocate at most maxAlloc meanwhile and keep no more heap after.
 func hugePost(path, want string, chunked bool, maxAlloc uint64) func(t *testing.T, l *NSQLookupd, _ *victim) {
+	return hugePostVia(dialHTTP, path, want, chunked, maxAlloc)
+}
+
+// hugePostVia is hugePost on a connection from dial.
+func hugePostVia(dial dialer, path, want string, chunked bool, maxAlloc uint64) func(t *testing.T, l *NSQLookupd, _ *victim) {
 	return func(t *testing.T, l *NSQLookupd, _ *victim) {
 		const size = 50 << 20
-		conn := dialHTTP(t, l)
+		conn := dial(t, l)
 		defer conn.Close()
 
 		var before runtime.MemStats

@@ -2,8 +2,8 @@
 // topics and channels with it over TCP, and consumers find them over HTTP.
 // It is a drop-in replacement for nsqlookupd v1.3.0.
 //
-// New listens on both addresses, Main serves until the first fatal error,
-// Exit closes everything and waits:
+// New listens on its addresses (TCP, HTTP and, when configured, HTTPS), Main
+// serves until the first fatal error, Exit closes everything and waits:
 //
 //	l, err := nsqlookupd.New(nsqlookupd.NewOptions())
 //	if err != nil { ... }
@@ -13,6 +13,7 @@ package nsqlookupd
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -46,7 +47,12 @@ type NSQLookupd struct {
 	httpListener net.Listener
 	tcpServer    *tcpServer
 	httpServer   *http.Server
-	db           *registrationDB
+	// httpsListener and httpsServer serve the same router over TLS; both
+	// nil without --https-address.
+	httpsListener net.Listener
+	httpsServer   *http.Server
+	tlsConfig     *tls.Config
+	db            *registrationDB
 	// clock is the daemon's only source of time: realClock, or a test's
 	// fakeClock set before Main.
 	clock clock
@@ -79,8 +85,9 @@ type identifyAnswer struct {
 	Version          string `json:"version"`
 }
 
-// New checks opts and listens on the TCP and HTTP addresses. It logs the
-// version line and returns an error rather than exiting.
+// New checks opts, loads the TLS files if HTTPS is configured, and listens
+// on the TCP, HTTP and HTTPS addresses. It logs the version line and returns
+// an error rather than exiting.
 func New(opts *Options) (*NSQLookupd, error) {
 	flushLog := func() {}
 	if opts.Logger == nil {
@@ -95,6 +102,13 @@ func New(opts *Options) (*NSQLookupd, error) {
 	}
 
 	l := &NSQLookupd{opts: opts, db: newRegistrationDB(), clock: realClock{}, flushLog: flushLog}
+	// The TLS files are read before anything is logged: a bad pair is a
+	// bad configuration, one error and no other line.
+	if opts.HTTPSAddress != "" {
+		if l.tlsConfig, err = newTLSConfig(opts, l.logf); err != nil {
+			return nil, err
+		}
+	}
 	l.logf(lg.INFO, "%s", version.String("nsqlookupd"))
 	if t := opts.ProducerReadTimeout; t > 0 && t <= nsqdHeartbeat {
 		l.logf(lg.WARN, "producer-read-timeout %s is not longer than nsqd's %s heartbeat: an idle but healthy nsqd will be evicted", t, nsqdHeartbeat)
@@ -110,6 +124,15 @@ func New(opts *Options) (*NSQLookupd, error) {
 		l.tcpListener.Close()
 		flushLog()
 		return nil, fmt.Errorf("listen (%s) failed - %w", opts.HTTPAddress, err)
+	}
+	if opts.HTTPSAddress != "" {
+		l.httpsListener, err = net.Listen("tcp", opts.HTTPSAddress)
+		if err != nil {
+			l.tcpListener.Close()
+			l.httpListener.Close()
+			flushLog()
+			return nil, fmt.Errorf("listen (%s) failed - %w", opts.HTTPSAddress, err)
+		}
 	}
 
 	l.identifyResponse, _ = json.Marshal(identifyAnswer{
@@ -128,7 +151,20 @@ func New(opts *Options) (*NSQLookupd, error) {
 	}
 
 	l.tcpServer = newTCPServer(l)
-	l.httpServer = http_api.NewServer(newHTTPServer(l), l.logf)
+	router := newHTTPServer(l)
+	var plain http.Handler = router
+	if l.httpsListener != nil {
+		// The HTTPS server gets the plain one's limits; net/http bounds a
+		// TLS handshake by the smallest of them (ReadHeaderTimeout), so a
+		// half handshake or plaintext costs at most that long. HTTP/1.1
+		// only, as nsqd: no HTTP/2 to harden separately.
+		l.httpsServer = http_api.NewServer(router, l.logf)
+		l.httpsServer.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+		if opts.tlsRequired() {
+			plain = tlsRequiredHandler(l.RealHTTPSAddr().Port, l.logf)
+		}
+	}
+	l.httpServer = http_api.NewServer(plain, l.logf)
 	return l, nil
 }
 
@@ -157,6 +193,11 @@ func (l *NSQLookupd) Main() error {
 	l.wg.Wrap(func() {
 		exitFunc(http_api.Serve(l.httpListener, l.httpServer, "HTTP", l.logf))
 	})
+	if l.httpsListener != nil {
+		l.wg.Wrap(func() {
+			exitFunc(http_api.Serve(tls.NewListener(l.httpsListener, l.tlsConfig), l.httpsServer, "HTTPS", l.logf))
+		})
+	}
 	l.mu.Unlock()
 
 	return <-exitCh
@@ -172,7 +213,16 @@ func (l *NSQLookupd) RealHTTPAddr() *net.TCPAddr {
 	return l.httpListener.Addr().(*net.TCPAddr)
 }
 
-// Exit closes both listeners and every connection, and waits for the
+// RealHTTPSAddr returns the address the HTTPS listener is bound to, or nil
+// without --https-address.
+func (l *NSQLookupd) RealHTTPSAddr() *net.TCPAddr {
+	if l.httpsListener == nil {
+		return nil
+	}
+	return l.httpsListener.Addr().(*net.TCPAddr)
+}
+
+// Exit closes every listener and every connection, and waits for the
 // servers' goroutines. It returns in bounded time; later calls do nothing.
 func (l *NSQLookupd) Exit() {
 	l.exitOnce.Do(func() {
@@ -183,12 +233,20 @@ func (l *NSQLookupd) Exit() {
 		l.tcpListener.Close()
 		l.tcpServer.closeAll()
 
+		// One deadline for both HTTP servers: requests in flight get
+		// shutdownTimeout in all, then their connections are closed.
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
 		if err := l.httpServer.Shutdown(ctx); err != nil {
 			l.httpServer.Close()
 		}
 		l.httpListener.Close()
+		if l.httpsServer != nil {
+			if err := l.httpsServer.Shutdown(ctx); err != nil {
+				l.httpsServer.Close()
+			}
+			l.httpsListener.Close()
+		}
 
 		l.wg.Wait()
 		l.flushLog()

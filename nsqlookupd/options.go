@@ -60,6 +60,37 @@ type Options struct {
 	// abandoned and the connection closed. pprof's profile and trace get
 	// their seconds=N on top. 0 disables it (default 60s).
 	HTTPWriteTimeout time.Duration `flag:"http-write-timeout"`
+
+	// HTTPSAddress serves the HTTP port's router (the API, profiling and
+	// everything else) over TLS; empty, the default, serves no HTTPS. It
+	// needs TLSCert and TLSKey. As nsqd's option of the same name.
+	HTTPSAddress string `flag:"https-address"`
+	// TLSCert is the PEM file of the HTTPS server's certificate, followed
+	// by any intermediates; TLSKey is the PEM file of its private key. Both
+	// or neither. A new pair written over them (or renamed into their
+	// place) is served from the next handshake on, without a restart; a
+	// pair that fails to load is logged and the previous one kept.
+	TLSCert string `flag:"tls-cert"`
+	TLSKey  string `flag:"tls-key"`
+	// TLSClientAuthPolicy decides what the HTTPS port asks of client
+	// certificates: "" (the default) verifies one against TLSRootCAFile if
+	// the client gives one (without TLSRootCAFile it asks for none, as
+	// nsqd), "require" demands one but does not verify it,
+	// "require-verify" demands one signed by TLSRootCAFile (or, without
+	// it, by the system's roots). Any policy implies TLSRequired, as in
+	// nsqd.
+	TLSClientAuthPolicy string `flag:"tls-client-auth-policy"`
+	// TLSRootCAFile is a PEM bundle of the certificate authorities that
+	// client certificates are verified against; empty means the system's.
+	TLSRootCAFile string `flag:"tls-root-ca-file"`
+	// TLSMinVersion is the oldest TLS version the HTTPS port accepts:
+	// tls1.0, tls1.1, tls1.2 or tls1.3, in any case; empty means the
+	// default, tls1.2. (nsqd v1.3.0 defaults to tls1.0.)
+	TLSMinVersion string `flag:"tls-min-version"`
+	// TLSRequired makes the plain HTTP port answer every request 403 with
+	// {"message": "TLS_REQUIRED", "https_port": N}, as nsqd does: nsqadmin
+	// and nsqd then retry over HTTPS. It needs HTTPSAddress.
+	TLSRequired bool `flag:"tls-required"`
 }
 
 // NewOptions returns the defaults.
@@ -79,6 +110,7 @@ func NewOptions() *Options {
 		IdentifyTimeout:         30 * time.Second,
 		ProducerReadTimeout:     60 * time.Second,
 		HTTPWriteTimeout:        60 * time.Second,
+		TLSMinVersion:           "tls1.2",
 	}
 }
 
@@ -102,5 +134,5 @@ func (o *Options) Validate() error {
 	case o.HTTPWriteTimeout < 0:
 		return fmt.Errorf("http-write-timeout must not be negative (got %s)", o.HTTPWriteTimeout)
 	}
-	return nil
+	return o.validateTLS()
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"github.com/mreiferson/go-options"
 
 	"github.com/lookupd/nsqlookupd/internal/lg"
+	"github.com/lookupd/nsqlookupd/internal/test"
 	"github.com/lookupd/nsqlookupd/nsqlookupd"
 )
 
@@ -319,5 +321,178 @@ func TestLogLevelFlag(t *testing.T) {
 	}
 	if err := l.Set("warning"); err == nil {
 		t.Error("warning: got nil; want an error (v1.3.0 accepts warn only)")
+	}
+}
+
+// TestTLSConfigKeys: the TLS options are config-file keys too, and a flag
+// still beats the file.
+func TestTLSConfigKeys(t *testing.T) {
+	path := writeConfig(t, `
+https_address = "127.0.0.1:5162"
+tls_cert = "/etc/nsqlookupd/cert.pem"
+tls_key = "/etc/nsqlookupd/key.pem"
+tls_client_auth_policy = "require-verify"
+tls_root_ca_file = "/etc/nsqlookupd/ca.pem"
+tls_min_version = "tls1.3"
+tls_required = true
+`)
+	opts, err := resolve(t, "--config", path, "--tls-min-version", "tls1.2", "--tls-required=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprintf("%s %s %s %s %s %s %v", opts.HTTPSAddress, opts.TLSCert, opts.TLSKey, opts.TLSClientAuthPolicy,
+		opts.TLSRootCAFile, opts.TLSMinVersion, opts.TLSRequired)
+	want := "127.0.0.1:5162 /etc/nsqlookupd/cert.pem /etc/nsqlookupd/key.pem require-verify /etc/nsqlookupd/ca.pem tls1.2 false"
+	if got != want {
+		t.Fatalf("got %s; want %s", got, want)
+	}
+	defaults, err := resolve(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprintf("%q %q %q %q %q %q %v", defaults.HTTPSAddress, defaults.TLSCert, defaults.TLSKey,
+		defaults.TLSClientAuthPolicy, defaults.TLSRootCAFile, defaults.TLSMinVersion, defaults.TLSRequired); got != `"" "" "" "" "" "tls1.2" false` {
+		t.Fatalf("defaults: got %s; want no HTTPS, tls1.2", got)
+	}
+}
+
+// TestTLSBadConfig: each bad TLS configuration, by flag or config file,
+// stops start-up with exactly one FATAL line and exit status 1.
+func TestTLSBadConfig(t *testing.T) {
+	ca := test.NewCA(t, "test CA")
+	certFile, keyFile := ca.Issue(t, "nsqlookupd").WriteFiles(t)
+	_, otherKey := ca.Issue(t, "other").WriteFiles(t)
+	garbage := filepath.Join(t.TempDir(), "garbage.pem")
+	test.WriteFile(t, garbage, []byte("not PEM\n"))
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	https := []string{"--https-address=127.0.0.1:0", "--tls-cert=" + certFile, "--tls-key=" + keyFile}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"https without cert and key", []string{"--https-address=127.0.0.1:0"},
+			"FATAL: --https-address needs --tls-cert and --tls-key"},
+		{"cert without key", []string{"--https-address=127.0.0.1:0", "--tls-cert=" + certFile},
+			"FATAL: --https-address needs --tls-key"},
+		{"policy without cert and key", []string{"--https-address=127.0.0.1:0", "--tls-client-auth-policy=require"},
+			"FATAL: --tls-client-auth-policy needs --tls-cert and --tls-key"},
+		{"tls-required without https", []string{"--tls-required", "--tls-cert=" + certFile, "--tls-key=" + keyFile},
+			"FATAL: --tls-required needs --https-address"},
+		{"cert and key without https", []string{"--tls-cert=" + certFile, "--tls-key=" + keyFile},
+			"FATAL: --tls-cert needs --https-address"},
+		{"unknown policy", append(https, "--tls-client-auth-policy=optional"),
+			`FATAL: unknown --tls-client-auth-policy "optional" (want require or require-verify, or empty)`},
+		{"unknown version", append(https, "--tls-min-version=tls1.4"),
+			`FATAL: unknown --tls-min-version "tls1.4" (want tls1.0, tls1.1, tls1.2 or tls1.3)`},
+		{"unreadable cert", []string{"--https-address=127.0.0.1:0", "--tls-cert=" + missing, "--tls-key=" + keyFile},
+			"FATAL: failed to load --tls-cert " + missing + " and --tls-key " + keyFile + " - open " + missing + ": no such file or directory"},
+		{"garbage key", []string{"--https-address=127.0.0.1:0", "--tls-cert=" + certFile, "--tls-key=" + garbage},
+			"FATAL: failed to load --tls-cert " + certFile + " and --tls-key " + garbage + " - tls: failed to find any PEM data in key input"},
+		{"mismatched pair", []string{"--https-address=127.0.0.1:0", "--tls-cert=" + certFile, "--tls-key=" + otherKey},
+			"FATAL: failed to load --tls-cert " + certFile + " and --tls-key " + otherKey + " - tls: private key does not match public key"},
+		{"unreadable root CA", append(https, "--tls-root-ca-file="+missing),
+			"FATAL: failed to read --tls-root-ca-file - open " + missing + ": no such file or directory"},
+		{"config file: unknown version", []string{"--config", writeConfig(t, `tls_min_version = "ssl3.0"`)},
+			`FATAL: unknown --tls-min-version "ssl3.0" (want tls1.0, tls1.1, tls1.2 or tls1.3)`},
+		{"config file: tls_required not a bool", []string{"--config", writeConfig(t, `tls_required = "yes"`)},
+			"FATAL: invalid config file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var stderr bytes.Buffer
+			cmd := daemonCmd(ctx, append([]string{"--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0"}, tt.args...)...)
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+				t.Fatalf("exit: got %v; want status 1 (stderr %q)", err, stderr.String())
+			}
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			if len(lines) != 1 || !logLine.MatchString(lines[0]) || !strings.Contains(lines[0], tt.want) {
+				t.Fatalf("stderr: got %q; want one log line containing %q", stderr.String(), tt.want)
+			}
+		})
+	}
+}
+
+// TestHTTPSRun starts the daemon with HTTPS and TLS required as an operator
+// would: the listening lines, the plain port's TLS_REQUIRED, an HTTPS
+// request and its marked access line, and the closing lines on SIGTERM.
+func TestHTTPSRun(t *testing.T) {
+	ca := test.NewCA(t, "test CA")
+	certFile, keyFile := ca.Issue(t, "nsqlookupd").WriteFiles(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := daemonCmd(ctx, "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0", "--https-address=127.0.0.1:0",
+		"--tls-cert="+certFile, "--tls-key="+keyFile, "--tls-required")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stderr)
+	next := func() string {
+		t.Helper()
+		if !sc.Scan() {
+			t.Fatalf("daemon stderr ended: %v", sc.Err())
+		}
+		return sc.Text()
+	}
+	next() // the version line
+	addrs := map[string]string{}
+	for len(addrs) < 3 {
+		l := next()
+		_, rest, ok := strings.Cut(l, "INFO: ")
+		proto, addr, ok2 := strings.Cut(rest, ": listening on ")
+		if !ok || !ok2 {
+			t.Fatalf("got %q; want the listening lines", l)
+		}
+		addrs[proto] = addr
+	}
+
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}}}
+	resp, err := client.Get("http://" + addrs["HTTP"] + "/ping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	_, httpsPort, _ := net.SplitHostPort(addrs["HTTPS"])
+	if want := `{"message": "TLS_REQUIRED", "https_port": ` + httpsPort + `}`; resp.StatusCode != 403 || string(body) != want {
+		t.Fatalf("plain GET /ping: got %d %q; want 403 %q", resp.StatusCode, body, want)
+	}
+	if l := next(); !regexp.MustCompile(`INFO: 403 GET /ping \(127\.0\.0\.1:\d+\) \S+$`).MatchString(l) {
+		t.Fatalf("plain access line: got %q", l)
+	}
+	resp, err = client.Get("https://" + addrs["HTTPS"] + "/info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != `{"version":"1.3.0"}` {
+		t.Fatalf("HTTPS GET /info: got %d %q", resp.StatusCode, body)
+	}
+	if l := next(); !regexp.MustCompile(`INFO: HTTPS: 200 GET /info \(127\.0\.0\.1:\d+\) \S+$`).MatchString(l) {
+		t.Fatalf("HTTPS access line: got %q", l)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var rest []string
+	for sc.Scan() {
+		rest = append(rest, sc.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: got %v; want status 0", err)
+	}
+	if joined := strings.Join(rest, "\n"); !strings.Contains(joined, "INFO: HTTPS: closing "+addrs["HTTPS"]) {
+		t.Fatalf("got %q; want the HTTPS closing line", joined)
 	}
 }

@@ -39,6 +39,15 @@ func nsqlookupdFlagSet(opts *nsqlookupd.Options) *flag.FlagSet {
 	flagSet.Duration("producer-read-timeout", opts.ProducerReadTimeout, "time an identified nsqd connection may stay silent (not even a PING) before it is closed and its producer removed (0 disables)")
 	flagSet.Duration("http-write-timeout", opts.HTTPWriteTimeout, "time an HTTP API answer has to be taken by its client before the connection is closed; pprof profile and trace get their seconds on top (0 disables)")
 
+	// HTTPS, with nsqd's TLS options
+	flagSet.String("https-address", opts.HTTPSAddress, "<addr>:<port> to listen on for HTTPS clients (empty: no HTTPS)")
+	flagSet.String("tls-cert", opts.TLSCert, "path to the HTTPS certificate file (PEM; reloaded when it changes)")
+	flagSet.String("tls-key", opts.TLSKey, "path to the HTTPS private key file (PEM; reloaded when it changes)")
+	flagSet.String("tls-client-auth-policy", opts.TLSClientAuthPolicy, "client certificate policy: empty verifies one against --tls-root-ca-file if given, 'require' demands one, 'require-verify' demands one that verifies (any policy implies --tls-required)")
+	flagSet.String("tls-root-ca-file", opts.TLSRootCAFile, "path to the certificate authority file client certificates are verified against")
+	flagSet.String("tls-min-version", opts.TLSMinVersion, "minimum TLS version accepted: 'tls1.0', 'tls1.1', 'tls1.2' or 'tls1.3'")
+	flagSet.Bool("tls-required", opts.TLSRequired, "require TLS for HTTP clients: the HTTP port answers every request 403 TLS_REQUIRED with the HTTPS port")
+
 	return flagSet
 }
 

@@ -57,7 +57,9 @@ func Decorate(f APIHandler, ds ...Decorator) httprouter.Handle {
 }
 
 // Log logs one INFO line per request once the handler has returned:
-// "<status> <METHOD> <request-uri> (<remote addr>) <duration>".
+// "<status> <METHOD> <request-uri> (<remote addr>) <duration>", as v1.3.0
+// does; a request that came over TLS (the HTTPS port) has "HTTPS: " before
+// its status, so the two listeners' lines can be told apart and grepped.
 func Log(logf lg.AppLogFunc) Decorator {
 	return func(f APIHandler) APIHandler {
 		return func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
@@ -68,8 +70,12 @@ func Log(logf lg.AppLogFunc) Decorator {
 			if err != nil {
 				status, _ = errStatus(err)
 			}
-			logf(lg.INFO, "%d %s %s (%s) %s",
-				status, req.Method, req.URL.RequestURI(), req.RemoteAddr, elapsed)
+			listener := ""
+			if req.TLS != nil {
+				listener = "HTTPS: "
+			}
+			logf(lg.INFO, "%s%d %s %s (%s) %s",
+				listener, status, req.Method, req.URL.RequestURI(), req.RemoteAddr, elapsed)
 			return response, err
 		}
 	}

@@ -9,7 +9,10 @@
 // and go-nsq v1.1.0 consumers, and check what each side sees: registration,
 // discovery, channel pre-creation, ephemeral channels, nsqadmin's actions,
 // re-registration after a crash, graceful shutdown and profiling, and an
-// nsqd and nsqadmin on IPv6 loopback.
+// nsqd and nsqadmin on IPv6 loopback. The HTTPS tests (https_test.go) make a
+// CA in the test and check the same peers over TLS; the nsqd that needs an
+// environment of its own (SSL_CERT_FILE) is the nsqd v1.3.0 binary that the
+// fault tests build too.
 //
 // TestMain also builds nsqlookupd v1.3.0 itself from the github.com/nsqio/nsq
 // module (pinned by the tool directive in go.mod). The differential test

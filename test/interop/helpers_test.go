@@ -108,6 +108,13 @@ func eventually(t *testing.T, timeout time.Duration, cond func() (bool, string))
 	}
 }
 
+// freeAddr returns a 127.0.0.1 address with a port that was free a moment
+// ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	return freeAddrOn(t, "127.0.0.1")
+}
+
 // freeAddrOn returns an address of host with a port that was free a moment ago.
 func freeAddrOn(t *testing.T, host string) string {
 	t.Helper()
@@ -127,7 +134,12 @@ var httpClient = &http.Client{Timeout: 10 * time.Second}
 // getJSON GETs url and, when the answer is 200, decodes its JSON body into v.
 // It returns the status code; err is set for transport and decoding errors.
 func getJSON(url string, v any) (int, error) {
-	resp, err := httpClient.Get(url)
+	return getJSONWith(httpClient, url, v)
+}
+
+// getJSONWith is getJSON with client.
+func getJSONWith(client *http.Client, url string, v any) (int, error) {
+	resp, err := client.Get(url)
 	if err != nil {
 		return 0, err
 	}
@@ -149,6 +161,12 @@ func getJSON(url string, v any) (int, error) {
 // it is answered 200 and returns the answer's body.
 func doRequest(t *testing.T, method, url string, body any) []byte {
 	t.Helper()
+	return doRequestWith(t, httpClient, method, url, body)
+}
+
+// doRequestWith is doRequest with client.
+func doRequestWith(t *testing.T, client *http.Client, method, url string, body any) []byte {
+	t.Helper()
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -164,7 +182,7 @@ func doRequest(t *testing.T, method, url string, body any) []byte {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
@@ -230,9 +248,12 @@ func (l *testLogger) close() {
 type lookupd struct {
 	TCPAddr  string
 	HTTPAddr string
-	bin      string     // the binary
-	args     []string   // flags after the addresses
-	logs     syncBuffer // stdout and stderr of every run
+	bin      string   // the binary
+	args     []string // flags after the addresses
+	// HTTPSAddr is set when tls is: the daemon then serves HTTPS there.
+	HTTPSAddr string
+	tls       *lookupdTLS
+	logs      syncBuffer // stdout and stderr of every run
 
 	proc   *os.Process
 	exited chan struct{} // closed when the current run has been waited for
@@ -257,21 +278,35 @@ func startDaemon(t *testing.T, bin string, args ...string) *lookupd {
 // startDaemonOn is startDaemon on free ports of host.
 func startDaemonOn(t *testing.T, host, bin string, args ...string) *lookupd {
 	t.Helper()
-	return startDaemonAt(t, host, host, bin, args...)
+	return startDaemonAt(t, host, host, bin, nil, args...)
 }
 
 // startLookupdOn is startLookupd with the TCP address on tcpHost (HTTP stays
 // on 127.0.0.1) and more flags.
 func startLookupdOn(t *testing.T, tcpHost string, args ...string) *lookupd {
 	t.Helper()
-	return startDaemonAt(t, tcpHost, "127.0.0.1", lookupdBin, append([]string{"--broadcast-address=127.0.0.1"}, args...)...)
+	return startLookupdWith(t, tcpHost, nil, args...)
 }
 
-// startDaemonAt is startDaemon with its TCP address on tcpHost and its HTTP
-// address on httpHost.
-func startDaemonAt(t *testing.T, tcpHost, httpHost, bin string, args ...string) *lookupd {
+// startLookupdTLS is startLookupd, serving HTTPS as tls says
+// (https_test.go).
+func startLookupdTLS(t *testing.T, tls *lookupdTLS) *lookupd {
 	t.Helper()
-	d := &lookupd{bin: bin, args: args}
+	return startLookupdWith(t, "127.0.0.1", tls)
+}
+
+// startLookupdWith is startLookupdOn, serving HTTPS as tls says when it is
+// not nil.
+func startLookupdWith(t *testing.T, tcpHost string, tls *lookupdTLS, args ...string) *lookupd {
+	t.Helper()
+	return startDaemonAt(t, tcpHost, "127.0.0.1", lookupdBin, tls, append([]string{"--broadcast-address=127.0.0.1"}, args...)...)
+}
+
+// startDaemonAt is startDaemon with its TCP address on tcpHost, its HTTP
+// (and HTTPS, when tls is not nil) address on httpHost.
+func startDaemonAt(t *testing.T, tcpHost, httpHost, bin string, tls *lookupdTLS, args ...string) *lookupd {
+	t.Helper()
+	d := &lookupd{bin: bin, args: args, tls: tls}
 	t.Cleanup(func() {
 		d.kill()
 		if t.Failed() {
@@ -287,6 +322,9 @@ func startDaemonAt(t *testing.T, tcpHost, httpHost, bin string, args ...string) 
 		// Another test may take a port between freeAddr and the daemon's
 		// listen: then the daemon exits, and we try other ports.
 		d.TCPAddr, d.HTTPAddr = freeAddrOn(t, tcpHost), freeAddrOn(t, httpHost)
+		if tls != nil {
+			d.HTTPSAddr = freeAddrOn(t, httpHost)
+		}
 		if err = d.start(); err == nil {
 			return d
 		}
@@ -298,10 +336,15 @@ func startDaemonAt(t *testing.T, tcpHost, httpHost, bin string, args ...string) 
 // start runs the binary on d's ports and waits until /ping answers and the
 // TCP port answers a PING.
 func (d *lookupd) start() error {
-	cmd := exec.Command(d.bin, append([]string{
+	args := append([]string{
 		"--tcp-address=" + d.TCPAddr,
 		"--http-address=" + d.HTTPAddr,
-	}, d.args...)...)
+	}, d.args...)
+	if d.tls != nil {
+		args = append(args, "--https-address="+d.HTTPSAddr, "--tls-cert="+d.tls.certFile, "--tls-key="+d.tls.keyFile)
+		args = append(args, d.tls.args...)
+	}
+	cmd := exec.Command(d.bin, args...)
 	cmd.Stdout = &d.logs
 	cmd.Stderr = &d.logs
 	if err := cmd.Start(); err != nil {
@@ -339,8 +382,14 @@ func (d *lookupd) ready() error {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || string(body) != "OK" {
+	tlsRequired := d.tls != nil && resp.StatusCode == http.StatusForbidden && strings.Contains(string(body), `"TLS_REQUIRED"`)
+	if !tlsRequired && (resp.StatusCode != http.StatusOK || string(body) != "OK") {
 		return fmt.Errorf("/ping: %s %q", resp.Status, body)
+	}
+	if d.tls != nil {
+		if err := d.tls.ready(d.HTTPSAddr); err != nil {
+			return err
+		}
 	}
 	// A PING before IDENTIFY is answered OK (framed) and changes nothing.
 	conn, err := net.DialTimeout("tcp", d.TCPAddr, time.Second)
@@ -403,11 +452,27 @@ func (d *lookupd) url(pathAndQuery string) string {
 	return "http://" + d.HTTPAddr + pathAndQuery
 }
 
-// post sends a POST to the daemon's HTTP API and fails the test unless it
-// is answered 200.
+// api returns the URL of the daemon's API at pathAndQuery and the client
+// for it: HTTPS when the daemon serves it, else HTTP.
+func (d *lookupd) api(pathAndQuery string) (string, *http.Client) {
+	if d.tls != nil {
+		return "https://" + d.HTTPSAddr + pathAndQuery, d.tls.client
+	}
+	return d.url(pathAndQuery), httpClient
+}
+
+// get GETs pathAndQuery from the daemon's API as getJSON does.
+func (d *lookupd) get(pathAndQuery string, v any) (int, error) {
+	url, client := d.api(pathAndQuery)
+	return getJSONWith(client, url, v)
+}
+
+// post sends a POST to the daemon's API and fails the test unless it is
+// answered 200.
 func (d *lookupd) post(t *testing.T, pathAndQuery string) {
 	t.Helper()
-	doRequest(t, http.MethodPost, d.url(pathAndQuery), nil)
+	url, client := d.api(pathAndQuery)
+	doRequestWith(t, client, http.MethodPost, url, nil)
 }
 
 // The shapes of the daemon's answers.
@@ -442,25 +507,25 @@ type (
 
 func (d *lookupd) lookup(topic string) (lookupAnswer, int, error) {
 	var a lookupAnswer
-	code, err := getJSON(d.url("/lookup?topic="+topic), &a)
+	code, err := d.get("/lookup?topic="+topic, &a)
 	return a, code, err
 }
 
 func (d *lookupd) nodes() ([]nodeInfo, error) {
 	var a nodesAnswer
-	_, err := getJSON(d.url("/nodes"), &a)
+	_, err := d.get("/nodes", &a)
 	return a.Producers, err
 }
 
 func (d *lookupd) topics() ([]string, error) {
 	var a topicsAnswer
-	_, err := getJSON(d.url("/topics"), &a)
+	_, err := d.get("/topics", &a)
 	return a.Topics, err
 }
 
 func (d *lookupd) channels(topic string) ([]string, error) {
 	var a channelsAnswer
-	_, err := getJSON(d.url("/channels?topic="+topic), &a)
+	_, err := d.get("/channels?topic="+topic, &a)
 	return a.Channels, err
 }
 

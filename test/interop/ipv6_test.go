@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/nsqio/nsq/nsqadmin"
 )
 
 // TestIPv6Tombstone: the daemon and an nsqd both on [::1]; the nsqd's
@@ -56,7 +54,7 @@ func TestIPv6Tombstone(t *testing.T) {
 		return true, ""
 	})
 
-	api := startNSQAdmin(t, d.HTTPAddr)
+	api := startNSQAdmin(t, d.HTTPAddr, "", "", "")
 	// The node as nsqadmin's node list names it: broadcast_address joined
 	// with http_port, in brackets when the address has colons.
 	var nodes struct {
@@ -224,35 +222,4 @@ func (p *holdProxy) close() {
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
-}
-
-// startNSQAdmin starts an nsqadmin v1.3.0 on a free 127.0.0.1 port that reads
-// the cluster from the nsqlookupd at lookupdHTTPAddr, and returns the base
-// URL of its API. It is stopped when the test ends.
-func startNSQAdmin(t *testing.T, lookupdHTTPAddr string) string {
-	t.Helper()
-	logger := newTestLogger(t, "nsqadmin")
-	opts := nsqadmin.NewOptions()
-	opts.Logger = logger
-	opts.HTTPAddress = "127.0.0.1:0"
-	opts.NSQLookupdHTTPAddresses = []string{lookupdHTTPAddr}
-	admin, err := nsqadmin.New(opts)
-	if err != nil {
-		t.Fatalf("nsqadmin.New: %v", err)
-	}
-	mainErr := make(chan error, 1)
-	go func() { mainErr <- admin.Main() }()
-	t.Cleanup(func() {
-		defer logger.close()
-		admin.Exit()
-		select {
-		case err := <-mainErr:
-			if err != nil {
-				t.Errorf("nsqadmin Main: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("nsqadmin Main did not return after Exit")
-		}
-	})
-	return "http://" + admin.RealHTTPAddr().String() + "/api"
 }

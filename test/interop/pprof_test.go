@@ -88,3 +88,39 @@ func (p *pprofRunner) run(t *testing.T, args ...string) []byte {
 	}
 	return stdout.Bytes()
 }
+
+// TestProfilingHTTPS: the profiling recipes over HTTPS, with TLS required:
+// a client trusting the CA reads a goroutine dump, and go tool pprof reads
+// a CPU profile and the heap. go tool pprof fetches with its own HTTP
+// client on the system roots and ignores -tls_ca (only the standalone
+// github.com/google/pprof reads it), so it is pointed at the CA with
+// SSL_CERT_FILE, as the README says.
+func TestProfilingHTTPS(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t, "interop CA")
+	lt := newLookupdTLS(t, ca, "--tls-required")
+	d := startLookupdTLS(t, lt)
+	base := "https://" + d.HTTPSAddr
+
+	resp, err := lt.client.Get(base + "/debug/pprof/goroutine?debug=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dump, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || !bytes.Contains(dump, []byte("created by")) {
+		t.Errorf("goroutine?debug=2 over HTTPS: %s, want full stacks; got:\n%.2000s", resp.Status, dump)
+	}
+
+	pprof := newPprof(t)
+	pprof.env = append(pprof.env, "SSL_CERT_FILE="+ca.CertFile)
+	for _, path := range []string{"/debug/pprof/profile?seconds=1", "/debug/pprof/heap"} {
+		out := pprof.run(t, "-top", base+path)
+		if !bytes.Contains(out, []byte("flat%")) {
+			t.Errorf("SSL_CERT_FILE=%s go tool pprof -top %s: no profile table in:\n%s", ca.CertFile, path, out)
+		}
+	}
+}

@@ -1,0 +1,258 @@
+package nsqlookupd
+
+// HTTPS (SPEC §8): nsqd v1.3.0's TLS options for the HTTP API. This file
+// checks them, builds the tls.Config (with a certificate that follows
+// renewals on disk) and holds the plain port's answer when TLS is required.
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/lookupd/nsqlookupd/internal/http_api"
+	"github.com/lookupd/nsqlookupd/internal/lg"
+)
+
+// tlsVersions are the --tls-min-version values, as nsqd spells them.
+var tlsVersions = map[string]uint16{
+	"tls1.0": tls.VersionTLS10,
+	"tls1.1": tls.VersionTLS11,
+	"tls1.2": tls.VersionTLS12,
+	"tls1.3": tls.VersionTLS13,
+}
+
+// defaultTLSMinVersion is what an empty --tls-min-version means.
+const defaultTLSMinVersion = tls.VersionTLS12
+
+// parseTLSVersion parses a --tls-min-version value, in any case; empty is
+// the default (as nsqd ignores an empty value).
+func parseTLSVersion(s string) (uint16, error) {
+	if s == "" {
+		return defaultTLSMinVersion, nil
+	}
+	if v, ok := tlsVersions[strings.ToLower(s)]; ok {
+		return v, nil
+	}
+	return 0, fmt.Errorf("unknown --tls-min-version %q (want tls1.0, tls1.1, tls1.2 or tls1.3)", s)
+}
+
+// clientAuthPolicies maps --tls-client-auth-policy to what the HTTPS port
+// asks of client certificates. The empty policy asks for none when there
+// is no --tls-root-ca-file (see clientAuth).
+var clientAuthPolicies = map[string]tls.ClientAuthType{
+	"":               tls.VerifyClientCertIfGiven,
+	"require":        tls.RequireAnyClientCert,
+	"require-verify": tls.RequireAndVerifyClientCert,
+}
+
+// clientAuth returns what the HTTPS port asks of client certificates. With
+// the empty policy and no --tls-root-ca-file it asks for none, as nsqd
+// v1.3.0 does for the empty policy: a certificate would be checked against
+// the system's roots, and Go clients (nsqadmin with --http-client-tls-cert
+// for its nsqd, say) send theirs whenever the server names no CA, so
+// clients that work with nsqd would be refused for a certificate that
+// authorizes nothing here. With a CA file, a certificate given is verified.
+func clientAuth(o *Options) tls.ClientAuthType {
+	if o.TLSClientAuthPolicy == "" && o.TLSRootCAFile == "" {
+		return tls.NoClientCert
+	}
+	return clientAuthPolicies[o.TLSClientAuthPolicy]
+}
+
+// tlsRequired reports whether the plain HTTP port sends clients to HTTPS:
+// asked for, or implied by a client certificate policy (as in nsqd).
+func (o *Options) tlsRequired() bool {
+	return o.TLSRequired || o.TLSClientAuthPolicy != ""
+}
+
+// validateTLS reports the first TLS option that cannot work: an unknown
+// version or policy, or a TLS option without all of --https-address,
+// --tls-cert and --tls-key. It reads no file: New loads them.
+func (o *Options) validateTLS() error {
+	if _, err := parseTLSVersion(o.TLSMinVersion); err != nil {
+		return err
+	}
+	if _, ok := clientAuthPolicies[o.TLSClientAuthPolicy]; !ok {
+		return fmt.Errorf("unknown --tls-client-auth-policy %q (want require or require-verify, or empty)", o.TLSClientAuthPolicy)
+	}
+	// Any TLS option needs the three below; name the first one given and
+	// every one missing.
+	needed := []struct {
+		name string
+		set  bool
+	}{
+		{"https-address", o.HTTPSAddress != ""},
+		{"tls-cert", o.TLSCert != ""},
+		{"tls-key", o.TLSKey != ""},
+	}
+	given := ""
+	for _, opt := range []struct {
+		name string
+		set  bool
+	}{
+		{"tls-required", o.TLSRequired},
+		{"tls-client-auth-policy", o.TLSClientAuthPolicy != ""},
+		{"tls-root-ca-file", o.TLSRootCAFile != ""},
+		needed[0], needed[1], needed[2],
+	} {
+		if opt.set {
+			given = opt.name
+			break
+		}
+	}
+	if given == "" {
+		return nil // no HTTPS
+	}
+	var missing []string
+	for _, opt := range needed {
+		if !opt.set {
+			missing = append(missing, "--"+opt.name)
+		}
+	}
+	switch len(missing) {
+	case 0:
+		return nil
+	case 1:
+		return fmt.Errorf("--%s needs %s", given, missing[0])
+	default:
+		return fmt.Errorf("--%s needs %s and %s", given, strings.Join(missing[:len(missing)-1], ", "), missing[len(missing)-1])
+	}
+}
+
+// newTLSConfig returns the HTTPS port's configuration, as nsqd's
+// buildTLSConfig maps the options, with two changes: the certificate is
+// served through a certReloader, and only HTTP/1.1 is offered (nsqd's
+// HTTPS offers no HTTP/2 either). opts must have passed Validate.
+func newTLSConfig(opts *Options, logf lg.AppLogFunc) (*tls.Config, error) {
+	reloader, err := newCertReloader(opts.TLSCert, opts.TLSKey, logf)
+	if err != nil {
+		return nil, err
+	}
+	minVersion, _ := parseTLSVersion(opts.TLSMinVersion)
+	cfg := &tls.Config{
+		GetCertificate: reloader.getCertificate,
+		ClientAuth:     clientAuth(opts),
+		MinVersion:     minVersion,
+		NextProtos:     []string{"http/1.1"},
+	}
+	if opts.TLSRootCAFile != "" {
+		pem, err := os.ReadFile(opts.TLSRootCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("failed to read --tls-root-ca-file - %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no PEM certificate in --tls-root-ca-file %s", opts.TLSRootCAFile)
+		}
+		cfg.ClientCAs = pool
+	}
+	return cfg, nil
+}
+
+// certReloader serves the certificate and key at certFile and keyFile and
+// loads them again, at the next handshake, when either file has changed
+// (another inode, size or modification time): a renewal written in place
+// or renamed into place is served without a restart. A pair that fails to
+// load is logged once and the last good pair kept, so a renewal caught
+// between its two writes costs one ERROR line and no failed handshake.
+type certReloader struct {
+	certFile, keyFile string
+	logf              lg.AppLogFunc
+
+	mu sync.Mutex // guards the fields below
+	// cert is the last pair that loaded.
+	cert *tls.Certificate
+	// certInfo and keyInfo are the files as they were at the last load
+	// attempt, good or bad; nil after a failed stat.
+	certInfo, keyInfo os.FileInfo
+}
+
+// newCertReloader loads the pair once; an unreadable or mismatched pair
+// is an error.
+func newCertReloader(certFile, keyFile string, logf lg.AppLogFunc) (*certReloader, error) {
+	r := &certReloader{certFile: certFile, keyFile: keyFile, logf: logf}
+	r.certInfo, r.keyInfo, _ = r.stat()
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load --tls-cert %s and --tls-key %s - %w", certFile, keyFile, err)
+	}
+	r.cert = &cert
+	return r, nil
+}
+
+// stat returns both files' info, nil for one that cannot be read, and the
+// first error.
+func (r *certReloader) stat() (certInfo, keyInfo os.FileInfo, err error) {
+	certInfo, certErr := os.Stat(r.certFile)
+	keyInfo, keyErr := os.Stat(r.keyFile)
+	if certErr != nil {
+		return nil, keyInfo, certErr
+	}
+	return certInfo, keyInfo, keyErr
+}
+
+// unchanged reports whether a and b describe the same file content as far
+// as stat can tell.
+func unchanged(a, b os.FileInfo) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
+}
+
+// getCertificate is the tls.Config's GetCertificate: it checks the files
+// (two stat calls per handshake) and answers the current pair.
+func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	certInfo, keyInfo, err := r.stat()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if unchanged(certInfo, r.certInfo) && unchanged(keyInfo, r.keyInfo) {
+		return r.cert, nil
+	}
+	r.certInfo, r.keyInfo = certInfo, keyInfo
+	var cert tls.Certificate
+	if err == nil {
+		cert, err = tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	}
+	if err != nil {
+		r.logf(lg.ERROR, "HTTPS: reloading --tls-cert %s and --tls-key %s failed, still serving the previous certificate - %s",
+			r.certFile, r.keyFile, err)
+		return r.cert, nil
+	}
+	r.cert = &cert
+	if cert.Leaf != nil {
+		r.logf(lg.INFO, "HTTPS: reloaded --tls-cert %s (serial %X, valid until %s)",
+			r.certFile, cert.Leaf.SerialNumber, cert.Leaf.NotAfter.UTC().Format("2006-01-02 15:04:05 MST"))
+	} else {
+		r.logf(lg.INFO, "HTTPS: reloaded --tls-cert %s", r.certFile)
+	}
+	return r.cert, nil
+}
+
+// errTLSRequired is the status of the plain port's answers when TLS is
+// required, for their access lines.
+var errTLSRequired = http_api.Err{Code: http.StatusForbidden, Text: "TLS_REQUIRED"}
+
+// tlsRequiredHandler answers every request as nsqd v1.3.0's plain HTTP port
+// does with TLS required: 403, both content-type headers, and exactly the
+// body {"message": "TLS_REQUIRED", "https_port": N} (with its spaces, which
+// RespondV1 would not write). nsqadmin and nsqd read https_port from it and
+// retry over HTTPS. Each answer is access-logged like any other.
+func tlsRequiredHandler(httpsPort int, logf lg.AppLogFunc) http.Handler {
+	body := fmt.Sprintf(`{"message": "TLS_REQUIRED", "https_port": %d}`, httpsPort)
+	h := http_api.Decorate(func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) (interface{}, error) {
+		w.Header().Set("X-NSQ-Content-Type", "nsq; version=1.0")
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, body)
+		return nil, errTLSRequired // read by the Log decorator only
+	}, http_api.Log(logf))
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { h(w, req, nil) })
+}
