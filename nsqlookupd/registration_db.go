@@ -27,8 +27,9 @@ import (
 // so a change happens whole or, if planning fails (panics), not at all.
 //
 // Readers do not queue behind writers. The hot queries, /lookup and
-// /channels of one topic, never take mu: they find the topic in a
-// concurrent map and copy it under the topic's own read lock, which a
+// /channels of one topic, never take mu: they find the topic in the topic
+// index (64 shards, each locked for a map access, and by writers only to
+// add or remove a topic) and copy it under the topic's own read lock, which a
 // writer holds only while it changes what that topic's readers see (its
 // registration, producers, tombstones, channel names): a slice insert or
 // a field store, well under a microsecond. /topics reads the sorted topic
@@ -71,7 +72,7 @@ import (
 type registrationDB struct {
 	mu sync.Mutex // serializes changes; guards what no other lock guards
 
-	topics sync.Map         // topic name -> *topic; changed under mu
+	topics *topicIndex      // topic name -> *topic; changed under mu
 	peers  map[string]*peer // peer id -> the live peer: the client registration
 	// peersPeak is the most entries peers has held: see shrinkMap.
 	peersPeak int
@@ -239,15 +240,17 @@ func shrinkMap[K comparable, V any](m map[K]V, peak *int) map[K]V {
 }
 
 func newRegistrationDB() *registrationDB {
-	return &registrationDB{peers: make(map[string]*peer)}
+	return &registrationDB{peers: make(map[string]*peer), topics: newTopicIndex()}
 }
 
-// topic returns the topic named name, or nil.
+// topic returns the topic named name, or nil; for readers.
 func (db *registrationDB) topic(name string) *topic {
-	if v, ok := db.topics.Load(name); ok {
-		return v.(*topic)
-	}
-	return nil
+	return db.topics.get(name)
+}
+
+// topicLocked returns the topic named name, or nil; for writers.
+func (db *registrationDB) topicLocked(name string) *topic {
+	return db.topics.getLocked(name)
 }
 
 // isLiveLocked reports whether p is the peer registered under its id.
@@ -313,7 +316,7 @@ func (db *registrationDB) register(p *peer, topicName, channel string) (channelA
 	if !db.isLiveLocked(p) {
 		return false, false // the peer has gone: its connection is being torn down
 	}
-	t := db.topic(topicName)
+	t := db.topicLocked(topicName)
 	newTopic := t == nil
 	var chProducers []*peer
 	newChannel := false
@@ -343,7 +346,7 @@ func (db *registrationDB) register(p *peer, topicName, channel string) (channelA
 	db.planned("register")
 
 	if newTopic {
-		db.topics.Store(t.name, t)
+		db.topics.put(t)
 	}
 	if channelAdded {
 		t.channels[channel] = append(chProducers, p)
@@ -402,7 +405,7 @@ func (db *registrationDB) removeNameLocked(name string) {
 // looked a moment later.
 func (db *registrationDB) gcLocked(t *topic) {
 	if !t.registered && len(t.channels) == 0 {
-		db.topics.CompareAndDelete(t.name, t)
+		db.topics.remove(t)
 		return
 	}
 	t.channels = shrinkMap(t.channels, &t.channelsPeak)
@@ -495,7 +498,7 @@ func (db *registrationDB) commitRemoveLocked(p *peer, r topicRemoval) {
 func (db *registrationDB) unregisterChannel(p *peer, topicName, channel string) bool {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	t := db.topic(topicName)
+	t := db.topicLocked(topicName)
 	if t == nil || !db.isLiveLocked(p) {
 		return false
 	}
@@ -531,7 +534,7 @@ func (db *registrationDB) unregisterChannel(p *peer, topicName, channel string) 
 func (db *registrationDB) unregisterTopic(p *peer, topicName string) (channels []string, removed bool) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	t := db.topic(topicName)
+	t := db.topicLocked(topicName)
 	if t == nil || !db.isLiveLocked(p) {
 		return nil, false
 	}
@@ -594,10 +597,10 @@ func (db *registrationDB) removePeer(p *peer) []registration {
 
 // ensureTopicLocked returns the topic named name, registered, creating it.
 func (db *registrationDB) ensureTopicLocked(name string) *topic {
-	t := db.topic(name)
+	t := db.topicLocked(name)
 	if t == nil {
 		t = &topic{name: strings.Clone(name), channels: make(map[string][]*peer)}
-		db.topics.Store(t.name, t)
+		db.topics.put(t)
 	}
 	if !t.registered {
 		t.mu.Lock()
@@ -612,7 +615,7 @@ func (db *registrationDB) ensureTopicLocked(name string) *topic {
 func (db *registrationDB) createTopic(name string) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	if t := db.topic(name); t != nil && t.registered {
+	if t := db.topicLocked(name); t != nil && t.registered {
 		return
 	}
 	db.planned("createTopic")
@@ -624,7 +627,7 @@ func (db *registrationDB) createTopic(name string) {
 func (db *registrationDB) createChannel(topicName, channel string) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	if t := db.topic(topicName); t != nil && t.registered {
+	if t := db.topicLocked(topicName); t != nil && t.registered {
 		if _, ok := t.channels[channel]; ok {
 			return
 		}
@@ -687,17 +690,12 @@ func (db *registrationDB) dropTopicLocked(t *topic) (channels []registration, re
 // wildcard.
 func (db *registrationDB) matchingLocked(name string) []*topic {
 	if name != wildcard {
-		if t := db.topic(name); t != nil {
+		if t := db.topicLocked(name); t != nil {
 			return []*topic{t}
 		}
 		return nil
 	}
-	var all []*topic
-	db.topics.Range(func(_, v any) bool {
-		all = append(all, v.(*topic))
-		return true
-	})
-	return all
+	return db.topics.all()
 }
 
 // deleteTopic removes every channel registration of the matching topics,
@@ -729,7 +727,7 @@ func (db *registrationDB) deleteTopic(name string) (channels []registration, top
 func (db *registrationDB) deleteChannel(topicName, channel string) bool {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	t := db.topic(topicName)
+	t := db.topicLocked(topicName)
 	if t == nil {
 		return false
 	}

@@ -21,14 +21,14 @@ func (db *registrationDB) checkInvariants() []error {
 	}
 
 	topics := map[string]*topic{}
-	db.topics.Range(func(k, v any) bool {
-		t := v.(*topic)
-		if k.(string) != t.name {
-			bad(1, "topics maps %q to topic %q", k, t.name)
+	for i := range db.topics.shards {
+		for k, t := range db.topics.shards[i].m {
+			if k != t.name || db.topics.shard(k) != &db.topics.shards[i] {
+				bad(1, "topics maps %q to topic %q in shard %d", k, t.name, i)
+			}
+			topics[t.name] = t
 		}
-		topics[t.name] = t
-		return true
-	})
+	}
 
 	// peerTopics[p][t]: how many of t's channels hold p, for each topic
 	// whose producers hold p (invariant 6, built from the topics' side)

@@ -30,10 +30,9 @@ func (e producer) isActive(now time.Time, inactiveTimeout, lifetime time.Duratio
 
 // eachTopic calls f for every topic, in no order.
 func (db *registrationDB) eachTopic(f func(*topic)) {
-	db.topics.Range(func(_, v any) bool {
-		f(v.(*topic))
-		return true
-	})
+	for _, t := range db.topics.all() {
+		f(t)
+	}
 }
 
 // topicNames returns the names of every topic registration, sorted.
