@@ -229,12 +229,10 @@ func (p *lookupProtocolV1) REGISTER(client *clientV1, reader *bufio.Reader, para
 	}
 	channelAdded, topicAdded := p.nsqlookupd.db.register(client.peer, topic, channel)
 	if channelAdded {
-		p.nsqlookupd.logf(lg.INFO, "DB: client(%s) REGISTER category:%s key:%s subkey:%s",
-			client, "channel", topic, channel)
+		p.nsqlookupd.logDB(client, "REGISTER", "channel", topic, channel)
 	}
 	if topicAdded {
-		p.nsqlookupd.logf(lg.INFO, "DB: client(%s) REGISTER category:%s key:%s subkey:%s",
-			client, "topic", topic, "")
+		p.nsqlookupd.logDB(client, "REGISTER", "topic", topic, "")
 	}
 	return okResponse, nil
 }
@@ -252,8 +250,7 @@ func (p *lookupProtocolV1) UNREGISTER(client *clientV1, reader *bufio.Reader, pa
 	db := p.nsqlookupd.db
 	if channel != "" {
 		if db.unregisterChannel(client.peer, topic, channel) {
-			p.nsqlookupd.logf(lg.INFO, "DB: client(%s) UNREGISTER category:%s key:%s subkey:%s",
-				client, "channel", topic, channel)
+			p.nsqlookupd.logDB(client, "UNREGISTER", "channel", topic, channel)
 		}
 		return okResponse, nil
 	}
@@ -265,8 +262,7 @@ func (p *lookupProtocolV1) UNREGISTER(client *clientV1, reader *bufio.Reader, pa
 			client, "channel", topic, ch)
 	}
 	if removed {
-		p.nsqlookupd.logf(lg.INFO, "DB: client(%s) UNREGISTER category:%s key:%s subkey:%s",
-			client, "topic", topic, "")
+		p.nsqlookupd.logDB(client, "UNREGISTER", "topic", topic, "")
 	}
 	return okResponse, nil
 }
@@ -311,15 +307,13 @@ func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader *bufio.Reader, para
 		// count; the stale producer's go, and so does its connection.
 		p.nsqlookupd.logf(lg.WARN, "client(%s) replaces a stale producer with the same address; closing its connection", client)
 		for _, r := range left {
-			p.nsqlookupd.logf(lg.INFO, "DB: client(%s) UNREGISTER category:%s key:%s subkey:%s",
-				client, r.Category, r.Key, r.SubKey)
+			p.nsqlookupd.logDB(client, "UNREGISTER", r.Category, r.Key, r.SubKey)
 		}
 		if replaced.close != nil {
 			replaced.close()
 		}
 	}
-	p.nsqlookupd.logf(lg.INFO, "DB: client(%s) REGISTER category:%s key:%s subkey:%s",
-		client, "client", "", "")
+	p.nsqlookupd.logDB(client, "REGISTER", "client", "", "")
 	// Identified: the connection may now stay as long as the producer keeps
 	// sending commands.
 	client.SetReadDeadline(time.Time{})

@@ -68,6 +68,9 @@ type NSQLookupd struct {
 	// flushLog waits until every log line so far is written: the default
 	// logger writes in batches, from a goroutine of its own.
 	flushLog func()
+	// fastLog is opts.Logger when the daemon made it (nil when it was
+	// given one): hot lines are written to it without fmt.
+	fastLog *lg.BatchedLogger
 	// panics counts connection goroutines that panicked (and were closed).
 	panics atomic.Int64
 	// evictions counts registration connections closed for silence longer
@@ -90,8 +93,10 @@ type identifyAnswer struct {
 // an error rather than exiting.
 func New(opts *Options) (*NSQLookupd, error) {
 	flushLog := func() {}
+	var fastLog *lg.BatchedLogger
 	if opts.Logger == nil {
-		opts.Logger, flushLog = lg.NewBatchedLogger(opts.LogPrefix)
+		fastLog = lg.NewBatchedLogger(opts.LogPrefix, os.Stderr)
+		opts.Logger, flushLog = fastLog, fastLog.Flush
 	}
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -101,7 +106,7 @@ func New(opts *Options) (*NSQLookupd, error) {
 		return nil, fmt.Errorf("unable to get hostname - %w", err)
 	}
 
-	l := &NSQLookupd{opts: opts, db: newRegistrationDB(), clock: realClock{}, flushLog: flushLog}
+	l := &NSQLookupd{opts: opts, db: newRegistrationDB(), clock: realClock{}, flushLog: flushLog, fastLog: fastLog}
 	// The TLS files are read before anything is logged: a bad pair is a
 	// bad configuration, one error and no other line.
 	if opts.HTTPSAddress != "" {

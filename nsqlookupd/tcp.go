@@ -146,8 +146,7 @@ func (p *tcpServer) removeProducer(client *clientV1) (done bool) {
 		}
 	}()
 	for _, r := range l.db.removePeer(client.peer) {
-		l.logf(lg.INFO, "DB: client(%s) UNREGISTER category:%s key:%s subkey:%s",
-			client, r.Category, r.Key, r.SubKey)
+		l.logDB(client, "UNREGISTER", r.Category, r.Key, r.SubKey)
 	}
 	return true
 }

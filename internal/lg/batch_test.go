@@ -3,8 +3,12 @@ package lg
 import (
 	"bytes"
 	"fmt"
+	"log"
+	"os"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // gatedWriter records every write; the first one blocks until the gate
@@ -66,4 +70,69 @@ func TestBatchWriterFlushWhenIdle(t *testing.T) {
 	if got := bytes.Count(buf.Bytes(), []byte("\n")); got != 1000 {
 		t.Fatalf("after Flush: got %d lines; want 1000", got)
 	}
+}
+
+// TestBatchedLoggerAsLogLogger: a BatchedLogger writes the lines log.Logger
+// writes with the daemon's flags: "<prefix>yyyy/mm/dd hh:mm:ss.micro msg",
+// a newline added unless msg ends in one.
+func TestBatchedLoggerAsLogLogger(t *testing.T) {
+	const prefix = "[nsqlookupd] "
+	msgs := []string{"INFO: DB: client(127.0.0.1:1234) REGISTER category:topic key:t subkey:", "WARNING: two\nlines", "ends in a newline\n", ""}
+	for _, when := range []time.Time{
+		time.Date(2026, 11, 24, 14, 17, 2, 485968123, time.Local),
+		time.Date(2026, 1, 2, 3, 4, 5, 6000, time.Local),
+		time.Date(999, 12, 31, 23, 59, 59, 999999999, time.Local),
+		time.Date(2026, 11, 24, 0, 0, 0, 0, time.Local),
+	} {
+		var got bytes.Buffer
+		l := NewBatchedLogger(prefix, &got)
+		l.now = func() time.Time { return when }
+		want := ""
+		for _, msg := range msgs {
+			l.Output(2, msg)
+			want += prefix + when.Format("2006/01/02 15:04:05.000000 ") + msg
+			if !strings.HasSuffix(msg, "\n") {
+				want += "\n"
+			}
+		}
+		l.Line("INFO: ", "DB: client(", "a", ") x")
+		want += prefix + when.Format("2006/01/02 15:04:05.000000 ") + "INFO: DB: client(a) x\n"
+		l.Flush()
+		if got.String() != want {
+			t.Fatalf("at %s:\ngot  %q\nwant %q", when, got.String(), want)
+		}
+	}
+	// and that layout is log.Logger's, read off a live line
+	var live bytes.Buffer
+	log.New(&live, prefix, log.Ldate|log.Ltime|log.Lmicroseconds).Output(1, msgs[0])
+	line := strings.TrimPrefix(live.String(), prefix)
+	if _, err := time.ParseInLocation("2006/01/02 15:04:05.000000 ", line[:27], time.Local); err != nil || line[27:] != msgs[0]+"\n" {
+		t.Fatalf("log.Logger wrote %q: not the layout assumed (%v)", live.String(), err)
+	}
+}
+
+// BenchmarkBatchedLoggerLine logs the daemon's most frequent line to
+// /dev/null, through a BatchedLogger and through log.Logger with fmt as
+// before.
+func BenchmarkBatchedLoggerLine(b *testing.B) {
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer devNull.Close()
+	b.Run("log.Logger", func(b *testing.B) {
+		l := log.New(devNull, "[nsqlookupd] ", log.Ldate|log.Ltime|log.Lmicroseconds)
+		b.ReportAllocs()
+		for b.Loop() {
+			Logf(l, INFO, INFO, "DB: client(%s) REGISTER category:%s key:%s subkey:%s", "127.0.0.1:51234", "channel", "topic-000123", "ch-4")
+		}
+	})
+	b.Run("BatchedLogger", func(b *testing.B) {
+		l := NewBatchedLogger("[nsqlookupd] ", devNull)
+		b.ReportAllocs()
+		for b.Loop() {
+			l.Line("INFO: ", "DB: client(", "127.0.0.1:51234", ") REGISTER category:", "channel", " key:", "topic-000123", " subkey:", "ch-4")
+		}
+		l.Flush()
+	})
 }
