@@ -2,13 +2,15 @@
 //
 // It simulates a fleet of nsqd producers over the real TCP registration
 // protocol, then measures the daemon's HTTP API while those producers stay
-// connected. Every answer is verified: a wrong answer fails the run (exit
-// status 1) instead of producing a number.
+// connected, first on a static registry, then while extra connections churn
+// #ephemeral channels. Every answer is verified: a wrong answer fails the
+// run (exit status 1) instead of producing a number.
 //
 // Usage:
 //
 //	go run ./bench -binary /tmp/ref/nsqlookupd                      # small preset
 //	go run ./bench -preset medium -binary /tmp/ref/nsqlookupd -binary /tmp/ours/nsqlookupd
+//	go run ./bench -preset large -register-modes=sequential,pipelined -binary A -binary B
 //	go run ./bench -addr-tcp 127.0.0.1:4160 -addr-http 127.0.0.1:4161 -pid 1234
 //	go run ./bench -h                                               # every flag
 //
@@ -20,34 +22,85 @@
 //
 // Workload: P producers, T topics, S producers per topic, C channels per
 // topic (-preset small = 10,100,3,2; medium = 100,2000,10,4;
-// large = 500,10000,20,5; -producers/-topics/-per-topic/-channels override).
-// Topic i is registered by producers (i*S+k) % P, k in [0,S). Each producer
-// opens its own connection, sends "  V1" and IDENTIFY (unique fake tcp_port
-// and http_port), then REGISTER T and REGISTER T C for each of its topics and
-// channels: T*S*(1+C) REGISTER commands in all. Commands are pipelined by a
-// writer goroutine while a reader checks every framed answer is OK. At most
-// -concurrency producers register at the same time (default 64, which keeps
-// the harness's own footprint bounded while still loading the daemon from
-// many connections; 0 = all at once). REGISTER/s counts from the first
-// REGISTER written to the last OK read. The connections stay open, sending
-// PING every -ping-interval, until the target is done.
+// large = 500,10000,20,5; xlarge = 5000,100000,20,5, 12M registrations;
+// -producers/-topics/-per-topic/-channels override). Topic i is registered
+// by producers (i*S+k) % P, k in [0,S). Each producer opens its own
+// connection, sends "  V1" and IDENTIFY (unique fake tcp_port and
+// http_port), then REGISTER T and REGISTER T C for each of its topics and
+// channels: T*S*(1+C) REGISTER commands in all. At most -concurrency
+// producers register at the same time (default 64, which keeps the
+// harness's own footprint bounded while still loading the daemon from many
+// connections; 0 = all at once). REGISTER/s counts from the first REGISTER
+// written to the last OK read.
+//
+// Registration modes (-register-modes, comma separated; default pipelined):
+// pipelined streams a producer's commands from a writer goroutine while a
+// reader checks every framed answer is OK; sequential writes one command and
+// reads its answer before the next, as nsqd does. Each mode but the last
+// registers into a fresh daemon of its own, which is then stopped; the last
+// mode fills the registry that the other phases measure (with -addr-*, one
+// mode only). -register-modes=sequential,pipelined gives both REGISTER/s
+// figures and keeps the other figures comparable with pipelined runs.
+//
+// Every simulated nsqd sends PING every -ping-interval (15s, as nsqd) from
+// IDENTIFY until the target is done, skipping a round while its connection
+// is busy with its own commands, so that neither the inactive-producer
+// timeout nor a dead-peer read timeout of 60s drops it. At most 16
+// goroutines send the PINGs, spread over the interval.
 //
 // Phases per target, in order: RSS idle; connect+IDENTIFY; registration
 // (REGISTER/s, daemon CPU); RSS after registration; verification of /lookup
-// and /channels for a sample of topics, /nodes and /topics; then /lookup,
+// and /channels for a sample of topics and of /topics; then /lookup,
 // /channels and /ping for -duration each (or -requests each) from -clients
 // keep-alive clients over random topics (req/s, p50, p99, daemon CPU seconds
-// per 1000 requests); /nodes and /topics latency from -samples sequential
-// requests; a re-check of up to 20 topics' /lookup and /channels (the
-// producers must still be registered and active after the load); RSS at the
-// end; a final PING on every producer connection. Daemons started by the
-// harness must hold exactly this run's topics and producers; against -addr,
-// names carry a random run id and other entries are ignored.
+// per 1000 requests); /topics latency from -samples sequential requests;
+// verification of /nodes (decoded one producer at a time) and its latency
+// from -samples requests; the churn phase; a re-check of up to 20 topics'
+// /lookup and /channels (the producers must still be registered and active
+// after the load); RSS at the end; a final PING on every connection.
+// Daemons started by the harness must hold exactly this run's topics and
+// producers; against -addr, names carry a random run id and other entries
+// are ignored.
+//
+// The churn phase (-churn-conns 16, 0 = none): that many extra simulated
+// nsqd connect, IDENTIFY, and REGISTER their topics one at a time (churn
+// connection j holds the topics i with i % n == j, as an nsqd holds a topic
+// before ephemeral channels come and go in it). Then, for -churn-duration
+// (default -duration) each, on the same registry: /lookup from -clients
+// clients over random topics while one client polls /nodes back to back
+// (-churn-nodes; it keeps polling until at least one answer), first without
+// churn, then while the churn connections send REGISTER and UNREGISTER of
+// #ephemeral channels ("c<j>-<seq>#ephemeral", at most 8 alive per
+// connection) at an aggregate -churn-rate (2000/s), each connection one
+// command at a time: write it, read its OK, then the next. Commands are
+// paced open loop (command n due at start + n*interval); a connection that
+// falls more than 100 ms behind restarts its schedule rather than burst, so
+// a commands/s below the target in the table means the daemon held the
+// commands up. Figures: /lookup req/s and p50/p99 and /nodes min/med/max
+// without and with churn, churn command round trip p50/p99/max (write to
+// OK), and the ratios of /lookup p99 and /nodes median under churn to the
+// same load without churn and to the static phases. While churn runs, a
+// sample of topics (their #ephemeral channels must belong to the topic's
+// churn connection) and /nodes (with the churn connections and their
+// topics) are verified; after it, the connections UNREGISTER their last
+// channels and topics are re-checked exactly. -block-profile FILE saves the
+// daemon's block profile over the churn part (GET
+// /debug/pprof/block?seconds=N; one file per target, FILE.N.ext when
+// several); binaries whose -h lists --block-profile-rate are started with
+// it, set to -block-profile-rate (10000 ns), which costs them some speed:
+// do not quote the figures of a profiled run.
+//
+// Timeouts: every HTTP request has -http-timeout (60s). A phase whose
+// request times out is reported as such (">60s timeout") and the run goes
+// on; a /nodes that timed out is not asked again for that target, since the
+// daemon may still be computing it (v1.3.0's /nodes costs producers x
+// registrations: at the xlarge preset it runs far beyond any timeout).
 //
 // The harness shares the machine with the daemon: the table's "harness CPU"
-// row shows what the load generation itself cost. Run several times and
-// prefer longer -duration on small machines; the small preset's numbers are
-// noisy.
+// row shows what the load generation itself cost, "harness RSS peak" its
+// memory (about 75 MiB at the xlarge shape: it keeps no per-registration
+// state). Run several times and prefer longer -duration on small machines;
+// the small preset's numbers are noisy.
 //
 // Daemon CPU comes from /proc/PID/stat (utime+stime, 100 ticks/s) and RSS
 // from /proc/PID/status (VmRSS, VmHWM), so those figures need Linux and a
