@@ -20,7 +20,7 @@ build:
 run: build
 	./build/nsqlookupd
 
-# bench: the load harness against the built daemon (PRESET=small|medium|large)
+# bench: the load harness against the built daemon (PRESET=small|medium|large|xlarge)
 bench: build
 	$(GO) run ./bench -preset $(PRESET) -binary build/nsqlookupd
 

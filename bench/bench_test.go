@@ -4,13 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 )
@@ -179,82 +180,230 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-// TestProducerRegister runs one producer against a minimal in-process
-// server over loopback and checks the exact bytes and the pipelining.
-func TestProducerRegister(t *testing.T) {
+func TestParseNewFlags(t *testing.T) {
+	o, err := parseFlags([]string{"-binary", "x", "-duration", "3s"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.pingInterval != 15*time.Second {
+		t.Errorf("default -ping-interval %v; want 15s, as nsqd", o.pingInterval)
+	}
+	if o.churnConns != 16 || o.churnRate != 2000 || o.churnDuration != 3*time.Second || !o.churnNodes {
+		t.Errorf("churn defaults: conns %d, rate %v, duration %v, nodes %v; want 16, 2000, -duration (3s), true",
+			o.churnConns, o.churnRate, o.churnDuration, o.churnNodes)
+	}
+	if strings.Join(o.registerModes, ",") != "pipelined" {
+		t.Errorf("default -register-modes %q; want pipelined", o.registerModes)
+	}
+
+	o, err = parseFlags([]string{"-binary", "x", "-preset", "xlarge", "-register-modes", "sequential,pipelined",
+		"-churn-conns", "4", "-churn-rate", "500", "-churn-duration", "2s", "-churn-nodes=false",
+		"-block-profile", "b.pb.gz", "-block-profile-rate", "1"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.workload != (workload{Preset: "xlarge", Producers: 5000, Topics: 100000, PerTopic: 20, Channels: 5}) || o.registers() != 12_000_000 {
+		t.Errorf("xlarge: %+v, %d registrations; want 5000, 100000, 20, 5: 12M", o.workload, o.registers())
+	}
+	if o.verify != 200 {
+		t.Errorf("xlarge verify sample %d; want 200", o.verify)
+	}
+	if strings.Join(o.registerModes, ",") != "sequential,pipelined" {
+		t.Errorf("-register-modes %q", o.registerModes)
+	}
+	if o.churnConns != 4 || o.churnRate != 500 || o.churnDuration != 2*time.Second || o.churnNodes ||
+		o.blockProfile != "b.pb.gz" || o.blockProfileRate != 1 {
+		t.Errorf("churn flags: %d %v %v %v %q %d", o.churnConns, o.churnRate, o.churnDuration, o.churnNodes, o.blockProfile, o.blockProfileRate)
+	}
+	if o, err := parseFlags([]string{"-binary", "x", "-churn-conns", "0"}, io.Discard); err != nil || o.churnConns != 0 {
+		t.Errorf("-churn-conns 0 (no churn phase): %v", err)
+	}
+
+	for _, bad := range [][]string{
+		{"-binary", "x", "-register-modes", "batched"},
+		{"-binary", "x", "-register-modes", "sequential,sequential"},
+		{"-addr-tcp", "h:1", "-addr-http", "h:2", "-register-modes", "pipelined,sequential"},
+		{"-binary", "x", "-churn-conns", "-1"},
+		{"-binary", "x", "-topics", "10", "-churn-conns", "11"},
+		{"-binary", "x", "-producers", "29990", "-per-topic", "1"},
+		{"-binary", "x", "-churn-rate", "0"},
+		{"-binary", "x", "-churn-duration", "-1s"},
+		{"-binary", "x", "-churn-conns", "0", "-block-profile", "b"},
+		{"-binary", "x", "-block-profile", "b", "-block-profile-rate", "0"},
+	} {
+		if _, err := parseFlags(bad, io.Discard); err == nil {
+			t.Errorf("parseFlags(%q): no error", bad)
+		}
+	}
+}
+
+// fakeLookupd is a minimal registration server on loopback: it answers
+// IDENTIFY, REGISTER, UNREGISTER and PING like nsqlookupd, keeps each
+// connection's channel registrations, and records what it saw.
+type fakeLookupd struct {
+	addr string
+
+	mu         sync.Mutex
+	registers  int
+	unregister int
+	pings      map[string]int // hostname -> PINGs
+	channels   map[string]int // "topic channel" -> registrations held
+	pipelined  int            // commands that arrived before the previous answer was read
+}
+
+func startFakeLookupd(t *testing.T) *fakeLookupd {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	var registers atomic.Int64
-	done := make(chan error, 1)
+	f := &fakeLookupd{addr: l.Addr().String(), pings: map[string]int{}, channels: map[string]int{}}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		l.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
 	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer c.Close()
-		r := bufio.NewReader(c)
-		frame := func(s string) {
-			b := binary.BigEndian.AppendUint32(nil, uint32(len(s)))
-			c.Write(append(b, s...))
-		}
-		magic := make([]byte, 4)
-		io.ReadFull(r, magic)
-		if string(magic) != "  V1" {
-			frame("E_BAD_PROTOCOL")
-			done <- nil
-			return
-		}
+		defer wg.Done()
 		for {
-			line, err := r.ReadString('\n')
+			c, err := l.Accept()
 			if err != nil {
-				done <- nil
 				return
 			}
-			switch fields := strings.Fields(line); fields[0] {
-			case "IDENTIFY":
-				var n [4]byte
-				io.ReadFull(r, n[:])
-				io.CopyN(io.Discard, r, int64(binary.BigEndian.Uint32(n[:])))
-				frame(`{"broadcast_address":"127.0.0.1","tcp_port":1,"http_port":2,"version":"1.3.0"}`)
-			case "REGISTER":
-				registers.Add(1)
-				frame("OK")
-			case "PING":
-				frame("OK")
-			default:
-				frame("E_INVALID invalid command " + fields[0])
-			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f.serve(c)
+			}()
+			t.Cleanup(func() { c.Close() })
 		}
 	}()
+	return f
+}
 
-	w := workload{Producers: 1, Topics: 50, PerTopic: 1, Channels: 3}
-	nm := newNaming("test", w)
-	ctx := context.Background()
-	p, ans, err := dialProducer(ctx, l.Addr().String(), 0, nm, assignTopics(1, 50, 1)[0], 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
+func (f *fakeLookupd) serve(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	frame := func(s string) {
+		b := binary.BigEndian.AppendUint32(nil, uint32(len(s)))
+		c.Write(append(b, s...))
 	}
-	if ans.TCPPort != 1 || ans.HTTPPort != 2 {
-		t.Errorf("IDENTIFY answer %+v", ans)
+	magic := make([]byte, 4)
+	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != "  V1" {
+		frame("E_BAD_PROTOCOL")
+		return
 	}
-	first, last, n, err := p.register(nm, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	hostname := ""
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		fields := strings.Fields(line)
+		if len(fields) > 0 && fields[0] != "IDENTIFY" && r.Buffered() > 0 {
+			f.mu.Lock() // IDENTIFY's body follows its line: not a second command
+			f.pipelined++
+			f.mu.Unlock()
+		}
+		switch {
+		case len(fields) == 0:
+			frame("E_INVALID")
+		case fields[0] == "IDENTIFY":
+			var n [4]byte
+			io.ReadFull(r, n[:])
+			body := make([]byte, binary.BigEndian.Uint32(n[:]))
+			io.ReadFull(r, body)
+			var id identifyBody
+			json.Unmarshal(body, &id)
+			hostname = id.Hostname
+			frame(`{"broadcast_address":"127.0.0.1","tcp_port":1,"http_port":2,"version":"1.3.0"}`)
+		case fields[0] == "PING":
+			f.mu.Lock()
+			f.pings[hostname]++
+			f.mu.Unlock()
+			frame("OK")
+		case fields[0] == "REGISTER" && len(fields) >= 2:
+			f.mu.Lock()
+			f.registers++
+			if len(fields) == 3 {
+				f.channels[fields[1]+" "+fields[2]]++
+			}
+			f.mu.Unlock()
+			frame("OK")
+		case fields[0] == "UNREGISTER" && len(fields) == 3:
+			key := fields[1] + " " + fields[2]
+			f.mu.Lock()
+			f.unregister++
+			held := f.channels[key]
+			if held > 1 {
+				f.channels[key]--
+			} else {
+				delete(f.channels, key)
+			}
+			f.mu.Unlock()
+			if held == 0 {
+				frame("E_INVALID not registered: " + key) // the client must fail
+				continue
+			}
+			frame("OK")
+		default:
+			frame("E_INVALID invalid command " + fields[0])
+		}
 	}
-	if n != w.registers() || registers.Load() != int64(n) || last.Before(first) {
-		t.Errorf("register: n=%d, server saw %d, want %d", n, registers.Load(), w.registers())
+}
+
+// TestProducerRegister runs one producer against the fake server over
+// loopback in both registration modes.
+func TestProducerRegister(t *testing.T) {
+	for _, mode := range []string{modePipelined, modeSequential} {
+		t.Run(mode, func(t *testing.T) {
+			srv := startFakeLookupd(t)
+			w := workload{Producers: 1, Topics: 50, PerTopic: 1, Channels: 3}
+			nm := newNaming("test", w)
+			p, ans, err := dialProducer(context.Background(), srv.addr, 0, nm, assignTopics(1, 50, 1)[0], 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.conn.Close()
+			if ans.TCPPort != 1 || ans.HTTPPort != 2 {
+				t.Errorf("IDENTIFY answer %+v", ans)
+			}
+			var first, last time.Time
+			var n int
+			if mode == modeSequential {
+				first, last, n, err = p.registerSequential(nm, nm.channels, 5*time.Second)
+			} else {
+				first, last, n, err = p.register(nm, 5*time.Second)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.ping(5 * time.Second); err != nil {
+				t.Errorf("ping: %v", err)
+			}
+			srv.mu.Lock()
+			defer srv.mu.Unlock()
+			if n != w.registers() || srv.registers != n || last.Before(first) {
+				t.Errorf("register: n=%d, server saw %d; want %d", n, srv.registers, w.registers())
+			}
+			if got := len(srv.channels); got != w.Topics*w.Channels {
+				t.Errorf("server holds %d channel registrations; want %d", got, w.Topics*w.Channels)
+			}
+			if mode == modeSequential && srv.pipelined != 0 {
+				t.Errorf("sequential: %d commands arrived before the previous answer was read", srv.pipelined)
+			}
+			if p.r.Size() != idleReaderSize {
+				t.Errorf("after registration the reader holds %d bytes; want %d", p.r.Size(), idleReaderSize)
+			}
+		})
 	}
-	if err := p.ping(5 * time.Second); err != nil {
-		t.Errorf("ping: %v", err)
-	}
-	p.conn.Close()
-	if err := <-done; err != nil {
-		t.Error(err)
-	}
+}
+
+// peerJSON is producer i as /lookup and /nodes list it.
+func peerJSON(nm *naming, i int) string {
+	return fmt.Sprintf(`{"remote_address":"127.0.0.1:1","hostname":%q,"broadcast_address":"127.0.0.1","tcp_port":%d,"http_port":%d,"version":"1.3.0"}`,
+		nm.hostname(i), fakeTCPBase+i, fakeHTTPBase+i)
 }
 
 // TestVerifyRejectsWrongAnswers serves hand-made answers over loopback and
@@ -262,11 +411,8 @@ func TestProducerRegister(t *testing.T) {
 func TestVerifyRejectsWrongAnswers(t *testing.T) {
 	w := workload{Producers: 3, Topics: 1, PerTopic: 2, Channels: 2}
 	nm := newNaming("v", w)
-	e := expectation{w: w, nm: nm, strict: true}
-	peer := func(i int) string {
-		return fmt.Sprintf(`{"remote_address":"127.0.0.1:1","hostname":%q,"broadcast_address":"127.0.0.1","tcp_port":%d,"http_port":%d,"version":"1.3.0"}`,
-			nm.hostname(i), fakeTCPBase+i, fakeHTTPBase+i)
-	}
+	e := expectation{w: w, nm: nm, assign: assignTopics(3, 1, 2), strict: true}
+	peer := func(i int) string { return peerJSON(nm, i) }
 	good := `{"channels":["ch1","ch0"],"producers":[` + peer(1) + `,` + peer(0) + `]}`
 	cases := map[string]struct {
 		lookup string

@@ -44,8 +44,9 @@ func freePorts(n int) ([]int, error) {
 
 // startDaemon starts binary on free loopback ports and waits until it
 // answers /ping. Its output goes to a log file: in logDir (kept) if given,
-// otherwise a temporary file removed by stop unless the run failed.
-func startDaemon(ctx context.Context, binary string, index int, extra []string, logDir string, timeout time.Duration) (*target, error) {
+// named by tag and the binary, otherwise a temporary file removed by stop
+// unless the run failed.
+func startDaemon(ctx context.Context, binary, tag string, extra []string, logDir string, timeout time.Duration) (*target, error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, fmt.Errorf("picking ports: %w", err)
@@ -58,7 +59,7 @@ func startDaemon(ctx context.Context, binary string, index int, extra []string, 
 	}
 	var logFile *os.File
 	if logDir != "" {
-		t.logPath = filepath.Join(logDir, fmt.Sprintf("%d-%s.log", index, filepath.Base(binary)))
+		t.logPath = filepath.Join(logDir, fmt.Sprintf("%s-%s.log", tag, filepath.Base(binary)))
 		logFile, err = os.Create(t.logPath)
 		t.keepLog = true
 	} else {
@@ -99,6 +100,19 @@ func startDaemon(ctx context.Context, binary string, index int, extra []string, 
 		return nil, fmt.Errorf("%s: %w%s", binary, err, tail)
 	}
 	return t, nil
+}
+
+// hasFlag reports whether the -h output of binary lists the flag name.
+func hasFlag(ctx context.Context, binary, name string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, binary, "-h").CombinedOutput() // -h may exit 2
+	for line := range strings.Lines(string(out)) {
+		if f := strings.Fields(line); len(f) > 0 && strings.TrimLeft(f[0], "-") == name && strings.HasPrefix(f[0], "-") {
+			return true
+		}
+	}
+	return false
 }
 
 // alive reports an error if a spawned daemon has exited.

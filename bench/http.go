@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -49,6 +50,47 @@ func (h *httpClient) get(ctx context.Context, path string) (int, []byte, error) 
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, body, err
+}
+
+// getStream fetches path, requires 200 and hands the body to read, which
+// may decode it piece by piece: a large answer (/nodes at the xlarge
+// preset) is never held whole.
+func (h *httpClient) getStream(ctx context.Context, path string, read func(io.Reader) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.base+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := h.c.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		return fmt.Errorf("GET %s: status %d, body %q", path, resp.StatusCode, body)
+	}
+	if err := read(resp.Body); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return nil
+}
+
+// getDiscard fetches path, requires 200, and returns the body's size
+// without keeping it.
+func (h *httpClient) getDiscard(ctx context.Context, path string) (int64, error) {
+	var n int64
+	err := h.getStream(ctx, path, func(r io.Reader) (err error) {
+		n, err = io.Copy(io.Discard, r)
+		return err
+	})
+	return n, err
+}
+
+// isTimeout reports whether err is a request that ran out of time (the
+// client's -http-timeout, or a deadline): a slow answer, not a wrong one.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // getJSON fetches path, requires 200 and decodes the body into v.
@@ -118,13 +160,17 @@ type phaseStats struct {
 	// CPUPer1k is daemon CPU seconds per 1000 requests.
 	CPUPer1k   *float64 `json:"daemon_cpu_seconds_per_1000,omitempty"`
 	HarnessCPU *float64 `json:"harness_cpu_seconds,omitempty"`
+	// TimedOut: a request took longer than -http-timeout and the phase
+	// stopped there; its other figures are not comparable.
+	TimedOut bool `json:"timed_out,omitempty"`
 }
 
 // runLoad runs spec.clients goroutines that each issue GET requests
 // back-to-back until the duration elapses or the request budget is spent.
 // Every answer must be 200; anything else aborts the phase with an error.
-func runLoad(ctx context.Context, h *httpClient, spec loadSpec) (phaseStats, error) {
-	ctx, cancel := context.WithCancel(ctx)
+// A request that times out ends the phase early, marked TimedOut.
+func runLoad(parent context.Context, h *httpClient, spec loadSpec) (phaseStats, error) {
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	var (
 		wg       sync.WaitGroup
@@ -132,6 +178,7 @@ func runLoad(ctx context.Context, h *httpClient, spec loadSpec) (phaseStats, err
 		firstErr error
 		budget   atomic.Int64
 		bytes    atomic.Int64
+		timedOut atomic.Bool
 		lats     = make([][]time.Duration, spec.clients)
 	)
 	budget.Store(int64(spec.requests))
@@ -164,7 +211,12 @@ func runLoad(ctx context.Context, h *httpClient, spec loadSpec) (phaseStats, err
 				}
 				resp, err := h.c.Do(req)
 				if err != nil {
-					if ctx.Err() == nil {
+					switch {
+					case ctx.Err() != nil:
+					case isTimeout(err):
+						timedOut.Store(true)
+						cancel()
+					default:
 						fail(fmt.Errorf("GET %s: %w", url, err))
 					}
 					return
@@ -189,58 +241,85 @@ func runLoad(ctx context.Context, h *httpClient, spec loadSpec) (phaseStats, err
 	if firstErr != nil {
 		return phaseStats{}, firstErr
 	}
-	if err := ctx.Err(); err != nil {
+	if err := parent.Err(); err != nil {
 		return phaseStats{}, err
 	}
 	all := slices.Concat(lats...)
-	slices.Sort(all)
+	p50, p99, mx := summarize(all)
 	st := phaseStats{
 		Requests: len(all),
 		Seconds:  elapsed.Seconds(),
-		P50ms:    ms(percentile(all, 50)),
-		P99ms:    ms(percentile(all, 99)),
+		P50ms:    ms(p50),
+		P99ms:    ms(p99),
+		MaxMs:    ms(mx),
+		TimedOut: timedOut.Load(),
 	}
 	if len(all) > 0 {
-		st.MaxMs = ms(all[len(all)-1])
 		st.AvgBytes = float64(bytes.Load()) / float64(len(all))
 		st.PerSecond = float64(len(all)) / elapsed.Seconds()
 	}
 	return st, nil
 }
 
-// seqStats summarises a few sequential requests to one URL.
+// seqStats summarises sequential requests to one URL.
 type seqStats struct {
 	Path     string  `json:"path"`
-	Samples  int     `json:"samples"`
+	Samples  int     `json:"samples"` // answers received
 	MinMs    float64 `json:"min_ms"`
 	MedianMs float64 `json:"median_ms"`
 	MaxMs    float64 `json:"max_ms"`
-	Bytes    int     `json:"body_bytes"`
+	Bytes    int64   `json:"body_bytes"`
+	// TimedOut: the request after the samples took longer than
+	// -http-timeout; no more were sent.
+	TimedOut bool `json:"timed_out,omitempty"`
+	// Skipped: not requested, because an earlier request to the same
+	// path timed out (the daemon may still be working on it).
+	Skipped bool `json:"skipped,omitempty"`
 }
 
 // sequential issues n GET requests to path one after the other, each of
-// which must answer 200, and reports min/median/max latency.
+// which must answer 200, and reports min/median/max latency. A request that
+// times out ends the series, marked TimedOut.
 func sequential(ctx context.Context, h *httpClient, path string, n int) (seqStats, error) {
-	lat := make([]time.Duration, 0, n)
-	st := seqStats{Path: path, Samples: n}
-	for range n {
+	return poll(ctx, h, path, func(done int) bool { return done < n })
+}
+
+// poll issues GET requests to path one after the other while more(answers
+// so far) is true, each of which must answer 200; a request that times out
+// ends the series, marked TimedOut.
+func poll(ctx context.Context, h *httpClient, path string, more func(done int) bool) (seqStats, error) {
+	var lat []time.Duration
+	st := seqStats{Path: path}
+	for more(len(lat)) {
 		t0 := time.Now()
-		status, body, err := h.get(ctx, path)
+		n, err := h.getDiscard(ctx, path)
 		d := time.Since(t0)
-		if err != nil {
-			return st, fmt.Errorf("GET %s: %w", path, err)
+		if err != nil && isTimeout(err) && ctx.Err() == nil {
+			st.TimedOut = true
+			break
 		}
-		if status != http.StatusOK {
-			return st, fmt.Errorf("GET %s: status %d, body %q", path, status, truncate(body, 200))
+		if err != nil {
+			return st, err
 		}
 		lat = append(lat, d)
-		st.Bytes = len(body)
+		st.Bytes = n
 	}
 	slices.Sort(lat)
-	if n > 0 {
-		st.MinMs, st.MedianMs, st.MaxMs = ms(lat[0]), ms(percentile(lat, 50)), ms(lat[n-1])
+	st.Samples = len(lat)
+	if len(lat) > 0 {
+		st.MinMs, st.MedianMs, st.MaxMs = ms(lat[0]), ms(percentile(lat, 50)), ms(lat[len(lat)-1])
 	}
 	return st, nil
+}
+
+// summarize sorts lat and returns its median, 99th percentile and maximum
+// (zeros when it is empty).
+func summarize(lat []time.Duration) (p50, p99, maximum time.Duration) {
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		return 0, 0, 0
+	}
+	return percentile(lat, 50), percentile(lat, 99), lat[len(lat)-1]
 }
 
 // percentile returns the p-th percentile (0 < p <= 100) of sorted by the

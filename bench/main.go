@@ -2,13 +2,15 @@
 //
 // It simulates a fleet of nsqd producers over the real TCP registration
 // protocol, then measures the daemon's HTTP API while those producers stay
-// connected. Every answer is verified: a wrong answer fails the run (exit
-// status 1) instead of producing a number.
+// connected, first on a static registry, then while extra connections churn
+// #ephemeral channels. Every answer is verified: a wrong answer fails the
+// run (exit status 1) instead of producing a number.
 //
 // Usage:
 //
 //	go run ./bench -binary /tmp/ref/nsqlookupd                      # small preset
 //	go run ./bench -preset medium -binary /tmp/ref/nsqlookupd -binary /tmp/ours/nsqlookupd
+//	go run ./bench -preset large -register-modes=sequential,pipelined -binary A -binary B
 //	go run ./bench -addr-tcp 127.0.0.1:4160 -addr-http 127.0.0.1:4161 -pid 1234
 //	go run ./bench -h                                               # every flag
 //
@@ -20,34 +22,85 @@
 //
 // Workload: P producers, T topics, S producers per topic, C channels per
 // topic (-preset small = 10,100,3,2; medium = 100,2000,10,4;
-// large = 500,10000,20,5; -producers/-topics/-per-topic/-channels override).
-// Topic i is registered by producers (i*S+k) % P, k in [0,S). Each producer
-// opens its own connection, sends "  V1" and IDENTIFY (unique fake tcp_port
-// and http_port), then REGISTER T and REGISTER T C for each of its topics and
-// channels: T*S*(1+C) REGISTER commands in all. Commands are pipelined by a
-// writer goroutine while a reader checks every framed answer is OK. At most
-// -concurrency producers register at the same time (default 64, which keeps
-// the harness's own footprint bounded while still loading the daemon from
-// many connections; 0 = all at once). REGISTER/s counts from the first
-// REGISTER written to the last OK read. The connections stay open, sending
-// PING every -ping-interval, until the target is done.
+// large = 500,10000,20,5; xlarge = 5000,100000,20,5, 12M registrations;
+// -producers/-topics/-per-topic/-channels override). Topic i is registered
+// by producers (i*S+k) % P, k in [0,S). Each producer opens its own
+// connection, sends "  V1" and IDENTIFY (unique fake tcp_port and
+// http_port), then REGISTER T and REGISTER T C for each of its topics and
+// channels: T*S*(1+C) REGISTER commands in all. At most -concurrency
+// producers register at the same time (default 64, which keeps the
+// harness's own footprint bounded while still loading the daemon from many
+// connections; 0 = all at once). REGISTER/s counts from the first REGISTER
+// written to the last OK read.
+//
+// Registration modes (-register-modes, comma separated; default pipelined):
+// pipelined streams a producer's commands from a writer goroutine while a
+// reader checks every framed answer is OK; sequential writes one command and
+// reads its answer before the next, as nsqd does. Each mode but the last
+// registers into a fresh daemon of its own, which is then stopped; the last
+// mode fills the registry that the other phases measure (with -addr-*, one
+// mode only). -register-modes=sequential,pipelined gives both REGISTER/s
+// figures and keeps the other figures comparable with pipelined runs.
+//
+// Every simulated nsqd sends PING every -ping-interval (15s, as nsqd) from
+// IDENTIFY until the target is done, skipping a round while its connection
+// is busy with its own commands, so that neither the inactive-producer
+// timeout nor a dead-peer read timeout of 60s drops it. At most 16
+// goroutines send the PINGs, spread over the interval.
 //
 // Phases per target, in order: RSS idle; connect+IDENTIFY; registration
 // (REGISTER/s, daemon CPU); RSS after registration; verification of /lookup
-// and /channels for a sample of topics, /nodes and /topics; then /lookup,
+// and /channels for a sample of topics and of /topics; then /lookup,
 // /channels and /ping for -duration each (or -requests each) from -clients
 // keep-alive clients over random topics (req/s, p50, p99, daemon CPU seconds
-// per 1000 requests); /nodes and /topics latency from -samples sequential
-// requests; a re-check of up to 20 topics' /lookup and /channels (the
-// producers must still be registered and active after the load); RSS at the
-// end; a final PING on every producer connection. Daemons started by the
-// harness must hold exactly this run's topics and producers; against -addr,
-// names carry a random run id and other entries are ignored.
+// per 1000 requests); /topics latency from -samples sequential requests;
+// verification of /nodes (decoded one producer at a time) and its latency
+// from -samples requests; the churn phase; a re-check of up to 20 topics'
+// /lookup and /channels (the producers must still be registered and active
+// after the load); RSS at the end; a final PING on every connection.
+// Daemons started by the harness must hold exactly this run's topics and
+// producers; against -addr, names carry a random run id and other entries
+// are ignored.
+//
+// The churn phase (-churn-conns 16, 0 = none): that many extra simulated
+// nsqd connect, IDENTIFY, and REGISTER their topics one at a time (churn
+// connection j holds the topics i with i % n == j, as an nsqd holds a topic
+// before ephemeral channels come and go in it). Then, for -churn-duration
+// (default -duration) each, on the same registry: /lookup from -clients
+// clients over random topics while one client polls /nodes back to back
+// (-churn-nodes; it keeps polling until at least one answer), first without
+// churn, then while the churn connections send REGISTER and UNREGISTER of
+// #ephemeral channels ("c<j>-<seq>#ephemeral", at most 8 alive per
+// connection) at an aggregate -churn-rate (2000/s), each connection one
+// command at a time: write it, read its OK, then the next. Commands are
+// paced open loop (command n due at start + n*interval); a connection that
+// falls more than 100 ms behind restarts its schedule rather than burst, so
+// a commands/s below the target in the table means the daemon held the
+// commands up. Figures: /lookup req/s and p50/p99 and /nodes min/med/max
+// without and with churn, churn command round trip p50/p99/max (write to
+// OK), and the ratios of /lookup p99 and /nodes median under churn to the
+// same load without churn and to the static phases. While churn runs, a
+// sample of topics (their #ephemeral channels must belong to the topic's
+// churn connection) and /nodes (with the churn connections and their
+// topics) are verified; after it, the connections UNREGISTER their last
+// channels and topics are re-checked exactly. -block-profile FILE saves the
+// daemon's block profile over the churn part (GET
+// /debug/pprof/block?seconds=N; one file per target, FILE.N.ext when
+// several); binaries whose -h lists --block-profile-rate are started with
+// it, set to -block-profile-rate (10000 ns), which costs them some speed:
+// do not quote the figures of a profiled run.
+//
+// Timeouts: every HTTP request has -http-timeout (60s). A phase whose
+// request times out is reported as such (">60s timeout") and the run goes
+// on; a /nodes that timed out is not asked again for that target, since the
+// daemon may still be computing it (v1.3.0's /nodes costs producers x
+// registrations: at the xlarge preset it runs far beyond any timeout).
 //
 // The harness shares the machine with the daemon: the table's "harness CPU"
-// row shows what the load generation itself cost. Run several times and
-// prefer longer -duration on small machines; the small preset's numbers are
-// noisy.
+// row shows what the load generation itself cost, "harness RSS peak" its
+// memory (about 75 MiB at the xlarge shape: it keeps no per-registration
+// state). Run several times and prefer longer -duration on small machines;
+// the small preset's numbers are noisy.
 //
 // Daemon CPU comes from /proc/PID/stat (utime+stime, 100 ticks/s) and RSS
 // from /proc/PID/status (VmRSS, VmHWM), so those figures need Linux and a
@@ -61,12 +114,9 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/signal"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -88,7 +138,17 @@ var presets = map[string]workload{
 	"small":  {Preset: "small", Producers: 10, Topics: 100, PerTopic: 3, Channels: 2},
 	"medium": {Preset: "medium", Producers: 100, Topics: 2000, PerTopic: 10, Channels: 4},
 	"large":  {Preset: "large", Producers: 500, Topics: 10000, PerTopic: 20, Channels: 5},
+	"xlarge": {Preset: "xlarge", Producers: 5000, Topics: 100000, PerTopic: 20, Channels: 5},
 }
+
+// Registration modes: how a simulated nsqd sends its REGISTER commands.
+const (
+	// modePipelined streams every command, then reads the answers.
+	modePipelined = "pipelined"
+	// modeSequential sends one command and waits for its answer before
+	// the next, as a real nsqd does.
+	modeSequential = "sequential"
+)
 
 // options are the parsed command-line flags.
 type options struct {
@@ -112,6 +172,15 @@ type options struct {
 	seed           uint64
 	logDir         string
 	jsonPath       string
+
+	registerModes []string
+
+	churnConns       int
+	churnRate        float64
+	churnDuration    time.Duration
+	churnNodes       bool
+	blockProfile     string
+	blockProfileRate int
 }
 
 // listFlag is a repeatable flag whose values may also be comma separated.
@@ -138,7 +207,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	preset := fs.String("preset", "small", "workload preset: small (10,100,3,2), medium (100,2000,10,4) or large (500,10000,20,5) = (producers, topics, per-topic, channels)")
+	preset := fs.String("preset", "small", "workload preset: small (10,100,3,2), medium (100,2000,10,4), large (500,10000,20,5) or xlarge (5000,100000,20,5) = (producers, topics, per-topic, channels)")
 	fs.IntVar(&o.Producers, "producers", 0, "number of simulated nsqd producers P (0 = from -preset)")
 	fs.IntVar(&o.Topics, "topics", 0, "number of topics T (0 = from -preset)")
 	fs.IntVar(&o.PerTopic, "per-topic", 0, "producers registering each topic S, at most P (0 = from -preset)")
@@ -154,13 +223,20 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.samples, "samples", 5, "sequential requests timed for /nodes and for /topics")
 	fs.IntVar(&o.verify, "verify", 0, "topics whose /lookup and /channels are verified before the timed phases (0 = all if T <= 1000, else 200; -1 = all)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "producers connecting and registering at the same time (0 = all at once)")
-	fs.DurationVar(&o.pingInterval, "ping-interval", 30*time.Second, "interval of the PING each producer sends to stay active")
+	fs.DurationVar(&o.pingInterval, "ping-interval", 15*time.Second, "interval of the PING each simulated nsqd sends from IDENTIFY to the end, as nsqd does")
 	fs.DurationVar(&o.startupTimeout, "startup-timeout", 10*time.Second, "how long a started binary may take to answer /ping")
 	fs.DurationVar(&o.ioTimeout, "io-timeout", time.Minute, "deadline for a producer's connect+IDENTIFY, its whole registration, and each PING")
 	fs.DurationVar(&o.httpTimeout, "http-timeout", time.Minute, "timeout of a single HTTP request")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed for the random topic choices (same seed = same request sequence)")
 	fs.StringVar(&o.logDir, "log-dir", "", "keep each started daemon's output in this `directory` (default: temporary file, kept only on failure)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this `file`")
+	fs.Var((*listFlag)(&o.registerModes), "register-modes", "registration `modes` to measure, comma separated: pipelined (commands streamed; the default), sequential (one command, then its answer, as nsqd sends them); each mode but the last registers into a fresh daemon of its own, the last one fills the registry the other phases measure")
+	fs.IntVar(&o.churnConns, "churn-conns", 16, "extra registration connections that REGISTER/UNREGISTER #ephemeral channels in the churn phase (0 = no churn phase)")
+	fs.Float64Var(&o.churnRate, "churn-rate", 2000, "aggregate churn commands per second over all -churn-conns, each connection one command at a time")
+	fs.DurationVar(&o.churnDuration, "churn-duration", 0, "length of the churn phase's two timed parts, without and with churn (0 = -duration)")
+	fs.BoolVar(&o.churnNodes, "churn-nodes", true, "one client polls /nodes back to back during both parts of the churn phase")
+	fs.StringVar(&o.blockProfile, "block-profile", "", "save the daemon's block profile taken over the churn part of the churn phase to this `file` (several targets: file.N.ext); binaries that have --block-profile-rate are started with it")
+	fs.IntVar(&o.blockProfileRate, "block-profile-rate", 10000, "--block-profile-rate given to the daemons with -block-profile (ns blocked per sample)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: go run ./bench [flags]\n\n"+
 			"Simulates P nsqd producers over the nsqlookupd TCP protocol against one or more\n"+
@@ -174,10 +250,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
+	if len(o.registerModes) == 0 {
+		o.registerModes = []string{modePipelined}
+	}
 
 	p, ok := presets[*preset]
 	if !ok {
-		return nil, fmt.Errorf("-preset %q: want small, medium or large", *preset)
+		return nil, fmt.Errorf("-preset %q: want small, medium, large or xlarge", *preset)
 	}
 	o.Preset = p.Preset
 	custom := false
@@ -228,6 +307,38 @@ func (o *options) validate() error {
 	case !external && o.pid != 0:
 		return errors.New("-pid only applies to -addr-tcp/-addr-http (started binaries are measured by their own pid)")
 	}
+	seen := map[string]bool{}
+	for _, m := range o.registerModes {
+		if m != modePipelined && m != modeSequential {
+			return fmt.Errorf("-register-modes: %q: want pipelined or sequential", m)
+		}
+		if seen[m] {
+			return fmt.Errorf("-register-modes: %s given twice", m)
+		}
+		seen[m] = true
+	}
+	if external && len(o.registerModes) > 1 {
+		return errors.New("-register-modes: several modes need a fresh daemon each: give -binary")
+	}
+	if o.churnDuration == 0 {
+		o.churnDuration = o.duration
+	}
+	switch {
+	case o.churnConns < 0:
+		return fmt.Errorf("-churn-conns %d: want >= 0", o.churnConns)
+	case o.churnConns > o.Topics:
+		return fmt.Errorf("-churn-conns %d: want at most one per topic (%d)", o.churnConns, o.Topics)
+	case o.Producers+o.churnConns > maxProducers:
+		return fmt.Errorf("-producers + -churn-conns = %d: want at most %d", o.Producers+o.churnConns, maxProducers)
+	case o.churnConns > 0 && !(o.churnRate > 0):
+		return fmt.Errorf("-churn-rate %v: want > 0", o.churnRate)
+	case o.churnConns > 0 && o.churnDuration <= 0:
+		return errors.New("-churn-duration must be > 0 (it defaults to -duration)")
+	case o.blockProfile != "" && o.churnConns == 0:
+		return errors.New("-block-profile is taken during the churn phase: it needs -churn-conns > 0")
+	case o.blockProfile != "" && o.blockProfileRate < 1:
+		return fmt.Errorf("-block-profile-rate %d: want >= 1", o.blockProfileRate)
+	}
 	if o.verify == 0 {
 		o.verify = 200
 		if o.Topics <= 1000 {
@@ -265,7 +376,12 @@ func run(args []string) int {
 		Settings: settings{
 			Clients: o.clients, Requests: o.requests, Samples: o.samples,
 			Concurrency: o.concurrency, VerifySample: o.verify, DaemonFlags: o.daemonFlags,
+			RegisterModes: o.registerModes, PingIntervalSeconds: o.pingInterval.Seconds(),
+			HTTPTimeoutSeconds: o.httpTimeout.Seconds(), ChurnConns: o.churnConns,
 		},
+	}
+	if o.churnConns > 0 {
+		rep.Settings.ChurnRate, rep.Settings.ChurnSeconds, rep.Settings.ChurnNodes = o.churnRate, o.churnDuration.Seconds(), o.churnNodes
 	}
 	if o.requests <= 0 {
 		rep.Settings.DurationSeconds = o.duration.Seconds()
@@ -313,191 +429,4 @@ func runTarget(ctx context.Context, o *options, index int, binary string) *resul
 		res.Error = err.Error()
 	}
 	return res
-}
-
-// measure runs every phase against one target, filling res as it goes.
-func measure(ctx context.Context, o *options, index int, binary string, res *result) (err error) {
-	var t *target
-	if binary != "" {
-		logger.Printf("%s: starting", binary)
-		if t, err = startDaemon(ctx, binary, index, o.daemonFlags, o.logDir, o.startupTimeout); err != nil {
-			return err
-		}
-	} else {
-		t = &target{tcpAddr: o.addrTCP, httpAddr: o.addrHTTP, pid: o.pid}
-	}
-	res.TCPAddr, res.HTTPAddr, res.PID = t.tcpAddr, t.httpAddr, t.pid
-	name := res.Target
-
-	var f *fleet
-	defer func() {
-		if err != nil {
-			if aerr := t.alive(); aerr != nil {
-				err = fmt.Errorf("%w; %v", err, aerr)
-			}
-			t.keepLog = ctx.Err() == nil // an interrupted run's log is not interesting
-		}
-		// Kill a started daemon before closing the producer connections,
-		// so it does not spend time unregistering them.
-		if f != nil && f.stopPing != nil {
-			f.stopPing()
-		}
-		t.stop()
-		if f != nil {
-			f.close()
-		}
-		if t.keepLog && t.logPath != "" {
-			logger.Printf("%s: daemon log kept in %s", name, t.logPath)
-		}
-	}()
-
-	h := newHTTPClient(t.httpAddr, o.clients, o.httpTimeout)
-	defer h.close()
-	var info struct {
-		Version string `json:"version"`
-	}
-	if err := h.getJSON(ctx, "/info", &info); err != nil {
-		return err
-	}
-	res.Version = info.Version
-
-	rss := func() *uint64 {
-		if t.pid <= 0 {
-			return nil
-		}
-		m, err := readMem(t.pid)
-		if err != nil {
-			logger.Printf("%s: reading memory: %v", name, err)
-			return nil
-		}
-		return &m.RSSKiB
-	}
-	res.Memory.IdleKiB = rss()
-
-	// Registration.
-	runID := fmt.Sprintf("%04x", rand.Uint32()&0xffff)
-	nm := newNaming(runID, o.workload)
-	check := func(a identifyAnswer) error {
-		if binary == "" {
-			return nil // a daemon we did not start may announce anything
-		}
-		_, tcpPort, _ := net.SplitHostPort(t.tcpAddr)
-		_, httpPort, _ := net.SplitHostPort(t.httpAddr)
-		if a.BroadcastAddress != "127.0.0.1" || strconv.Itoa(a.TCPPort) != tcpPort || strconv.Itoa(a.HTTPPort) != httpPort {
-			return fmt.Errorf("%+v, want broadcast_address 127.0.0.1, tcp_port %s, http_port %s", a, tcpPort, httpPort)
-		}
-		return nil
-	}
-	noise, began := startNoise(t.pid), time.Now()
-	defer func() {
-		res.OtherCPU, res.Seconds = noise.stop(), time.Since(began).Seconds()
-	}()
-	logger.Printf("%s: connecting %d producers (run id %s)", name, o.Producers, runID)
-	f, ist, err := connectFleet(ctx, t.tcpAddr, o.workload, nm, o.concurrency, o.ioTimeout, check)
-	if err != nil {
-		return err
-	}
-	res.Identify = &ist
-
-	logger.Printf("%s: registering (%d REGISTER commands)", name, o.registers())
-	cpuD, cpuH := startCPU(t.pid), startCPU(os.Getpid())
-	rst, err := f.registerAll(ctx, nm, o.concurrency)
-	if err != nil {
-		return err
-	}
-	if rst.Commands != o.registers() {
-		return fmt.Errorf("sent %d REGISTER commands, want %d", rst.Commands, o.registers())
-	}
-	res.Register = &registerPhase{registerStats: rst, Producers: o.Producers, DaemonCPU: cpuD.stop(), HarnessCPU: cpuH.stop()}
-	res.Register.CPUPer1k = per1k(res.Register.DaemonCPU, rst.Commands)
-	f.startKeepalive(o.pingInterval)
-	res.Memory.RegisteredKiB = rss()
-
-	// Verification.
-	logger.Printf("%s: verifying answers", name)
-	exp := expectation{w: o.workload, nm: nm, strict: binary != ""}
-	vst, err := verify(ctx, h, exp, o.verify, o.clients, o.seed)
-	if err != nil {
-		return fmt.Errorf("verification: %w", err)
-	}
-	res.Verify = &vst
-
-	// Timed HTTP phases.
-	if err := timedPhases(ctx, o, t, h, nm, res); err != nil {
-		return err
-	}
-
-	// Heavy listings, sequentially.
-	logger.Printf("%s: timing /nodes and /topics", name)
-	nodes, err := sequential(ctx, h, "/nodes", o.samples)
-	if err != nil {
-		return err
-	}
-	res.Nodes = &nodes
-	topics, err := sequential(ctx, h, "/topics", o.samples)
-	if err != nil {
-		return err
-	}
-	res.Topics = &topics
-
-	// Re-verify a few topics: the producers must still be registered and
-	// active (keepalive PINGs) after the load.
-	n, err := exp.checkTopics(ctx, h, min(20, o.verify), o.clients, o.seed+100)
-	if err != nil {
-		return fmt.Errorf("verification after load: %w", err)
-	}
-	res.Verify.RecheckTopics = n
-
-	res.Memory.EndKiB = rss()
-	if t.pid > 0 {
-		if m, err := readMem(t.pid); err == nil {
-			res.Memory.PeakKiB = &m.PeakKiB
-		}
-	}
-	if err := f.checkAlive(ctx, o.concurrency); err != nil {
-		return err
-	}
-	return t.alive()
-}
-
-// timedPhases loads /lookup, /channels and /ping in turn from o.clients
-// clients, recording throughput, latency and CPU in res.
-func timedPhases(ctx context.Context, o *options, t *target, h *httpClient, nm *naming, res *result) error {
-	lookupURLs := make([]string, len(nm.topics))
-	channelsURLs := make([]string, len(nm.topics))
-	for i, topic := range nm.topics {
-		lookupURLs[i] = h.base + "/lookup?topic=" + topic // names need no escaping
-		channelsURLs[i] = h.base + "/channels?topic=" + topic
-	}
-	pingURL := h.base + "/ping"
-	phases := []struct {
-		path string
-		dst  **phaseStats
-		url  func(r *rand.Rand) string
-	}{
-		{"/lookup", &res.Lookup, func(r *rand.Rand) string { return lookupURLs[r.IntN(len(lookupURLs))] }},
-		{"/channels", &res.Channels, func(r *rand.Rand) string { return channelsURLs[r.IntN(len(channelsURLs))] }},
-		{"/ping", &res.Ping, func(*rand.Rand) string { return pingURL }},
-	}
-	for i, ph := range phases {
-		logger.Printf("%s: load on %s", res.Target, ph.path)
-		spec := loadSpec{clients: o.clients, duration: o.duration, requests: o.requests, seed: o.seed + uint64(i) + 1, url: ph.url}
-		cpuD, cpuH := startCPU(t.pid), startCPU(os.Getpid())
-		st, err := runLoad(ctx, h, spec)
-		if err != nil {
-			return fmt.Errorf("%s load: %w", ph.path, err)
-		}
-		st.Path = ph.path
-		st.DaemonCPU, st.HarnessCPU = cpuD.stop(), cpuH.stop()
-		st.CPUPer1k = per1k(st.DaemonCPU, st.Requests)
-		*ph.dst = &st
-		if err := t.alive(); err != nil {
-			return err
-		}
-	}
-	if res.Ping.PerSecond > 0 {
-		ratio := res.Lookup.PerSecond / res.Ping.PerSecond
-		res.LookupPingRatio = &ratio
-	}
-	return nil
 }

@@ -22,7 +22,20 @@ const (
 	maxProducers = fakeHTTPBase - fakeTCPBase
 
 	maxFrame = 64 << 20 // largest response frame accepted from the daemon
+
+	// idleReaderSize buffers a connection's reads outside a pipelined
+	// registration: answers are then a few bytes at a time, and at the
+	// xlarge preset 5 000 connections hold one each.
+	idleReaderSize = 512
+	// pipelineReaderSize buffers the reads of a pipelined registration,
+	// which answers thousands of commands in a row; the buffer is lent by
+	// pipelineReaders for the registration only.
+	pipelineReaderSize = 32 << 10
+	// keepaliveWorkers bound the goroutines that send the fleet's PINGs.
+	keepaliveWorkers = 16
 )
+
+var pipelineReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, pipelineReaderSize) }}
 
 // assignTopics spreads topics over producers round-robin: topic i is
 // registered by producers (i*perTopic + k) % producers for k in [0, perTopic).
@@ -94,8 +107,8 @@ type identifyAnswer struct {
 }
 
 // producer is one simulated nsqd: a TCP connection to the daemon's
-// registration port. After registration, mu serialises the request/answer
-// exchanges (PING) on the connection.
+// registration port. mu is held by whoever uses the connection: a
+// registration, a churn command, a PING.
 type producer struct {
 	idx      int
 	hostname string
@@ -110,7 +123,8 @@ type producer struct {
 }
 
 // dialProducer connects producer idx to addr, sends the protocol magic and
-// IDENTIFY, and returns the daemon's answer.
+// IDENTIFY, and returns the daemon's answer. topics are the indices of the
+// topics the producer will register.
 func dialProducer(ctx context.Context, addr string, idx int, nm *naming, topics []int, timeout time.Duration) (*producer, identifyAnswer, error) {
 	p := &producer{
 		idx:      idx,
@@ -125,7 +139,7 @@ func dialProducer(ctx context.Context, addr string, idx int, nm *naming, topics 
 		return nil, identifyAnswer{}, err
 	}
 	p.conn = conn
-	p.r = bufio.NewReaderSize(conn, 32<<10)
+	p.r = bufio.NewReaderSize(conn, idleReaderSize)
 
 	body, _ := json.Marshal(identifyBody{
 		BroadcastAddress: "127.0.0.1",
@@ -197,10 +211,27 @@ func (p *producer) expectOK() error {
 // checks the answers. It returns the time of the first write and of the last
 // OK, and the number of REGISTER commands sent.
 func (p *producer) register(nm *naming, timeout time.Duration) (first, last time.Time, n int, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	n = len(p.topics) * (1 + len(nm.channels))
 	if n == 0 {
 		return first, last, 0, nil
 	}
+	if p.r.Buffered() > 0 {
+		return first, last, 0, fmt.Errorf("%d unexpected bytes from the daemon before REGISTER", p.r.Buffered())
+	}
+	idle := p.r
+	br := pipelineReaders.Get().(*bufio.Reader)
+	br.Reset(p.conn)
+	p.r = br
+	defer func() {
+		if err == nil && br.Buffered() > 0 {
+			err = fmt.Errorf("%d unexpected bytes from the daemon after the last OK", br.Buffered())
+		}
+		p.r = idle
+		br.Reset(nil)
+		pipelineReaders.Put(br)
+	}()
 	p.conn.SetDeadline(time.Now().Add(timeout))
 	defer p.conn.SetDeadline(time.Time{})
 
@@ -237,229 +268,67 @@ func (p *producer) register(nm *naming, timeout time.Duration) (first, last time
 	return first, last, n, nil
 }
 
+// registerSequential sends the same REGISTER commands as register for the
+// given channels (nm.channels for the fleet, none for a churn connection),
+// one at a time: each is written with one write, as nsqd does, and its OK
+// read before the next. The whole registration must end within timeout.
+func (p *producer) registerSequential(nm *naming, channels []string, timeout time.Duration) (first, last time.Time, n int, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.conn.SetDeadline(time.Now().Add(timeout))
+	defer p.conn.SetDeadline(time.Time{})
+	line := make([]byte, 0, 128)
+	first = time.Now()
+	send := func(topic, channel string) error {
+		line = appendCommand(line[:0], "REGISTER", topic, channel)
+		n++
+		if _, err := p.conn.Write(line); err != nil {
+			return fmt.Errorf("writing REGISTER %d: %w", n, err)
+		}
+		if err := p.expectOK(); err != nil {
+			return fmt.Errorf("REGISTER answer %d: %w", n, err)
+		}
+		return nil
+	}
+	for _, t := range p.topics {
+		topic := nm.topics[t]
+		if err := send(topic, ""); err != nil {
+			return first, last, n, err
+		}
+		for _, ch := range channels {
+			if err := send(topic, ch); err != nil {
+				return first, last, n, err
+			}
+		}
+	}
+	return first, time.Now(), n, nil
+}
+
+// appendCommand appends the command line "VERB topic[ channel]\n" to b.
+func appendCommand(b []byte, verb, topic, channel string) []byte {
+	b = append(b, verb...)
+	b = append(b, ' ')
+	b = append(b, topic...)
+	if channel != "" {
+		b = append(b, ' ')
+		b = append(b, channel...)
+	}
+	return append(b, '\n')
+}
+
 // ping sends PING and waits for OK.
 func (p *producer) ping(timeout time.Duration) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.pingLocked(timeout)
+}
+
+// pingLocked is ping with p.mu held.
+func (p *producer) pingLocked(timeout time.Duration) error {
 	p.conn.SetDeadline(time.Now().Add(timeout))
 	defer p.conn.SetDeadline(time.Time{})
 	if _, err := io.WriteString(p.conn, "PING\n"); err != nil {
 		return err
 	}
 	return p.expectOK()
-}
-
-// fleet is the set of simulated producers connected to one daemon.
-type fleet struct {
-	prods   []*producer
-	timeout time.Duration
-
-	stopPing context.CancelFunc
-	pingWG   sync.WaitGroup
-	errMu    sync.Mutex
-	pingErr  error
-}
-
-// identifyStats summarises the connect+IDENTIFY phase.
-type identifyStats struct {
-	Seconds float64        `json:"seconds"`
-	Answer  identifyAnswer `json:"answer"`
-}
-
-// connectFleet dials and identifies every producer, at most concurrency at a
-// time. check validates each IDENTIFY answer.
-func connectFleet(ctx context.Context, addr string, w workload, nm *naming, concurrency int, timeout time.Duration, check func(identifyAnswer) error) (*fleet, identifyStats, error) {
-	assign := assignTopics(w.Producers, w.Topics, w.PerTopic)
-	f := &fleet{prods: make([]*producer, w.Producers), timeout: timeout}
-	answers := make([]identifyAnswer, w.Producers)
-	start := time.Now()
-	err := forEach(ctx, w.Producers, concurrency, func(i int) error {
-		p, ans, err := dialProducer(ctx, addr, i, nm, assign[i], timeout)
-		if err != nil {
-			return fmt.Errorf("producer %d: %w", i, err)
-		}
-		f.prods[i] = p
-		answers[i] = ans
-		if err := check(ans); err != nil {
-			return fmt.Errorf("producer %d: IDENTIFY answer: %w", i, err)
-		}
-		return nil
-	})
-	st := identifyStats{Seconds: time.Since(start).Seconds()}
-	if len(answers) > 0 {
-		st.Answer = answers[0]
-	}
-	if err != nil {
-		f.close()
-		return nil, st, err
-	}
-	return f, st, nil
-}
-
-// registerStats summarises the registration phase.
-type registerStats struct {
-	Commands  int     `json:"commands"`
-	Seconds   float64 `json:"seconds"`
-	PerSecond float64 `json:"per_second"`
-}
-
-// registerAll runs every producer's pipelined registration, at most
-// concurrency producers at a time, and measures REGISTER/s from the first
-// write to the last OK.
-func (f *fleet) registerAll(ctx context.Context, nm *naming, concurrency int) (registerStats, error) {
-	var mu sync.Mutex
-	var first, last time.Time
-	total := 0
-	// Closing the connections is what interrupts blocked reads on Ctrl-C.
-	stop := context.AfterFunc(ctx, f.close)
-	defer stop()
-	err := forEach(ctx, len(f.prods), concurrency, func(i int) error {
-		p := f.prods[i]
-		a, b, n, err := p.register(nm, f.timeout)
-		if err != nil {
-			return fmt.Errorf("producer %d: %w", i, err)
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		total += n
-		if n > 0 {
-			if first.IsZero() || a.Before(first) {
-				first = a
-			}
-			if b.After(last) {
-				last = b
-			}
-		}
-		return nil
-	})
-	if err == nil {
-		err = ctx.Err()
-	}
-	st := registerStats{Commands: total}
-	if total > 0 {
-		st.Seconds = last.Sub(first).Seconds()
-		st.PerSecond = float64(total) / st.Seconds
-	}
-	return st, err
-}
-
-// startKeepalive makes every producer send PING each interval, as nsqd does,
-// so that none of them becomes inactive during the measurement.
-func (f *fleet) startKeepalive(interval time.Duration) {
-	ctx, cancel := context.WithCancel(context.Background())
-	f.stopPing = cancel
-	for _, p := range f.prods {
-		f.pingWG.Add(1)
-		go func() {
-			defer f.pingWG.Done()
-			t := time.NewTicker(interval)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					if err := p.ping(f.timeout); err != nil && ctx.Err() == nil {
-						f.recordPingErr(fmt.Errorf("producer %d: keepalive PING: %w", p.idx, err))
-						return
-					}
-				}
-			}
-		}()
-	}
-}
-
-func (f *fleet) recordPingErr(err error) {
-	f.errMu.Lock()
-	defer f.errMu.Unlock()
-	if f.pingErr == nil {
-		f.pingErr = err
-	}
-}
-
-// checkAlive sends one PING on every connection and returns the first
-// failure, or a failure recorded by the keepalive goroutines: a daemon that
-// dropped a producer during the run fails it.
-func (f *fleet) checkAlive(ctx context.Context, concurrency int) error {
-	f.errMu.Lock()
-	err := f.pingErr
-	f.errMu.Unlock()
-	if err != nil {
-		return err
-	}
-	return forEach(ctx, len(f.prods), concurrency, func(i int) error {
-		if err := f.prods[i].ping(f.timeout); err != nil {
-			return fmt.Errorf("producer %d: final PING: %w", i, err)
-		}
-		return nil
-	})
-}
-
-// close stops the keepalive goroutines and closes every connection. It is
-// safe to call more than once.
-func (f *fleet) close() {
-	if f.stopPing != nil {
-		f.stopPing()
-	}
-	for _, p := range f.prods {
-		if p != nil {
-			p.conn.Close()
-		}
-	}
-	f.pingWG.Wait()
-}
-
-// forEach calls fn(i) for i in [0, n) from at most concurrency goroutines
-// (all at once if concurrency <= 0) and returns the first error; after an
-// error or cancellation no new calls start.
-func forEach(ctx context.Context, n, concurrency int, fn func(i int) error) error {
-	if concurrency <= 0 || concurrency > n {
-		concurrency = n
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-		next     = make(chan int)
-	)
-	for range concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if err := fn(i); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					cancel()
-				}
-			}
-		}()
-	}
-feed:
-	for i := range n {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
-}
-
-// truncate shortens b for error messages.
-func truncate(b []byte, n int) string {
-	if len(b) <= n {
-		return string(b)
-	}
-	return string(b[:n]) + "..."
 }

@@ -26,13 +26,20 @@ type machineInfo struct {
 }
 
 type settings struct {
-	Clients         int      `json:"clients"`
-	DurationSeconds float64  `json:"duration_seconds,omitempty"`
-	Requests        int      `json:"requests,omitempty"`
-	Samples         int      `json:"samples"`
-	Concurrency     int      `json:"concurrency"`
-	VerifySample    int      `json:"verify_sample"`
-	DaemonFlags     []string `json:"daemon_flags,omitempty"`
+	Clients             int      `json:"clients"`
+	DurationSeconds     float64  `json:"duration_seconds,omitempty"`
+	Requests            int      `json:"requests,omitempty"`
+	Samples             int      `json:"samples"`
+	Concurrency         int      `json:"concurrency"`
+	VerifySample        int      `json:"verify_sample"`
+	DaemonFlags         []string `json:"daemon_flags,omitempty"`
+	RegisterModes       []string `json:"register_modes"`
+	PingIntervalSeconds float64  `json:"ping_interval_seconds"`
+	HTTPTimeoutSeconds  float64  `json:"http_timeout_seconds"`
+	ChurnConns          int      `json:"churn_conns"`
+	ChurnRate           float64  `json:"churn_rate,omitempty"`
+	ChurnSeconds        float64  `json:"churn_duration_seconds,omitempty"`
+	ChurnNodes          bool     `json:"churn_nodes_polled,omitempty"`
 }
 
 // result holds the measurements of one target daemon. Pointer fields are
@@ -47,9 +54,12 @@ type result struct {
 	Error    string `json:"error,omitempty"`
 
 	Identify *identifyStats `json:"identify,omitempty"`
-	Register *registerPhase `json:"register,omitempty"`
-	Memory   memoryStats    `json:"memory"`
-	Verify   *verifyStats   `json:"verify,omitempty"`
+	// Register is the registration that filled the measured registry
+	// (the last of -register-modes); RegisterModes has every mode's.
+	Register      *registerPhase   `json:"register,omitempty"`
+	RegisterModes []*registerPhase `json:"register_modes,omitempty"`
+	Memory        memoryStats      `json:"memory"`
+	Verify        *verifyStats     `json:"verify,omitempty"`
 
 	Lookup   *phaseStats `json:"lookup,omitempty"`
 	Channels *phaseStats `json:"channels,omitempty"`
@@ -60,6 +70,8 @@ type result struct {
 	Nodes  *seqStats `json:"nodes,omitempty"`
 	Topics *seqStats `json:"topics,omitempty"`
 
+	Churn *churnStats `json:"churn,omitempty"`
+
 	// OtherCPU is the CPU time used by other processes on the machine while
 	// this target was measured (registration to the end), over Seconds of
 	// wall time: a noise indicator.
@@ -69,6 +81,7 @@ type result struct {
 
 type registerPhase struct {
 	registerStats
+	Mode       string   `json:"mode"`
 	Producers  int      `json:"producers"`
 	DaemonCPU  *float64 `json:"daemon_cpu_seconds,omitempty"`
 	CPUPer1k   *float64 `json:"daemon_cpu_seconds_per_1000,omitempty"`
@@ -80,6 +93,8 @@ type memoryStats struct {
 	RegisteredKiB *uint64 `json:"rss_registered_kib,omitempty"`
 	EndKiB        *uint64 `json:"rss_end_kib,omitempty"`
 	PeakKiB       *uint64 `json:"rss_peak_kib,omitempty"`
+	// HarnessPeakKiB is the harness's own peak RSS so far.
+	HarnessPeakKiB *uint64 `json:"harness_rss_peak_kib,omitempty"`
 }
 
 // per1k returns cpu seconds per 1000 operations, or nil if unknown.
@@ -97,7 +112,7 @@ type row struct {
 	cell  func(r *result) string
 }
 
-func phaseRows(name string, get func(r *result) *phaseStats) []row {
+func phaseRows(name, timeout string, get func(r *result) *phaseStats) []row {
 	f := func(format func(p *phaseStats) string) func(r *result) string {
 		return func(r *result) string {
 			if p := get(r); p != nil {
@@ -107,23 +122,141 @@ func phaseRows(name string, get func(r *result) *phaseStats) []row {
 		}
 	}
 	return []row{
-		{name + " req/s", f(func(p *phaseStats) string { return fmt.Sprintf("%.0f", p.PerSecond) })},
-		{name + " p50 / p99", f(func(p *phaseStats) string { return fmt.Sprintf("%s / %s", fmtMs(p.P50ms), fmtMs(p.P99ms)) })},
+		{name + " req/s", f(func(p *phaseStats) string { return fmtRate(p, timeout) })},
+		{name + " p50 / p99", f(func(p *phaseStats) string { return fmtLatency(p, timeout) })},
 		{name + " daemon CPU s/1k req", f(func(p *phaseStats) string { return fmtCPUPer1k(p.DaemonCPU, p.Requests) })},
 	}
 }
 
-func seqRow(name string, get func(r *result) *seqStats) row {
-	return row{name + " min / med / max", func(r *result) string {
-		s := get(r)
-		if s == nil {
-			return "-"
-		}
-		return fmt.Sprintf("%s / %s / %s", fmtMs(s.MinMs), fmtMs(s.MedianMs), fmtMs(s.MaxMs))
-	}}
+// fmtRate renders a phase's throughput, noting a timed-out phase.
+func fmtRate(p *phaseStats, timeout string) string {
+	if p.TimedOut {
+		return fmt.Sprintf("%.0f, then >%s timeout", p.PerSecond, timeout)
+	}
+	return fmt.Sprintf("%.0f", p.PerSecond)
 }
 
-func tableRows() []row {
+// fmtLatency renders a phase's p50 / p99, noting a timed-out phase.
+func fmtLatency(p *phaseStats, timeout string) string {
+	if p.TimedOut {
+		return fmt.Sprintf(">%s timeout", timeout)
+	}
+	return fmt.Sprintf("%s / %s", fmtMs(p.P50ms), fmtMs(p.P99ms))
+}
+
+func seqRow(name string, timeout string, get func(r *result) *seqStats) row {
+	return row{name + " min / med / max", func(r *result) string { return fmtSeq(get(r), timeout) }}
+}
+
+// fmtSeq renders min / median / max of a series of requests.
+func fmtSeq(s *seqStats, timeout string) string {
+	switch {
+	case s == nil:
+		return "-"
+	case s.Skipped:
+		return "skipped (timed out before)"
+	case s.TimedOut && s.Samples == 0:
+		return fmt.Sprintf(">%s timeout", timeout)
+	}
+	text := fmt.Sprintf("%s / %s / %s", fmtMs(s.MinMs), fmtMs(s.MedianMs), fmtMs(s.MaxMs))
+	if s.TimedOut {
+		text += fmt.Sprintf(", then >%s timeout", timeout)
+	}
+	return text
+}
+
+// fmtRatio renders a ratio, or n/a.
+func fmtRatio(v *float64) string {
+	if v == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f×", *v)
+}
+
+// registerRows are the rows of each registration mode.
+func registerRows(modes []string) []row {
+	var rows []row
+	for _, mode := range modes {
+		get := func(r *result) *registerPhase {
+			for _, ph := range r.RegisterModes {
+				if ph.Mode == mode {
+					return ph
+				}
+			}
+			return nil
+		}
+		rows = append(rows,
+			row{"REGISTER/s " + mode, func(r *result) string {
+				if ph := get(r); ph != nil {
+					return fmt.Sprintf("%.0f (%d in %.3f s)", ph.PerSecond, ph.Commands, ph.Seconds)
+				}
+				return "-"
+			}},
+			row{"REGISTER " + mode + " daemon CPU s/1k", func(r *result) string {
+				if ph := get(r); ph != nil {
+					return fmtCPUPer1k(ph.DaemonCPU, ph.Commands)
+				}
+				return "-"
+			}})
+	}
+	return rows
+}
+
+// churnRows are the rows of the churn phase.
+func churnRows(timeout string) []row {
+	c := func(format func(c *churnStats) string) func(r *result) string {
+		return func(r *result) string {
+			if r.Churn == nil {
+				return "-"
+			}
+			return format(r.Churn)
+		}
+	}
+	nodes := func(n *seqStats) string {
+		if n == nil {
+			return "not polled"
+		}
+		return fmtSeq(n, timeout)
+	}
+	return []row{
+		{"churn setup (connect, REGISTER topics)", c(func(c *churnStats) string { return fmt.Sprintf("%.3f s", c.SetupSeconds) })},
+		{"no churn: /lookup req/s", c(func(c *churnStats) string { return fmtRate(&c.NoChurn.Lookup, timeout) })},
+		{"no churn: /lookup p50 / p99", c(func(c *churnStats) string { return fmtLatency(&c.NoChurn.Lookup, timeout) })},
+		{"no churn: /nodes min / med / max", c(func(c *churnStats) string { return nodes(c.NoChurn.Nodes) })},
+		{"churn: /lookup req/s", c(func(c *churnStats) string { return fmtRate(&c.Churn.Lookup, timeout) })},
+		{"churn: /lookup p50 / p99", c(func(c *churnStats) string { return fmtLatency(&c.Churn.Lookup, timeout) })},
+		{"churn: /nodes min / med / max", c(func(c *churnStats) string { return nodes(c.Churn.Nodes) })},
+		{"churn: commands/s (target)", c(func(c *churnStats) string {
+			return fmt.Sprintf("%.0f (%.0f): %d REGISTER, %d UNREGISTER", c.PerSecond, c.TargetRate, c.Registers, c.Unregisters)
+		})},
+		{"churn: command p50 / p99 / max", c(func(c *churnStats) string {
+			return fmt.Sprintf("%s / %s / %s", fmtMs(c.P50ms), fmtMs(c.P99ms), fmtMs(c.MaxMs))
+		})},
+		{"churn ÷ no churn: /lookup p99, /nodes med", c(func(c *churnStats) string {
+			return fmtRatio(c.LookupP99VsNoChurn) + ", " + fmtRatio(c.NodesMedianVsNoChurn)
+		})},
+		{"churn ÷ static: /lookup p99, /nodes med", c(func(c *churnStats) string {
+			return fmtRatio(c.LookupP99VsStatic) + ", " + fmtRatio(c.NodesMedianVsStatic)
+		})},
+		{"verified under churn", c(func(c *churnStats) string {
+			text := fmt.Sprintf("%d topics", c.VerifiedTopics)
+			if c.VerifiedNodes {
+				text += ", /nodes"
+			}
+			if len(c.TimedOut) > 0 {
+				text += "; timed out: " + strings.Join(c.TimedOut, ", ")
+			}
+			return text
+		})},
+	}
+}
+
+func tableRows(rep *report) []row {
+	timeout := durationText(rep.Settings.HTTPTimeoutSeconds)
+	var first *result
+	if len(rep.Results) > 0 {
+		first = rep.Results[0]
+	}
 	rows := []row{
 		{"version", func(r *result) string { return orDash(r.Version) }},
 		{"connect+IDENTIFY", func(r *result) string {
@@ -132,33 +265,37 @@ func tableRows() []row {
 			}
 			return fmt.Sprintf("%.3f s", r.Identify.Seconds)
 		}},
-		{"REGISTER/s", func(r *result) string {
-			if r.Register == nil {
-				return "-"
-			}
-			return fmt.Sprintf("%.0f (%d in %.3f s)", r.Register.PerSecond, r.Register.Commands, r.Register.Seconds)
-		}},
-		{"REGISTER daemon CPU s/1k", func(r *result) string {
-			if r.Register == nil {
-				return "-"
-			}
-			return fmtCPUPer1k(r.Register.DaemonCPU, r.Register.Commands)
-		}},
+	}
+	rows = append(rows, registerRows(rep.Settings.RegisterModes)...)
+	rows = append(rows, []row{
 		{"RSS idle", func(r *result) string { return fmtKiB(r.Memory.IdleKiB) }},
 		{"RSS after registration", func(r *result) string { return fmtKiB(r.Memory.RegisteredKiB) }},
 		{"RSS end / peak", func(r *result) string {
 			return fmtKiB(r.Memory.EndKiB) + " / " + fmtKiB(r.Memory.PeakKiB)
 		}},
-		{"verified /lookup+/channels", func(r *result) string {
-			if r.Verify == nil {
+		{"verified", func(r *result) string {
+			v := r.Verify
+			if v == nil {
 				return "-"
 			}
-			return fmt.Sprintf("%d topics, %d rechecked", r.Verify.LookupTopics, r.Verify.RecheckTopics)
+			var parts []string
+			parts = append(parts, fmt.Sprintf("%d topics", v.LookupTopics))
+			if v.Topics {
+				parts = append(parts, "/topics")
+			}
+			if v.Nodes {
+				parts = append(parts, "/nodes")
+			}
+			text := strings.Join(parts, ", ") + fmt.Sprintf("; %d rechecked", v.RecheckTopics)
+			if len(v.TimedOut) > 0 {
+				text += "; timed out: " + strings.Join(v.TimedOut, ", ")
+			}
+			return text
 		}},
-	}
-	rows = append(rows, phaseRows("/lookup", func(r *result) *phaseStats { return r.Lookup })...)
-	rows = append(rows, phaseRows("/channels", func(r *result) *phaseStats { return r.Channels })...)
-	rows = append(rows, phaseRows("/ping", func(r *result) *phaseStats { return r.Ping })...)
+	}...)
+	rows = append(rows, phaseRows("/lookup", timeout, func(r *result) *phaseStats { return r.Lookup })...)
+	rows = append(rows, phaseRows("/channels", timeout, func(r *result) *phaseStats { return r.Channels })...)
+	rows = append(rows, phaseRows("/ping", timeout, func(r *result) *phaseStats { return r.Ping })...)
 	rows = append(rows,
 		row{"/lookup ÷ /ping throughput", func(r *result) string { return fmtOpt(r.LookupPingRatio, "%.3f") }},
 		row{"harness CPU s: reg/lookup/chan/ping", func(r *result) string {
@@ -181,8 +318,21 @@ func tableRows() []row {
 			}
 			return fmt.Sprintf("%.1f s in %.0f s", *r.OtherCPU, r.Seconds)
 		}},
-		seqRow("/nodes", func(r *result) *seqStats { return r.Nodes }),
-		seqRow("/topics", func(r *result) *seqStats { return r.Topics }),
+		seqRow("/topics", timeout, func(r *result) *seqStats { return r.Topics }),
+		row{"/topics median ÷ first column's", func(r *result) string {
+			a, b := r.Topics, first.Topics
+			if a == nil || b == nil || a.Samples == 0 || b.Samples == 0 || a.TimedOut || b.TimedOut || b.MedianMs <= 0 {
+				return "n/a"
+			}
+			return fmt.Sprintf("%.2f×", a.MedianMs/b.MedianMs)
+		}},
+		seqRow("/nodes", timeout, func(r *result) *seqStats { return r.Nodes }),
+	)
+	if rep.Settings.ChurnConns > 0 {
+		rows = append(rows, churnRows(timeout)...)
+	}
+	rows = append(rows,
+		row{"harness RSS peak", func(r *result) string { return fmtKiB(r.Memory.HarnessPeakKiB) }},
 		row{"result", func(r *result) string {
 			if r.Error != "" {
 				return "FAILED (see below)"
@@ -205,8 +355,17 @@ func printTable(out io.Writer, rep *report) {
 	if s.Requests > 0 {
 		budget = fmt.Sprintf("%d requests per phase", s.Requests)
 	}
-	fmt.Fprintf(out, "HTTP: %d keep-alive clients, %s, random topics; %d sequential samples of /nodes and /topics\n",
-		s.Clients, budget, s.Samples)
+	fmt.Fprintf(out, "HTTP: %d keep-alive clients, %s, random topics; %d sequential samples of /nodes and /topics; timeout %s per request\n",
+		s.Clients, budget, s.Samples, durationText(s.HTTPTimeoutSeconds))
+	fmt.Fprintf(out, "registration: %s; every nsqd PINGs every %s\n", strings.Join(s.RegisterModes, ", "), durationText(s.PingIntervalSeconds))
+	if s.ChurnConns > 0 {
+		nodes := "no /nodes poll"
+		if s.ChurnNodes {
+			nodes = "1 client polling /nodes back to back"
+		}
+		fmt.Fprintf(out, "churn: %d clients on /lookup and %s, %s without churn, then %s while %d connections send %g REGISTER/UNREGISTER #ephemeral per second, one at a time\n",
+			s.Clients, nodes, durationText(s.ChurnSeconds), durationText(s.ChurnSeconds), s.ChurnConns, s.ChurnRate)
+	}
 	model := ""
 	if m.CPUModel != "" {
 		model = " (" + m.CPUModel + ")"
@@ -219,7 +378,7 @@ func printTable(out io.Writer, rep *report) {
 		header = append(header, r.Target)
 	}
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	for _, rw := range tableRows() {
+	for _, rw := range tableRows(rep) {
 		cells := []string{rw.label}
 		for _, r := range rep.Results {
 			cells = append(cells, rw.cell(r))

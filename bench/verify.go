@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/url"
 	"slices"
@@ -24,21 +26,27 @@ type peerAnswer struct {
 	Version          string `json:"version"`
 }
 
-type nodesAnswer struct {
-	Producers []struct {
-		peerAnswer
-		Tombstones []bool   `json:"tombstones"`
-		Topics     []string `json:"topics"`
-	} `json:"producers"`
+// nodeAnswer is one producer of GET /nodes.
+type nodeAnswer struct {
+	peerAnswer
+	Tombstones []bool   `json:"tombstones"`
+	Topics     []string `json:"topics"`
 }
 
 // expectation knows what the daemon must answer after registration.
 type expectation struct {
-	w  workload
-	nm *naming
+	w      workload
+	nm     *naming
+	assign [][]int // each producer's topics: assignTopics(w)
 	// strict: the daemon was started by the harness, so it must hold
 	// nothing but this run's topics and producers.
 	strict bool
+	// churn, when not nil, are the churn connections, registered in
+	// their topics after the fleet (producers P, P+1, ...).
+	churn *churnLayout
+	// ephemeralOK: a topic's channels may also include #ephemeral
+	// channels of its churn connection (churn is running).
+	ephemeralOK bool
 }
 
 // verifyStats records what was checked.
@@ -46,29 +54,40 @@ type verifyStats struct {
 	LookupTopics int  `json:"lookup_topics"`
 	Nodes        bool `json:"nodes"`
 	Topics       bool `json:"topics"`
-	// RecheckTopics were verified again after the timed phases, which
+	// RecheckTopics were verified again after the last phase, which
 	// shows the producers stayed registered and active under load.
 	RecheckTopics int `json:"recheck_topics"`
+	// TimedOut names the checks that could not be made because a request
+	// took longer than -http-timeout.
+	TimedOut []string `json:"timed_out,omitempty"`
 }
 
 // verify checks a sample of /lookup and /channels answers (sample topics,
-// or every topic when sample < 0 or >= T), then /nodes and /topics. All
-// lists are compared as sets: v1.3.0 returns them in map order.
+// or every topic when sample < 0 or >= T), then /topics. /nodes is checked
+// later (checkNodes), after the timed phases: on v1.3.0 at the xlarge preset
+// it can run for an hour, and must not load the daemon under the others. All
+// lists are compared as sets: v1.3.0 returns them in map order. A check
+// that times out is recorded in TimedOut, not failed.
 func verify(ctx context.Context, h *httpClient, e expectation, sample, clients int, seed uint64) (verifyStats, error) {
 	var st verifyStats
 	n, err := e.checkTopics(ctx, h, sample, clients, seed)
-	if err != nil {
+	switch {
+	case isTimeout(err) && ctx.Err() == nil:
+		st.TimedOut = append(st.TimedOut, "/lookup")
+	case err != nil:
 		return st, err
+	default:
+		st.LookupTopics = n
 	}
-	st.LookupTopics = n
-	if err := e.checkNodes(ctx, h); err != nil {
+	err = e.checkTopicList(ctx, h)
+	switch {
+	case isTimeout(err) && ctx.Err() == nil:
+		st.TimedOut = append(st.TimedOut, "/topics")
+	case err != nil:
 		return st, err
+	default:
+		st.Topics = true
 	}
-	st.Nodes = true
-	if err := e.checkTopicList(ctx, h); err != nil {
-		return st, err
-	}
-	st.Topics = true
 	return st, nil
 }
 
@@ -99,14 +118,17 @@ func (e expectation) checkTopic(ctx context.Context, h *httpClient, i int) error
 	if err := h.getJSON(ctx, path, &la); err != nil {
 		return err
 	}
-	if err := sameSet(la.Channels, e.nm.channels); err != nil {
+	if err := e.checkChannels(i, la.Channels); err != nil {
 		return fmt.Errorf("GET %s: channels: %w", path, err)
 	}
 	want := topicProducers(i, e.w.Producers, e.w.PerTopic)
+	if e.churn != nil {
+		want = append(want, e.w.Producers+e.churn.churnerOf(i))
+	}
 	var got, wantPorts []int
 	for _, p := range la.Producers {
 		idx := p.TCPPort - fakeTCPBase
-		if idx < 0 || idx >= e.w.Producers || p.Hostname != e.nm.hostname(idx) ||
+		if idx < 0 || idx >= e.producers() || p.Hostname != e.nm.hostname(idx) ||
 			p.HTTPPort != fakeHTTPBase+idx || p.BroadcastAddress != "127.0.0.1" || p.Version != "1.3.0" {
 			return fmt.Errorf("GET %s: unexpected producer %+v", path, p)
 		}
@@ -126,54 +148,151 @@ func (e expectation) checkTopic(ctx context.Context, h *httpClient, i int) error
 	if err := h.getJSON(ctx, path, &ca); err != nil {
 		return err
 	}
-	if err := sameSet(ca.Channels, e.nm.channels); err != nil {
+	if err := e.checkChannels(i, ca.Channels); err != nil {
 		return fmt.Errorf("GET %s: %w", path, err)
 	}
 	return nil
 }
 
+// producers is the number of producers registered: the fleet and the churn
+// connections.
+func (e expectation) producers() int {
+	if e.churn == nil {
+		return e.w.Producers
+	}
+	return e.w.Producers + e.churn.n
+}
+
+// checkChannels compares got, the channels of topic i, with the fleet's
+// channels; while churn runs it may also hold #ephemeral channels of the
+// topic's churn connection.
+func (e expectation) checkChannels(i int, got []string) error {
+	if !e.ephemeralOK {
+		return sameSet(got, e.nm.channels)
+	}
+	var fleet []string
+	seen := make(map[string]bool, len(got))
+	for _, ch := range got {
+		if seen[ch] {
+			return fmt.Errorf("%v listed twice", ch)
+		}
+		seen[ch] = true
+		if j, ok := parseChurnChannel(ch); !ok {
+			fleet = append(fleet, ch)
+		} else if j != e.churn.churnerOf(i) {
+			return fmt.Errorf("%q belongs to churn connection %d, which does not hold this topic", ch, j)
+		}
+	}
+	return sameSet(fleet, e.nm.channels)
+}
+
 // checkNodes verifies that /nodes lists every producer exactly once with
-// exactly its topics, none tombstoned.
+// exactly its topics, none tombstoned. The answer is decoded one producer
+// at a time: at the xlarge preset it is tens of megabytes.
 func (e expectation) checkNodes(ctx context.Context, h *httpClient) error {
-	var na nodesAnswer
-	if err := h.getJSON(ctx, "/nodes", &na); err != nil {
+	seen := make([]bool, e.producers())
+	listed, foreign := 0, 0
+	err := h.getStream(ctx, "/nodes", func(r io.Reader) error {
+		return decodeNodes(r, func(p *nodeAnswer) error {
+			listed++
+			if !strings.HasPrefix(p.Hostname, e.nm.hostPrefix()) {
+				foreign++
+				return nil
+			}
+			idx := p.TCPPort - fakeTCPBase
+			if idx < 0 || idx >= len(seen) || p.Hostname != e.nm.hostname(idx) || p.HTTPPort != fakeHTTPBase+idx {
+				return fmt.Errorf("unexpected producer %+v", p.peerAnswer)
+			}
+			if seen[idx] {
+				return fmt.Errorf("producer %d listed twice", idx)
+			}
+			seen[idx] = true
+			var topics []int
+			if idx < e.w.Producers {
+				topics = e.assign[idx]
+			} else {
+				topics = e.churn.topicsOf(idx-e.w.Producers, e.w.Topics)
+			}
+			want := make([]string, len(topics))
+			for j, t := range topics {
+				want[j] = e.nm.topics[t]
+			}
+			if err := sameSet(p.Topics, want); err != nil {
+				return fmt.Errorf("producer %d topics: %w", idx, err)
+			}
+			if len(p.Tombstones) != len(p.Topics) {
+				return fmt.Errorf("producer %d: %d tombstones for %d topics", idx, len(p.Tombstones), len(p.Topics))
+			}
+			if slices.Contains(p.Tombstones, true) {
+				return fmt.Errorf("producer %d has a tombstoned topic", idx)
+			}
+			return nil
+		})
+	})
+	if err != nil {
 		return err
 	}
-	assign := assignTopics(e.w.Producers, e.w.Topics, e.w.PerTopic)
-	seen := make([]bool, e.w.Producers)
-	foreign := 0
-	for _, p := range na.Producers {
-		if !strings.HasPrefix(p.Hostname, e.nm.hostPrefix()) {
-			foreign++
-			continue
-		}
-		idx := p.TCPPort - fakeTCPBase
-		if idx < 0 || idx >= e.w.Producers || p.Hostname != e.nm.hostname(idx) || p.HTTPPort != fakeHTTPBase+idx {
-			return fmt.Errorf("GET /nodes: unexpected producer %+v", p.peerAnswer)
-		}
-		if seen[idx] {
-			return fmt.Errorf("GET /nodes: producer %d listed twice", idx)
-		}
-		seen[idx] = true
-		want := make([]string, len(assign[idx]))
-		for j, t := range assign[idx] {
-			want[j] = e.nm.topics[t]
-		}
-		if err := sameSet(p.Topics, want); err != nil {
-			return fmt.Errorf("GET /nodes: producer %d topics: %w", idx, err)
-		}
-		if len(p.Tombstones) != len(p.Topics) {
-			return fmt.Errorf("GET /nodes: producer %d: %d tombstones for %d topics", idx, len(p.Tombstones), len(p.Topics))
-		}
-		if slices.Contains(p.Tombstones, true) {
-			return fmt.Errorf("GET /nodes: producer %d has a tombstoned topic", idx)
-		}
-	}
 	if i := slices.Index(seen, false); i >= 0 {
-		return fmt.Errorf("GET /nodes: producer %d missing (%d listed)", i, len(na.Producers))
+		return fmt.Errorf("GET /nodes: producer %d missing (%d listed)", i, listed)
 	}
 	if e.strict && foreign > 0 {
 		return fmt.Errorf("GET /nodes: %d producers that the harness did not register", foreign)
+	}
+	return nil
+}
+
+// decodeNodes reads a /nodes answer, {"producers":[...]}, from r and calls
+// each for every producer in turn; other keys are skipped.
+func decodeNodes(r io.Reader, each func(*nodeAnswer) error) error {
+	dec := json.NewDecoder(r)
+	delim := func(want json.Delim) error {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		if tok != want {
+			return fmt.Errorf("got %v, want %v", tok, want)
+		}
+		return nil
+	}
+	if err := delim('{'); err != nil {
+		return err
+	}
+	found := false
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		if key != "producers" {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return err
+			}
+			continue
+		}
+		found = true
+		if err := delim('['); err != nil {
+			return fmt.Errorf("producers: %w", err)
+		}
+		for dec.More() {
+			var p nodeAnswer
+			if err := dec.Decode(&p); err != nil {
+				return err
+			}
+			if err := each(&p); err != nil {
+				return err
+			}
+		}
+		if err := delim(']'); err != nil {
+			return err
+		}
+	}
+	if err := delim('}'); err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("no \"producers\" key")
 	}
 	return nil
 }

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The churn phase: -churn-conns extra registration connections (simulated
+// nsqd) each hold a share of the topics and, at an aggregate -churn-rate,
+// REGISTER and UNREGISTER #ephemeral channels in them, one command at a
+// time, as consumers with ephemeral channels come and go on a real cluster.
+const (
+	// churnMaxLive bounds the ephemeral channels a churn connection holds
+	// at once: with it, commands alternate between creating a channel and
+	// removing one, and the registry's size stays put.
+	churnMaxLive = 8
+	// churnMaxLag is how far behind its schedule a churn connection may
+	// fall and still catch up by sending back to back; beyond it the
+	// schedule moves on, so that a stall is not followed by a burst.
+	churnMaxLag = 100 * time.Millisecond
+	// churnVerifyTopics bounds the topics verified while churn runs.
+	churnVerifyTopics = 100
+	// ephemeralSuffix marks a channel the daemon removes when it empties.
+	ephemeralSuffix = "#ephemeral"
+)
+
+// churnLayout places the churn connections: connection j (producer P+j)
+// holds the topics i with i % n == j, so every topic has exactly one.
+type churnLayout struct{ n int }
+
+func (l churnLayout) churnerOf(topic int) int { return topic % l.n }
+
+// topicsOf returns the topics of churn connection j, in increasing order.
+func (l churnLayout) topicsOf(j, topics int) []int {
+	out := make([]int, 0, topics/l.n+1)
+	for i := j; i < topics; i += l.n {
+		out = append(out, i)
+	}
+	return out
+}
+
+// churnChannel names the seq-th ephemeral channel of churn connection j.
+func churnChannel(j, seq int) string {
+	return "c" + strconv.Itoa(j) + "-" + strconv.Itoa(seq) + ephemeralSuffix
+}
+
+// parseChurnChannel returns the churn connection that name belongs to, if
+// it is a name churnChannel makes.
+func parseChurnChannel(name string) (j int, ok bool) {
+	rest, ok := strings.CutSuffix(name, ephemeralSuffix)
+	if !ok {
+		return 0, false
+	}
+	js, seqs, ok := strings.Cut(strings.TrimPrefix(rest, "c"), "-")
+	if !ok {
+		return 0, false
+	}
+	j, err1 := strconv.Atoi(js)
+	seq, err2 := strconv.Atoi(seqs)
+	if err1 != nil || err2 != nil || churnChannel(j, seq) != name {
+		return 0, false
+	}
+	return j, true
+}
+
+// pacer spaces commands at a fixed interval from start, open loop: command
+// n is due at start + n*interval, whatever the answers took. A sender that
+// falls behind sends at once until it has caught up, unless it is more than
+// maxLag late: then the schedule restarts from now.
+type pacer struct {
+	start    time.Time
+	interval time.Duration
+	maxLag   time.Duration
+	n        int64
+}
+
+// wait returns how long to wait, from now, before sending the next command.
+func (p *pacer) wait(now time.Time) time.Duration {
+	due := p.start.Add(time.Duration(p.n) * p.interval)
+	if now.Sub(due) > p.maxLag {
+		p.start = now.Add(-time.Duration(p.n) * p.interval)
+		due = now
+	}
+	p.n++
+	return max(due.Sub(now), 0)
+}
+
+// churnInterval is the interval between the commands of one of conns
+// connections sending rate commands per second between them.
+func churnInterval(conns int, rate float64) time.Duration {
+	return time.Duration(float64(conns) / rate * float64(time.Second))
+}
+
+// liveChannel is an ephemeral channel a churn connection has registered:
+// churnChannel(j, seq) in topic (an index into naming.topics).
+type liveChannel struct{ topic, seq int }
+
+// churnOp is one churn command.
+type churnOp struct {
+	register bool
+	ch       liveChannel
+	index    int // of ch in churnState.live, for an UNREGISTER
+}
+
+// churnState is what one churn connection has registered.
+type churnState struct {
+	j       int
+	topics  []int
+	maxLive int
+	live    []liveChannel
+	seq     int
+}
+
+// next chooses the next command: with no channel alive, REGISTER a new one
+// in a random topic of the connection; with maxLive alive, UNREGISTER a
+// random one; otherwise either, evenly.
+func (s *churnState) next(r *rand.Rand) churnOp {
+	if len(s.live) == 0 || (len(s.live) < s.maxLive && r.IntN(2) == 0) {
+		return churnOp{register: true, ch: liveChannel{topic: s.topics[r.IntN(len(s.topics))], seq: s.seq}}
+	}
+	i := r.IntN(len(s.live))
+	return churnOp{ch: s.live[i], index: i}
+}
+
+// apply records that op succeeded.
+func (s *churnState) apply(op churnOp) {
+	if op.register {
+		s.live = append(s.live, op.ch)
+		s.seq++
+		return
+	}
+	last := len(s.live) - 1
+	s.live[op.index] = s.live[last]
+	s.live = s.live[:last]
+}
+
+// churner drives one churn connection.
+type churner struct {
+	p     *producer
+	state churnState
+	rng   *rand.Rand
+	line  []byte
+
+	lat                    []time.Duration // round trip of each command
+	registers, unregisters int
+}
+
+// run sends churn commands on pace's schedule until ctx ends. Every answer
+// must be OK.
+func (c *churner) run(ctx context.Context, nm *naming, pace *pacer, timeout time.Duration) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if d := pace.wait(time.Now()); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-timer.C:
+			}
+		} else if ctx.Err() != nil {
+			return nil
+		}
+		op := c.state.next(c.rng)
+		rtt, err := c.do(op, nm, timeout)
+		if err != nil {
+			return err
+		}
+		c.lat = append(c.lat, rtt)
+		if op.register {
+			c.registers++
+		} else {
+			c.unregisters++
+		}
+	}
+}
+
+// do sends op, reads its answer and returns the round trip: from before
+// the write to after the OK.
+func (c *churner) do(op churnOp, nm *naming, timeout time.Duration) (time.Duration, error) {
+	verb := "UNREGISTER"
+	if op.register {
+		verb = "REGISTER"
+	}
+	c.line = appendCommand(c.line[:0], verb, nm.topics[op.ch.topic], churnChannel(c.state.j, op.ch.seq))
+	p := c.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.conn.SetDeadline(time.Now().Add(timeout))
+	defer p.conn.SetDeadline(time.Time{})
+	t0 := time.Now()
+	_, err := p.conn.Write(c.line)
+	if err == nil {
+		err = p.expectOK()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("churn connection %d: %s: %w", p.idx, strings.TrimSpace(string(c.line)), err)
+	}
+	c.state.apply(op)
+	return time.Since(t0), nil
+}
+
+// unregisterLive unregisters every channel the connection still holds,
+// one command at a time.
+func (c *churner) unregisterLive(nm *naming, timeout time.Duration) error {
+	for n := len(c.state.live); n > 0; n = len(c.state.live) {
+		if _, err := c.do(churnOp{ch: c.state.live[n-1], index: n - 1}, nm, timeout); err != nil {
+			return err
+		}
+	}
+	return nil
+}

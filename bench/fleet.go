@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// fleet is the set of simulated producers connected to one daemon.
+type fleet struct {
+	prods   []*producer
+	timeout time.Duration
+
+	stopPing context.CancelFunc
+	pingWG   sync.WaitGroup
+	errMu    sync.Mutex
+	pingErr  error
+}
+
+// identifyStats summarises the connect+IDENTIFY phase.
+type identifyStats struct {
+	Seconds float64        `json:"seconds"`
+	Answer  identifyAnswer `json:"answer"`
+}
+
+// connectFleet dials and identifies len(assign) producers, numbered from
+// base, at most concurrency at a time: producer base+i will register the
+// topics assign[i]. check validates each IDENTIFY answer.
+func connectFleet(ctx context.Context, addr string, nm *naming, base int, assign [][]int, concurrency int, timeout time.Duration, check func(identifyAnswer) error) (*fleet, identifyStats, error) {
+	f := &fleet{prods: make([]*producer, len(assign)), timeout: timeout}
+	answers := make([]identifyAnswer, len(assign))
+	start := time.Now()
+	err := forEach(ctx, len(assign), concurrency, func(i int) error {
+		p, ans, err := dialProducer(ctx, addr, base+i, nm, assign[i], timeout)
+		if err != nil {
+			return fmt.Errorf("producer %d: %w", base+i, err)
+		}
+		f.prods[i] = p
+		answers[i] = ans
+		if err := check(ans); err != nil {
+			return fmt.Errorf("producer %d: IDENTIFY answer: %w", base+i, err)
+		}
+		return nil
+	})
+	st := identifyStats{Seconds: time.Since(start).Seconds()}
+	if len(answers) > 0 {
+		st.Answer = answers[0]
+	}
+	if err != nil {
+		f.close()
+		return nil, st, err
+	}
+	return f, st, nil
+}
+
+// registerStats summarises the registration phase.
+type registerStats struct {
+	Commands  int     `json:"commands"`
+	Seconds   float64 `json:"seconds"`
+	PerSecond float64 `json:"per_second"`
+}
+
+// registerAll runs every producer's registration in mode (modePipelined or
+// modeSequential), at most concurrency producers at a time, and measures
+// REGISTER/s from the first write to the last OK.
+func (f *fleet) registerAll(ctx context.Context, nm *naming, concurrency int, mode string) (registerStats, error) {
+	var mu sync.Mutex
+	var first, last time.Time
+	total := 0
+	// Closing the connections is what interrupts blocked reads on Ctrl-C.
+	stop := context.AfterFunc(ctx, f.close)
+	defer stop()
+	err := forEach(ctx, len(f.prods), concurrency, func(i int) error {
+		p := f.prods[i]
+		var a, b time.Time
+		var n int
+		var err error
+		if mode == modeSequential {
+			a, b, n, err = p.registerSequential(nm, nm.channels, f.timeout)
+		} else {
+			a, b, n, err = p.register(nm, f.timeout)
+		}
+		if err != nil {
+			return fmt.Errorf("producer %d: %w", p.idx, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		total += n
+		if n > 0 {
+			if first.IsZero() || a.Before(first) {
+				first = a
+			}
+			if b.After(last) {
+				last = b
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = ctx.Err()
+	}
+	st := registerStats{Commands: total}
+	if total > 0 {
+		st.Seconds = last.Sub(first).Seconds()
+		st.PerSecond = float64(total) / st.Seconds
+	}
+	return st, err
+}
+
+// startKeepalive makes every producer send PING each interval, as nsqd
+// does, from now until close, so that none becomes inactive or is taken for
+// a dead peer. At most keepaliveWorkers goroutines share the producers, each
+// pinging its share in turn, spread evenly over the interval. A producer
+// whose connection is busy (registering, churning) is skipped that round:
+// its commands are traffic enough.
+func (f *fleet) startKeepalive(interval time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f.stopPing = cancel
+	workers := min(len(f.prods), keepaliveWorkers)
+	for w := range workers {
+		var share []*producer
+		for i := w; i < len(f.prods); i += workers {
+			share = append(share, f.prods[i])
+		}
+		step := interval / time.Duration(len(share))
+		offset := step * time.Duration(w) / time.Duration(workers)
+		f.pingWG.Add(1)
+		go func() {
+			defer f.pingWG.Done()
+			t := time.NewTimer(offset)
+			defer t.Stop()
+			for i := 0; ; i++ {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				t.Reset(step)
+				p := share[i%len(share)]
+				if !p.mu.TryLock() {
+					continue
+				}
+				err := p.pingLocked(f.timeout)
+				p.mu.Unlock()
+				if err != nil && ctx.Err() == nil {
+					f.recordPingErr(fmt.Errorf("producer %d: keepalive PING: %w", p.idx, err))
+					return
+				}
+			}
+		}()
+	}
+}
+
+func (f *fleet) recordPingErr(err error) {
+	f.errMu.Lock()
+	defer f.errMu.Unlock()
+	if f.pingErr == nil {
+		f.pingErr = err
+	}
+}
+
+// checkAlive sends one PING on every connection and returns the first
+// failure, or a failure recorded by the keepalive goroutines: a daemon that
+// dropped a producer during the run fails it.
+func (f *fleet) checkAlive(ctx context.Context, concurrency int) error {
+	f.errMu.Lock()
+	err := f.pingErr
+	f.errMu.Unlock()
+	if err != nil {
+		return err
+	}
+	return forEach(ctx, len(f.prods), concurrency, func(i int) error {
+		if err := f.prods[i].ping(f.timeout); err != nil {
+			return fmt.Errorf("producer %d: final PING: %w", f.prods[i].idx, err)
+		}
+		return nil
+	})
+}
+
+// stopKeepalive stops the keepalive PINGs, if they were started.
+func (f *fleet) stopKeepalive() {
+	if f.stopPing != nil {
+		f.stopPing()
+	}
+}
+
+// close stops the keepalive goroutines and closes every connection. It is
+// safe to call more than once.
+func (f *fleet) close() {
+	f.stopKeepalive()
+	for _, p := range f.prods {
+		if p != nil {
+			p.conn.Close()
+		}
+	}
+	f.pingWG.Wait()
+}
+
+// forEach calls fn(i) for i in [0, n) from at most concurrency goroutines
+// (all at once if concurrency <= 0) and returns the first error; after an
+// error or cancellation no new calls start.
+func forEach(ctx context.Context, n, concurrency int, fn func(i int) error) error {
+	if concurrency <= 0 || concurrency > n {
+		concurrency = n
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		next     = make(chan int)
+	)
+	for range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					cancel()
+				}
+			}
+		}()
+	}
+feed:
+	for i := range n {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// truncate shortens b for error messages.
+func truncate(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "..."
+}
