@@ -109,6 +109,7 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 			case errors.Is(err, bufio.ErrBufferFull):
 				err = protocol.NewClientErr(nil, "E_INVALID",
 					fmt.Sprintf("command line longer than %d bytes", maxCommandLine))
+				p.nsqlookupd.metrics.tcpCommands[cmdInvalid][resultError].Inc()
 				p.sendError(client, w, err)
 				err = nil
 			case errors.Is(err, io.EOF):
@@ -130,6 +131,7 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 		}
 		var response []byte
 		response, err = p.Exec(client, reader, params)
+		p.nsqlookupd.metrics.tcpCommands[commandIndex(params[0])][resultIndex(err)].Inc()
 		if err != nil {
 			p.sendError(client, w, err)
 			err = nil

@@ -68,11 +68,15 @@ type NSQLookupd struct {
 	// flushLog waits until every log line so far is written: the default
 	// logger writes in batches, from a goroutine of its own.
 	flushLog func()
-	// panics counts connection goroutines that panicked (and were closed).
+	// panics counts panics recovered at a registration connection (which
+	// was closed) or an HTTP request (answered 500).
 	panics atomic.Int64
 	// evictions counts registration connections closed for silence longer
 	// than the producer read timeout.
 	evictions atomic.Int64
+
+	// metrics is what GET /metrics reports.
+	metrics *metrics
 }
 
 // identifyAnswer is the IDENTIFY response; its fields are in the order
@@ -151,6 +155,7 @@ func New(opts *Options) (*NSQLookupd, error) {
 	}
 
 	l.tcpServer = newTCPServer(l)
+	l.metrics = newMetrics(l)
 	router := newHTTPServer(l)
 	var plain http.Handler = router
 	if l.httpsListener != nil {
