@@ -291,6 +291,26 @@ func TestMetricsTCP(t *testing.T) {
 	test.Eventually(t, 5*time.Second, open(0))
 }
 
+// TestMetricsEvictions checks that a producer closed for silence counts as
+// an eviction and leaves the registry gauges.
+func TestMetricsEvictions(t *testing.T) {
+	const timeout = time.Minute
+	l, clk, _ := startWithClock(t, timeout)
+	p := connectProducer(t, l, 1, 11)
+	p.mustOK("REGISTER t c")
+	s := scrape(t, l)
+	if e, n := s.get(t, "nsqlookupd_producer_evictions_total"), s.get(t, "nsqlookupd_producers"); e != 0 || n != 1 {
+		t.Fatalf("before the timeout: %v evictions, %v producers; want 0, 1", e, n)
+	}
+	clk.Advance(timeout)
+	p.expectClosed()
+	test.Eventually(t, ioTimeout, func() bool {
+		s := scrape(t, l)
+		return s.get(t, "nsqlookupd_producer_evictions_total") == 1 &&
+			s.get(t, "nsqlookupd_producers") == 0 && s.get(t, "nsqlookupd_registrations") == 0
+	})
+}
+
 // TestMetricsHTTP sends one request of each kind and checks that it moves
 // exactly its own series: route pattern or not_found, method_not_allowed,
 // redirect; method, unknown ones as "other"; status.
