@@ -19,10 +19,13 @@ import (
 // metrics is what GET /metrics reports (SPEC §7), on a registry this daemon
 // owns, so that a test process can run many daemons.
 //
-// Counting costs the hot paths an atomic add and nothing else: every
-// labelled series a command or a request can touch is resolved once, when
-// the daemon starts, into the arrays below; no label value comes from client
-// input, so the set of series is fixed at start-up. The registry's sizes
+// Counting costs the hot paths next to nothing, and never an allocation or
+// a map lookup: every labelled series a command or a request can touch is
+// resolved once, when the daemon starts, into the arrays below. A command
+// is a plain add on its connection, published once per read (see
+// commandCounts); a request an atomic add and a histogram observation. No
+// label value comes from client input, so the set of series is fixed at
+// start-up. The registry's sizes
 // are counts it keeps as it changes, read once per scrape
 // (registryCollector).
 type metrics struct {
@@ -30,7 +33,7 @@ type metrics struct {
 	handler  http.Handler // GET /metrics: the registry in the text format
 
 	// tcpCommands[command][result] counts the V1 commands by commandIndex
-	// and resultIndex.
+	// and resultIndex, as each connection publishes its commandCounts.
 	tcpCommands [numCommands][numResults]prometheus.Counter
 
 	httpDuration *prometheus.HistogramVec
@@ -75,6 +78,38 @@ const (
 	resultError
 	numResults
 )
+
+// commandCounts are one connection's command counts not yet added to
+// metrics.tcpCommands. The IO loop counts each command with a plain add
+// and publishes once per read of the connection (before it sends the
+// answers gathered so far), before it sends an error, and when it ends: one
+// atomic add per batch of pipelined commands, not one per command.
+type commandCounts struct {
+	n       [numCommands][numResults]uint32 // a batch is at most a few thousand commands
+	pending bool
+}
+
+// add counts one command: its commandIndex, and the error it answered.
+func (c *commandCounts) add(command int, err error) {
+	c.n[command][resultIndex(err)]++
+	c.pending = true
+}
+
+// publish adds the counts to m's counters and resets them.
+func (c *commandCounts) publish(m *metrics) {
+	if !c.pending {
+		return
+	}
+	c.pending = false
+	for command := range c.n {
+		for result, n := range c.n[command] {
+			if n > 0 {
+				m.tcpCommands[command][result].Add(float64(n))
+				c.n[command][result] = 0
+			}
+		}
+	}
+}
 
 var resultNames = [numResults]string{"ok", "error"}
 

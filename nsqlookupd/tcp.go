@@ -175,6 +175,10 @@ type clientV1 struct {
 	readTimeout time.Duration
 	commands    int         // commands completed since evictTimer was last reset
 	evicted     atomic.Bool // set when evictTimer fires
+
+	// counts are the commands not yet added to /metrics' counters; they
+	// belong to the connection's goroutine.
+	counts commandCounts
 }
 
 // aLongTimeAgo is a deadline in the past: it makes a blocked read return.
