@@ -18,61 +18,222 @@ import (
 
 type httpServer struct {
 	nsqlookupd *NSQLookupd
-	router     http.Handler
-	handler    http.Handler // router behind the HTTP write timeout: what ServeHTTP serves
+	router     *httprouter.Router
+	handler    http.Handler // dispatch behind the HTTP write timeout: what ServeHTTP serves
+	// panicked answers a request whose handler panicked: it is counted,
+	// logged and answered 500.
+	panicked func(http.ResponseWriter, *http.Request, interface{})
+	// optionsRoutes maps each route pattern to its counts, for the OPTIONS
+	// answers the router gives itself. Filled by newHTTPServer, then only
+	// read.
+	optionsRoutes map[string]*routeMetrics
 }
 
-// newHTTPServer declares every route of the HTTP API.
+// newHTTPServer declares every route of the HTTP API. Each is counted in
+// /metrics under its pattern; only /metrics and the pprof routes are not
+// access-logged.
 func newHTTPServer(l *NSQLookupd) *httpServer {
 	log := http_api.Log(l.logf)
+	m := l.metrics
 
 	router := httprouter.New()
 	router.HandleMethodNotAllowed = true
-	router.PanicHandler = http_api.LogPanicHandler(l.logf)
-	router.NotFound = http_api.LogNotFoundHandler(l.logf)
-	router.MethodNotAllowed = http_api.LogMethodNotAllowedHandler(l.logf)
 	writeTimeout := l.opts.HTTPWriteTimeout
-	s := &httpServer{nsqlookupd: l, router: router, handler: http_api.WriteTimeout(router, writeTimeout)}
+	s := &httpServer{nsqlookupd: l, router: router, optionsRoutes: make(map[string]*routeMetrics)}
+	s.handler = http_api.WriteTimeout(http.HandlerFunc(s.dispatch), writeTimeout)
+	logPanic := http_api.LogPanicHandler(l.logf)
+	s.panicked = func(w http.ResponseWriter, req *http.Request, p interface{}) {
+		l.panics.Add(1)
+		logPanic(w, req, p)
+	}
+	router.PanicHandler = s.panicked
+	router.NotFound = tagRoute(m.notFound, http_api.LogNotFoundHandler(l.logf))
+	router.MethodNotAllowed = tagRoute(m.methodNotAllowed, http_api.LogMethodNotAllowedHandler(l.logf))
+	router.GlobalOPTIONS = http.HandlerFunc(s.optionsAnswered)
 
-	router.Handle("GET", "/ping", http_api.Decorate(s.pingHandler, log, http_api.PlainText))
-	router.Handle("GET", "/info", http_api.Decorate(s.doInfo, log, http_api.V1))
+	s.api("GET", "/ping", s.pingHandler, log, http_api.PlainText)
+	s.api("GET", "/info", s.doInfo, log, http_api.V1)
 
-	router.Handle("GET", "/debug", http_api.Decorate(s.doDebug, log, http_api.V1))
-	router.Handle("GET", "/lookup", http_api.Decorate(s.doLookup, log, http_api.V1))
-	router.Handle("GET", "/topics", http_api.Decorate(s.doTopics, log, http_api.V1))
-	router.Handle("GET", "/channels", http_api.Decorate(s.doChannels, log, http_api.V1))
-	router.Handle("GET", "/nodes", http_api.Decorate(s.doNodes, log, http_api.V1))
+	s.api("GET", "/debug", s.doDebug, log, http_api.V1)
+	s.api("GET", "/lookup", s.doLookup, log, http_api.V1)
+	s.api("GET", "/topics", s.doTopics, log, http_api.V1)
+	s.api("GET", "/channels", s.doChannels, log, http_api.V1)
+	s.api("GET", "/nodes", s.doNodes, log, http_api.V1)
 
-	router.Handle("POST", "/topic/create", http_api.Decorate(s.doCreateTopic, log, http_api.V1))
-	router.Handle("POST", "/topic/delete", http_api.Decorate(s.doDeleteTopic, log, http_api.V1))
-	router.Handle("POST", "/channel/create", http_api.Decorate(s.doCreateChannel, log, http_api.V1))
-	router.Handle("POST", "/channel/delete", http_api.Decorate(s.doDeleteChannel, log, http_api.V1))
-	router.Handle("POST", "/topic/tombstone", http_api.Decorate(s.doTombstoneTopicProducer, log, http_api.V1))
+	s.api("POST", "/topic/create", s.doCreateTopic, log, http_api.V1)
+	s.api("POST", "/topic/delete", s.doDeleteTopic, log, http_api.V1)
+	s.api("POST", "/channel/create", s.doCreateChannel, log, http_api.V1)
+	s.api("POST", "/channel/delete", s.doDeleteChannel, log, http_api.V1)
+	s.api("POST", "/topic/tombstone", s.doTombstoneTopicProducer, log, http_api.V1)
+
+	// Not access-logged (a scrape every 15 s would flood the log), and
+	// served with --disable-pprof too.
+	s.plain("GET", "/metrics", m.handler, metricsCodes)
 
 	if !l.opts.DisablePprof {
 		// v1.3.0's routes, then the index at /debug/pprof/ (where its
 		// relative links resolve) and the profiles it links to.
-		router.HandlerFunc("GET", "/debug/pprof", pprof.Index)
-		router.HandlerFunc("GET", "/debug/pprof/", pprof.Index)
-		router.HandlerFunc("GET", "/debug/pprof/cmdline", pprof.Cmdline)
-		router.HandlerFunc("GET", "/debug/pprof/symbol", pprof.Symbol)
-		router.HandlerFunc("POST", "/debug/pprof/symbol", pprof.Symbol)
+		s.plain("GET", "/debug/pprof", http.HandlerFunc(pprof.Index), pprofCodes)
+		s.plain("GET", "/debug/pprof/", http.HandlerFunc(pprof.Index), pprofCodes)
+		s.plain("GET", "/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline), pprofCodes)
+		s.plain("GET", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol), pprofCodes)
+		s.plain("POST", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol), pprofCodes)
 		// These answer after ?seconds=N (profile 30 and trace 1 by
 		// default; the others only when asked for a delta): their write
 		// deadline is N past the HTTP write timeout.
-		router.Handler("GET", "/debug/pprof/profile",
-			http_api.ExtendWriteDeadline(http.HandlerFunc(pprof.Profile), 30, writeTimeout))
-		router.Handler("GET", "/debug/pprof/trace",
-			http_api.ExtendWriteDeadline(http.HandlerFunc(pprof.Trace), 1, writeTimeout))
+		s.plain("GET", "/debug/pprof/profile",
+			http_api.ExtendWriteDeadline(http.HandlerFunc(pprof.Profile), 30, writeTimeout), pprofCodes)
+		s.plain("GET", "/debug/pprof/trace",
+			http_api.ExtendWriteDeadline(http.HandlerFunc(pprof.Trace), 1, writeTimeout), pprofCodes)
 		for _, name := range []string{"allocs", "block", "goroutine", "heap", "mutex", "threadcreate"} {
-			router.Handler("GET", "/debug/pprof/"+name, http_api.ExtendWriteDeadline(pprof.Handler(name), 0, writeTimeout))
+			s.plain("GET", "/debug/pprof/"+name, http_api.ExtendWriteDeadline(pprof.Handler(name), 0, writeTimeout), pprofCodes)
 		}
 	}
 	return s
 }
 
+// route returns the counts of the route (method, path), answering codes,
+// and marks the series it can add, OPTIONS answers and the router's
+// redirects to it included, as expected.
+func (s *httpServer) route(method, path string, codes []int) *routeMetrics {
+	m := s.nsqlookupd.metrics
+	r := m.route(path)
+	m.expect(r, methodIndex(method), codes...)
+	m.expect(r, methodOPTIONS, http.StatusOK)
+	// httprouter redirects a GET with 301, any other method with 307
+	if method == http.MethodGet {
+		m.expect(m.redirect, methodGET, http.StatusMovedPermanently)
+	} else {
+		m.expect(m.redirect, methodIndex(method), http.StatusTemporaryRedirect)
+	}
+	s.optionsRoutes[path] = r
+	return r
+}
+
+// api declares a route answered by an APIHandler through the decorators
+// ds; its status is the error the outermost of them returns (see
+// http_api.Observe).
+func (s *httpServer) api(method, path string, f http_api.APIHandler, ds ...http_api.Decorator) {
+	r := s.route(method, path, apiCodes)
+	mi := methodIndex(method)
+	ds = append(ds, http_api.Observe(func(code int, start time.Time) { r.observe(mi, code, start) }))
+	s.router.Handle(method, path, http_api.Decorate(f, ds...))
+}
+
+// plain declares a route answered by a plain http.Handler, which may answer
+// codes. Its status is read through a statusWriter: these routes (pprof,
+// /metrics) are not hot, and pay that allocation.
+func (s *httpServer) plain(method, path string, h http.Handler, codes []int) {
+	r := s.route(method, path, codes)
+	mi := methodIndex(method)
+	s.router.Handle(method, path, func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		code := http.StatusInternalServerError // unless h returns: the panic handler's answer
+		defer func() { r.observe(mi, code, start) }()
+		h.ServeHTTP(sw, req)
+		code = sw.status()
+	})
+}
+
+// ServeHTTP serves a request behind the HTTP write timeout.
 func (s *httpServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	s.handler.ServeHTTP(w, req)
+}
+
+// dispatch sends a request for a route straight to its handler, which
+// counts itself; any other request goes through serveUnrouted. The handle
+// is found as the router itself finds it, so this costs no second lookup.
+func (s *httpServer) dispatch(w http.ResponseWriter, req *http.Request) {
+	if h, ps, _ := s.router.Lookup(req.Method, req.URL.Path); h != nil {
+		defer s.recoverPanic(w, req) // as the router does with its PanicHandler
+		h(w, req, ps)
+		return
+	}
+	s.serveUnrouted(w, req)
+}
+
+func (s *httpServer) recoverPanic(w http.ResponseWriter, req *http.Request) {
+	if p := recover(); p != nil {
+		s.panicked(w, req, p)
+	}
+}
+
+// serveUnrouted lets the router answer a request that matches no route: a
+// redirect (trailing slash, case, unclean path), an OPTIONS answer, 405 or
+// 404. The router redirects without calling any handler of ours; the other
+// answers go through handlers that tag the request's statusWriter with
+// their route. So an untagged answer is a redirect. Only these requests pay
+// for a statusWriter.
+func (s *httpServer) serveUnrouted(w http.ResponseWriter, req *http.Request) {
+	start := time.Now()
+	mi := methodIndex(req.Method)
+	sw := &statusWriter{ResponseWriter: w}
+	s.router.ServeHTTP(sw, req)
+	r := sw.route
+	if r == nil {
+		r = s.nsqlookupd.metrics.redirect
+	}
+	r.observe(mi, sw.status(), start)
+}
+
+// optionsAnswered is the router's GlobalOPTIONS: the router has set the
+// Allow header of an OPTIONS request to a route; the answer is an empty 200.
+func (s *httpServer) optionsAnswered(w http.ResponseWriter, req *http.Request) {
+	r := s.optionsRoutes[req.URL.Path] // the router found a route at exactly this path
+	if r == nil {
+		// unreachable: net/http answers "OPTIONS *" itself
+		r = s.nsqlookupd.metrics.notFound
+	}
+	if sw, ok := w.(*statusWriter); ok {
+		sw.route = r
+	}
+}
+
+// tagRoute returns h, tagging the request's statusWriter with r first.
+func tagRoute(r *routeMetrics, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if sw, ok := w.(*statusWriter); ok {
+			sw.route = r
+		}
+		h.ServeHTTP(w, req)
+	})
+}
+
+// statusWriter records the status written through it and, on the unrouted
+// path, the route that answered.
+type statusWriter struct {
+	http.ResponseWriter
+	code  int           // the first status written; 0 until then
+	route *routeMetrics // set by the router's NotFound, MethodNotAllowed and GlobalOPTIONS handlers
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 && code >= 200 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController (pprof sets write deadlines through
+// it) reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter {
+	return w.ResponseWriter
+}
+
+// status returns the status sent: 200 when the handler wrote nothing.
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
 }
 
 var (

@@ -159,7 +159,7 @@ func TestHTTPWriteRoutes(t *testing.T) {
 func TestHTTPPanicAnswers500(t *testing.T) {
 	l := startLookupd(t, nil)
 	s := newHTTPServer(l)
-	s.router.(*httprouter.Router).GET("/boom", func(http.ResponseWriter, *http.Request, httprouter.Params) {
+	s.router.GET("/boom", func(http.ResponseWriter, *http.Request, httprouter.Params) {
 		panic("boom")
 	})
 	w := httptest.NewRecorder()
@@ -455,7 +455,7 @@ func TestAccessLogStatus(t *testing.T) {
 	l := startLookupdWith(t, func(o *Options) { o.Logger = logs }, func(l *NSQLookupd) {
 		// A route that panics, as only a bug could make one.
 		hs := newHTTPServer(l)
-		hs.router.(*httprouter.Router).GET("/boom", func(http.ResponseWriter, *http.Request, httprouter.Params) {
+		hs.router.GET("/boom", func(http.ResponseWriter, *http.Request, httprouter.Params) {
 			panic("boom")
 		})
 		l.httpServer.Handler = hs

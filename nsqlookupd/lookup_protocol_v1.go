@@ -52,16 +52,19 @@ type lookupProtocolV1 struct {
 // gathered in w: answers to pipelined commands go out in one write once the
 // input read so far has been handled, and never wait behind a blocking read.
 // Before that, it pushes back the client's eviction if a command completed
-// since the last read: once per read of the connection, not per command,
+// since the last read, and adds the commands counted since then to
+// /metrics' counters: once per read of the connection, not per command,
 // and before the flush, so a peer that has its answer knows its deadline
-// has moved.
+// has moved and finds its command counted.
 type flushingReader struct {
-	client *clientV1
-	w      *bufio.Writer
+	client  *clientV1
+	w       *bufio.Writer
+	metrics *metrics
 }
 
 func (r flushingReader) Read(p []byte) (int, error) {
 	r.client.keepAlive()
+	r.client.counts.publish(r.metrics)
 	if r.w.Buffered() > 0 {
 		if err := r.w.Flush(); err != nil {
 			return 0, err
@@ -96,8 +99,9 @@ func (w deadlineWriter) Write(p []byte) (int, error) {
 // fails; a failed command's error is sent framed and ends the connection.
 func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 	w := bufio.NewWriterSize(deadlineWriter{conn: client, timeout: p.nsqlookupd.tcpServer.writeTimeout}, writeBufferSize)
-	reader := bufio.NewReaderSize(flushingReader{client: client, w: w}, maxCommandLine)
+	reader := bufio.NewReaderSize(flushingReader{client: client, w: w, metrics: p.nsqlookupd.metrics}, maxCommandLine)
 	defer w.Flush()
+	defer client.counts.publish(p.nsqlookupd.metrics) // before the flush; also after a panic
 	defer client.stopEviction()
 
 	var err error
@@ -109,6 +113,8 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 			case errors.Is(err, bufio.ErrBufferFull):
 				err = protocol.NewClientErr(nil, "E_INVALID",
 					fmt.Sprintf("command line longer than %d bytes", maxCommandLine))
+				client.counts.add(cmdInvalid, err)
+				client.counts.publish(p.nsqlookupd.metrics)
 				p.sendError(client, w, err)
 				err = nil
 			case errors.Is(err, io.EOF):
@@ -130,7 +136,9 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 		}
 		var response []byte
 		response, err = p.Exec(client, reader, params)
+		client.counts.add(commandIndex(params[0]), err)
 		if err != nil {
+			client.counts.publish(p.nsqlookupd.metrics)
 			p.sendError(client, w, err)
 			err = nil
 			break

@@ -71,11 +71,15 @@ type NSQLookupd struct {
 	// fastLog is opts.Logger when the daemon made it (nil when it was
 	// given one): hot lines are written to it without fmt.
 	fastLog *lg.BatchedLogger
-	// panics counts connection goroutines that panicked (and were closed).
+	// panics counts panics recovered at a registration connection (which
+	// was closed) or an HTTP request (answered 500).
 	panics atomic.Int64
 	// evictions counts registration connections closed for silence longer
 	// than the producer read timeout.
 	evictions atomic.Int64
+
+	// metrics is what GET /metrics reports.
+	metrics *metrics
 }
 
 // identifyAnswer is the IDENTIFY response; its fields are in the order
@@ -156,6 +160,7 @@ func New(opts *Options) (*NSQLookupd, error) {
 	}
 
 	l.tcpServer = newTCPServer(l)
+	l.metrics = newMetrics(l)
 	router := newHTTPServer(l)
 	var plain http.Handler = router
 	if l.httpsListener != nil {

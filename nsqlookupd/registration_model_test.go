@@ -568,6 +568,7 @@ func (r *modelRun) compare() {
 	}
 	r.same("nodes", r.db.nodes(r.now, modelLifetime), r.m.nodes(r.now, modelLifetime))
 	r.same("debugState", r.db.debugState(), r.m.debugState())
+	r.same("stats", r.db.stats(r.now, modelLifetime), r.m.stats(r.now, modelLifetime))
 	if errs := r.db.checkInvariants(); len(errs) > 0 && r.err == nil {
 		r.err = errors.Join(errs...)
 	}

@@ -17,10 +17,11 @@ import (
 type tcpServer struct {
 	nsqlookupd *NSQLookupd
 
-	mu        sync.Mutex            // guards the three fields below
+	mu        sync.Mutex            // guards the four fields below
 	closed    bool                  // set by closeAll: new connections are refused
 	conns     map[net.Conn]struct{} // live connections
 	connsPeak int                   // most entries conns has held: see shrink
+	accepted  uint64                // connections ever accepted
 
 	// commandHook, when not nil, is called with the words of each command
 	// line before it runs. It is always nil in production: tests set it,
@@ -39,6 +40,7 @@ func newTCPServer(l *NSQLookupd) *tcpServer {
 func (p *tcpServer) track(conn net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.accepted++
 	if p.closed {
 		return false
 	}
@@ -52,6 +54,14 @@ func (p *tcpServer) untrack(conn net.Conn) {
 	defer p.mu.Unlock()
 	delete(p.conns, conn)
 	p.conns = shrinkMap(p.conns, &p.connsPeak) // give back a burst's storage
+}
+
+// counts returns how many connections are open and how many were ever
+// accepted, for /metrics.
+func (p *tcpServer) counts() (open int, accepted uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns), p.accepted
 }
 
 // closeAll closes every live connection and refuses new ones.
@@ -164,6 +174,10 @@ type clientV1 struct {
 	readTimeout time.Duration
 	commands    int         // commands completed since evictTimer was last reset
 	evicted     atomic.Bool // set when evictTimer fires
+
+	// counts are the commands not yet added to /metrics' counters; they
+	// belong to the connection's goroutine.
+	counts commandCounts
 }
 
 // aLongTimeAgo is a deadline in the past: it makes a blocked read return.

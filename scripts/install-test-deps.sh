@@ -5,6 +5,11 @@
 #                   checks that operators can turn a CPU profile into a PDF.
 #   iproute2 (ip):  test/interop runs a real nsqd in its own network namespace
 #                   (ip netns, a veth pair) and cuts its link: a host death.
+#   prometheus (prometheus, promtool): test/interop runs a real Prometheus
+#                   server against the daemon (on a free loopback port, with
+#                   its own config and data directory: the package's service
+#                   is not used), and promtool checks a scrape and the files
+#                   of contrib/prometheus.
 #
 # Idempotent: a tool already on PATH is left alone. Runs as root, or through
 # sudo when not root.
@@ -24,10 +29,10 @@ as_root() {
 }
 
 # command -> the Debian package that provides it
-declare -A package=([dot]=graphviz [ip]=iproute2)
+declare -A package=([dot]=graphviz [ip]=iproute2 [prometheus]=prometheus [promtool]=prometheus)
 
 missing=()
-for cmd in dot ip; do
+for cmd in dot ip prometheus promtool; do
 	if command -v "$cmd" >/dev/null 2>&1; then
 		log "${package[$cmd]} already installed ($(command -v "$cmd")); nothing to do"
 	else
@@ -37,7 +42,9 @@ done
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
 pkgs=()
-for cmd in "${missing[@]}"; do pkgs+=("${package[$cmd]}"); done
+for cmd in "${missing[@]}"; do
+	[[ " ${pkgs[*]} " == *" ${package[$cmd]} "* ]] || pkgs+=("${package[$cmd]}")
+done
 command -v apt-get >/dev/null 2>&1 ||
 	die "missing ${missing[*]} and apt-get is not available: install ${pkgs[*]} by hand"
 

@@ -35,6 +35,10 @@ func (e Err) Error() string {
 	return e.Text
 }
 
+// errInternal is the answer to a handler that failed in a way it did not
+// name, or panicked.
+var errInternal = Err{Code: http.StatusInternalServerError, Text: "INTERNAL_ERROR"}
+
 // errStatus returns the status and message for err: those of an Err, else
 // 500 INTERNAL_ERROR.
 func errStatus(err error) (int, string) {
@@ -42,7 +46,7 @@ func errStatus(err error) (int, string) {
 	if errors.As(err, &e) {
 		return e.Code, e.Text
 	}
-	return http.StatusInternalServerError, "INTERNAL_ERROR"
+	return errInternal.Code, errInternal.Text
 }
 
 // Decorate applies ds to f, innermost first, and adapts it to httprouter.
@@ -81,7 +85,29 @@ func Log(logf lg.AppLogFunc) Decorator {
 	}
 }
 
-// PlainText writes the handler's string answer as text/plain.
+// Observe calls done with the status of each answer and the time its
+// request started, once the decorators inside it have answered. Put it
+// outside V1 or PlainText, which return the error they answered with. When
+// the handler panics, done gets 500, the status of the panic handler's
+// answer, before the panic goes on.
+func Observe(done func(code int, start time.Time)) Decorator {
+	return func(f APIHandler) APIHandler {
+		return func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+			start := time.Now()
+			code := errInternal.Code // unless f returns
+			defer func() { done(code, start) }()
+			data, err := f(w, req, ps)
+			code = http.StatusOK
+			if err != nil {
+				code, _ = errStatus(err)
+			}
+			return data, err
+		}
+	}
+}
+
+// PlainText writes the handler's string answer as text/plain, and returns
+// the error it answered with.
 func PlainText(f APIHandler) APIHandler {
 	return func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
 		code := http.StatusOK
@@ -92,21 +118,24 @@ func PlainText(f APIHandler) APIHandler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(code)
 		io.WriteString(w, fmt.Sprint(data))
-		return nil, nil
+		return nil, err
 	}
 }
 
 // V1 writes the handler's answer as NSQ's V1 API does: a value as JSON, nil
-// as an empty 200, an error as {"message":"..."} with its status.
+// as an empty 200, an error as {"message":"..."} with its status. It
+// returns the error it answered with (nil for a 200), for Observe.
 func V1(f APIHandler) APIHandler {
 	return func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
 		data, err := f(w, req, ps)
 		if err != nil {
 			code, text := errStatus(err)
 			RespondV1(w, code, text)
-			return nil, nil
+			return nil, err
 		}
-		RespondV1(w, http.StatusOK, data)
+		if RespondV1(w, http.StatusOK, data) != http.StatusOK {
+			return nil, errInternal
+		}
 		return nil, nil
 	}
 }
@@ -130,8 +159,9 @@ type messageBody struct {
 
 // RespondV1 writes one V1 response. With code 200, data nil is an empty
 // body, a string or []byte is written as is and anything else is JSON;
-// with any other code, data is the message of a JSON error body.
-func RespondV1(w http.ResponseWriter, code int, data interface{}) {
+// with any other code, data is the message of a JSON error body. It
+// returns the status it wrote: 500 if data could not be encoded.
+func RespondV1(w http.ResponseWriter, code int, data interface{}) int {
 	var response []byte
 	isJSON := false
 
@@ -143,7 +173,7 @@ func RespondV1(w http.ResponseWriter, code int, data interface{}) {
 		if stream(bw) == nil {
 			bw.Flush()
 		}
-		return
+		return code
 	}
 
 	if code == http.StatusOK {
@@ -159,8 +189,8 @@ func RespondV1(w http.ResponseWriter, code int, data interface{}) {
 			var err error
 			response, err = json.Marshal(data)
 			if err != nil {
-				code = http.StatusInternalServerError
-				response, _ = json.Marshal(messageBody{Message: "INTERNAL_ERROR"})
+				code = errInternal.Code
+				response, _ = json.Marshal(messageBody{Message: errInternal.Text})
 			}
 			isJSON = true
 		}
@@ -175,6 +205,7 @@ func RespondV1(w http.ResponseWriter, code int, data interface{}) {
 	w.Header().Set("X-NSQ-Content-Type", "nsq; version=1.0")
 	w.WriteHeader(code)
 	w.Write(response)
+	return code
 }
 
 // errorHandler is a handler that always answers err, logged and in V1 form.
@@ -199,7 +230,7 @@ func LogMethodNotAllowedHandler(logf lg.AppLogFunc) http.Handler {
 // LogPanicHandler is the router's PanicHandler: it logs the panic and
 // answers 500 {"message":"INTERNAL_ERROR"}.
 func LogPanicHandler(logf lg.AppLogFunc) func(http.ResponseWriter, *http.Request, interface{}) {
-	h := errorHandler(logf, Err{Code: http.StatusInternalServerError, Text: "INTERNAL_ERROR"})
+	h := errorHandler(logf, errInternal)
 	return func(w http.ResponseWriter, req *http.Request, p interface{}) {
 		logf(lg.ERROR, "panic in HTTP handler - %s", p)
 		h.ServeHTTP(w, req)

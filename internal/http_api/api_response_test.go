@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/julienschmidt/httprouter"
 
@@ -80,5 +81,52 @@ func TestReqParams(t *testing.T) {
 	}
 	if _, err := NewReqParams(httptest.NewRequest("GET", "/x?a=%zz", nil)); err == nil {
 		t.Error("malformed query: got nil error")
+	}
+}
+
+func TestObserve(t *testing.T) {
+	tests := []struct {
+		name    string
+		handler APIHandler
+		enc     Decorator
+		code    int
+	}{
+		{"ok", func(http.ResponseWriter, *http.Request, httprouter.Params) (interface{}, error) {
+			return "x", nil
+		}, V1, 200},
+		{"api error", func(http.ResponseWriter, *http.Request, httprouter.Params) (interface{}, error) {
+			return nil, Err{Code: 404, Text: "TOPIC_NOT_FOUND"}
+		}, V1, 404},
+		{"unencodable", func(http.ResponseWriter, *http.Request, httprouter.Params) (interface{}, error) {
+			return make(chan int), nil
+		}, V1, 500},
+		{"plain text error", func(http.ResponseWriter, *http.Request, httprouter.Params) (interface{}, error) {
+			return nil, Err{Code: 400, Text: "BAD"}
+		}, PlainText, 400},
+		{"panic", func(http.ResponseWriter, *http.Request, httprouter.Params) (interface{}, error) {
+			panic("boom")
+		}, V1, 500},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []int
+			h := Decorate(tt.handler, tt.enc, Observe(func(code int, start time.Time) {
+				if start.IsZero() || time.Since(start) < 0 {
+					t.Errorf("start: got %v", start)
+				}
+				got = append(got, code)
+			}))
+			w := httptest.NewRecorder()
+			func() {
+				defer func() { recover() }()
+				h(w, httptest.NewRequest("GET", "/x", nil), nil)
+			}()
+			if len(got) != 1 || got[0] != tt.code {
+				t.Fatalf("observed %v; want [%d]", got, tt.code)
+			}
+			if tt.name != "panic" && w.Code != tt.code {
+				t.Fatalf("answered %d; observed %d", w.Code, tt.code)
+			}
+		})
 	}
 }

@@ -12,7 +12,8 @@
 // nsqd and nsqadmin on IPv6 loopback. The HTTPS tests (https_test.go) make a
 // CA in the test and check the same peers over TLS; the nsqd that needs an
 // environment of its own (SSL_CERT_FILE) is the nsqd v1.3.0 binary that the
-// fault tests build too.
+// fault tests build too. A real Prometheus server scrapes the daemon, and
+// promtool checks a scrape and the files of contrib/prometheus.
 //
 // TestMain also builds nsqlookupd v1.3.0 itself from the github.com/nsqio/nsq
 // module (pinned by the tool directive in go.mod). The differential test
@@ -37,7 +38,7 @@
 // This is its own Go module so that NSQ's dependencies stay out of the
 // daemon's module. Run it from this directory:
 //
-//	bash ../../scripts/install-test-deps.sh   # graphviz (pprof -pdf), iproute2 (ip netns)
+//	bash ../../scripts/install-test-deps.sh   # graphviz (pprof -pdf), iproute2 (ip netns), prometheus
 //	go test -race -count=1 ./...              # as root, for the network namespace
 //
 // Set NSQLOOKUPD_BIN to the path of another nsqlookupd binary (for example the
