@@ -4,7 +4,7 @@ GO ?= go
 FUZZTIME ?= 60s
 PRESET ?= small
 
-.PHONY: test build run bench bench-go fuzz lint clean install
+.PHONY: test build run bench bench-go fuzz mutate lint clean install
 
 # test (default): every test of both modules, race detector on
 test:
@@ -33,6 +33,11 @@ fuzz:
 	for t in FuzzCommandLine FuzzIdentifyBody FuzzConn; do \
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./nsqlookupd || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzNames$$' -fuzztime $(FUZZTIME) ./internal/protocol
+
+# mutate: mutation testing of the daemon's package (gremlins); about an hour, not in CI.
+# Each surviving (LIVED) mutant is a change no test notices; mutation.json lists them.
+mutate:
+	$(GO) run github.com/go-gremlins/gremlins/cmd/gremlins@v0.5.0 unleash --workers 1 --timeout-coefficient 5 -o mutation.json ./nsqlookupd
 
 # lint: gofmt, go vet in both modules, staticcheck, and a go mod tidy check
 lint:

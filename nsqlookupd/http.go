@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -327,22 +328,43 @@ func (s *httpServer) doLookup(w http.ResponseWriter, req *http.Request, ps httpr
 			return err
 		}), nil
 	}
-	channels, producers, ok := s.nsqlookupd.db.lookup(topicName)
+	// the copies and the answer in buffers reused from request to
+	// request: /lookup is the hot route, and its garbage the GC's work
+	sc := lookupScratch.Get().(*lookupLists)
+	channels, producers, ok := s.nsqlookupd.db.lookupInto(topicName, sc.channels[:0], sc.producers[:0])
+	defer func() {
+		if cap(channels)+cap(producers) > 4096 {
+			return // a topic with thousands of channels: not kept
+		}
+		clear(channels) // let what they point to go
+		clear(producers)
+		sc.channels, sc.producers = channels[:0], producers[:0]
+		lookupScratch.Put(sc)
+	}()
 	if !ok {
 		return nil, errTopicNotFound
 	}
 	// {"channels":[...],"producers":[...]}, from each producer's sealed JSON
-	size := 32 + 24*len(channels)
-	for _, p := range producers {
-		size += len(p.peer.info.json) + 1
-	}
-	b := make([]byte, 0, size)
-	b = append(b, `{"channels":`...)
+	buf := answerBuffers.Get().(*[]byte)
+	b := append((*buf)[:0], `{"channels":`...)
 	b = appendNames(b, channels)
 	b = append(b, `,"producers":`...)
 	b = appendActiveProducers(b, producers, now, opts)
-	return http_api.JSON(append(b, '}')), nil
+	*buf = append(b, '}')
+	return http_api.PooledJSON{B: buf, Pool: &answerBuffers}, nil
 }
+
+// lookupLists are the copies /lookup makes of a topic, kept for reuse.
+type lookupLists struct {
+	channels  []string
+	producers []producer
+}
+
+var (
+	lookupScratch = sync.Pool{New: func() any { return new(lookupLists) }}
+	// answerBuffers hold answers of the hot routes while they are written.
+	answerBuffers = sync.Pool{New: func() any { return new([]byte) }}
+)
 
 // appendActiveProducers appends the active producers as a JSON array, each
 // from its sealed JSON.

@@ -70,16 +70,7 @@ func (db *registrationDB) channelNames(topicName string) []string {
 // matching topic registration exists.
 func (db *registrationDB) lookup(topicName string) (channels []string, producers []producer, ok bool) {
 	if topicName != wildcard {
-		t := db.topic(topicName)
-		if t == nil {
-			return nil, nil, false
-		}
-		t.mu.RLock()
-		defer t.mu.RUnlock()
-		if !t.registered {
-			return nil, nil, false
-		}
-		return t.chanNames.AppendTo(make([]string, 0, t.chanNames.Len())), slices.Clone(t.producers), true
+		return db.lookupInto(topicName, nil, nil)
 	}
 
 	best := make(map[*peer]int) // index in producers
@@ -109,6 +100,21 @@ func (db *registrationDB) lookup(topicName string) (channels []string, producers
 	slices.SortFunc(producers, func(a, b producer) int { return strings.Compare(a.peer.info.id, b.peer.info.id) })
 	slices.Sort(channels)
 	return channels, producers, true
+}
+
+// lookupInto is lookup of one topic (not the wildcard), appending to
+// channels and producers: /lookup passes slices it reuses.
+func (db *registrationDB) lookupInto(topicName string, channels []string, producers []producer) ([]string, []producer, bool) {
+	t := db.topic(topicName)
+	if t == nil {
+		return channels, producers, false
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if !t.registered {
+		return channels, producers, false
+	}
+	return t.chanNames.AppendTo(channels), append(producers, t.producers...), true
 }
 
 // peerList is the live peers sorted by id, as of peersGen gen.

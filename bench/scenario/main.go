@@ -1,0 +1,517 @@
+// Command scenario plays the production faults of issue 10 against one or
+// more nsqlookupd-compatible binaries and prints what each cost the daemon:
+//
+//	go run ./bench/scenario -binary build/nsqlookupd flood     # REGISTERs into one topic
+//	go run ./bench/scenario -binary build/nsqlookupd stall     # readers that never read
+//	go run ./bench/scenario -binary build/nsqlookupd churn     # memory after churn and a topic flood
+//
+// flood: one producer pipelines -channels REGISTERs of new channels into
+// one topic and the rate of each tenth is printed: the last tenth should
+// go as fast as the first.
+//
+// stall: -producers producers register -topics topics (-per-topic each,
+// -topic-channels channels each: the medium preset by default), then
+// -readers connections ask for -path and never read; the daemon's RSS is
+// sampled for -wait (past its HTTP write timeout), its peak growth printed
+// with the answer's size, and each connection must then have been closed
+// by the daemon.
+//
+// churn: -churn-conns connections, -churn-parallel at a time, each
+// IDENTIFY, register -churn-regs ephemeral channels and disconnect; then
+// one producer registers -flood-topics topics, which /topic/delete?topic=*
+// removes. The daemon's RSS is printed before, at the peak, and after each
+// step once it has settled (the Go runtime gives memory back to the OS in
+// the background: the tool waits up to -settle for RSS to stop falling).
+//
+// Each binary is started on free loopback ports with
+// --broadcast-address=127.0.0.1 and any -daemon-flag, and stopped at the end.
+// RSS comes from /proc/PID/status, so the tool needs Linux.
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	binaries    []string
+	daemonFlags []string
+
+	channels int
+
+	producers, topics, perTopic, topicChannels int
+	readers                                    int
+	path                                       string
+	wait                                       time.Duration
+
+	churnConns, churnParallel, churnRegs, floodTopics int
+	settle                                            time.Duration
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func main() {
+	var o options
+	fs := flag.NewFlagSet("scenario", flag.ExitOnError)
+	fs.Var((*listFlag)(&o.binaries), "binary", "nsqlookupd-compatible binary (repeatable)")
+	fs.Var((*listFlag)(&o.daemonFlags), "daemon-flag", "extra argument for the binaries (repeatable)")
+	fs.IntVar(&o.channels, "channels", 200000, "flood: channels registered into the one topic")
+	fs.IntVar(&o.producers, "producers", 100, "stall: producers")
+	fs.IntVar(&o.topics, "topics", 2000, "stall: topics")
+	fs.IntVar(&o.perTopic, "per-topic", 10, "stall: producers per topic")
+	fs.IntVar(&o.topicChannels, "topic-channels", 4, "stall: channels per topic")
+	fs.IntVar(&o.readers, "readers", 40, "stall: connections that ask and never read")
+	fs.StringVar(&o.path, "path", "/debug", "stall: what they ask for")
+	fs.DurationVar(&o.wait, "wait", 70*time.Second, "stall: how long to watch them (past the daemon's write timeout)")
+	fs.IntVar(&o.churnConns, "churn-conns", 2000, "churn: connections, one after another")
+	fs.IntVar(&o.churnParallel, "churn-parallel", 50, "churn: connections at a time")
+	fs.IntVar(&o.churnRegs, "churn-regs", 500, "churn: ephemeral registrations per connection")
+	fs.IntVar(&o.floodTopics, "flood-topics", 100000, "churn: topics registered, then deleted")
+	fs.DurationVar(&o.settle, "settle", 3*time.Minute, "churn: how long to wait for RSS to settle")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: go run ./bench/scenario [flags] flood|stall|churn\n")
+		fs.PrintDefaults()
+	}
+	fs.Parse(os.Args[1:])
+	if fs.NArg() != 1 || len(o.binaries) == 0 {
+		fs.Usage()
+		os.Exit(2)
+	}
+	run := map[string]func(*daemon, *options) error{"flood": flood, "stall": stall, "churn": churn}[fs.Arg(0)]
+	if run == nil {
+		fs.Usage()
+		os.Exit(2)
+	}
+	failed := false
+	for _, bin := range o.binaries {
+		fmt.Printf("== %s %s\n", fs.Arg(0), bin)
+		d, err := startDaemon(bin, o.daemonFlags)
+		if err == nil {
+			err = run(d, &o)
+			d.stop()
+		}
+		if err != nil {
+			fmt.Printf("error: %v\n", err)
+			failed = true
+		}
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+
+// daemon is a started binary.
+type daemon struct {
+	cmd                *exec.Cmd
+	tcpAddr, httpAddr  string
+	identifyAnswerSize int
+}
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func startDaemon(bin string, flags []string) (*daemon, error) {
+	tcp, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	httpAddr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	d := &daemon{tcpAddr: tcp, httpAddr: httpAddr}
+	d.cmd = exec.Command(bin, append([]string{"--tcp-address=" + tcp, "--http-address=" + httpAddr,
+		"--broadcast-address=127.0.0.1"}, flags...)...)
+	if err := d.cmd.Start(); err != nil {
+		return nil, err
+	}
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get("http://" + httpAddr + "/ping"); err == nil {
+			resp.Body.Close()
+			return d, nil
+		}
+		if time.Now().After(end) {
+			d.stop()
+			return nil, fmt.Errorf("%s does not answer /ping", bin)
+		}
+	}
+}
+
+func (d *daemon) stop() {
+	d.cmd.Process.Kill()
+	d.cmd.Wait()
+}
+
+// rss returns the daemon's resident set size, in bytes.
+func (d *daemon) rss() uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseUint(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// producer is a registration connection.
+type producer struct {
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+// connect opens a registration connection, sends the magic and IDENTIFY as
+// producer n, and reads the answer.
+func (d *daemon) connect(n int) (*producer, error) {
+	conn, err := net.DialTimeout("tcp", d.tcpAddr, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetDeadline(time.Now().Add(10 * time.Minute))
+	body, _ := json.Marshal(map[string]any{"broadcast_address": "127.0.0.1", "hostname": fmt.Sprintf("scenario-%d", n),
+		"tcp_port": 20000 + n%40000, "http_port": 20001 + n%40000, "version": "1.3.0"})
+	var size [4]byte
+	binary.BigEndian.PutUint32(size[:], uint32(len(body)))
+	if _, err := conn.Write([]byte("  V1IDENTIFY\n" + string(size[:]) + string(body))); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	p := &producer{conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
+	if ans, err := p.frame(); err != nil || !strings.HasPrefix(ans, "{") {
+		conn.Close()
+		return nil, fmt.Errorf("IDENTIFY: %q %v", ans, err)
+	}
+	return p, nil
+}
+
+func (p *producer) frame() (string, error) {
+	var size [4]byte
+	if _, err := io.ReadFull(p.r, size[:]); err != nil {
+		return "", err
+	}
+	b := make([]byte, binary.BigEndian.Uint32(size[:]))
+	_, err := io.ReadFull(p.r, b)
+	return string(b), err
+}
+
+// pipeline writes the lines from a goroutine while reading one OK each;
+// tick, when not nil, is called after each answer with its index.
+func (p *producer) pipeline(lines func(w *bufio.Writer), n int, tick func(i int)) error {
+	werr := make(chan error, 1)
+	go func() {
+		w := bufio.NewWriterSize(p.conn, 64<<10)
+		lines(w)
+		werr <- w.Flush()
+	}()
+	for i := range n {
+		ans, err := p.frame()
+		if err != nil || ans != "OK" {
+			p.conn.Close()
+			<-werr
+			return fmt.Errorf("answer %d: %q %v", i, ans, err)
+		}
+		if tick != nil {
+			tick(i)
+		}
+	}
+	return <-werr
+}
+
+// flood registers o.channels new channels into one topic and prints the
+// rate of each tenth.
+func flood(d *daemon, o *options) error {
+	p, err := d.connect(0)
+	if err != nil {
+		return err
+	}
+	defer p.conn.Close()
+	tenth := o.channels / 10
+	marks := make([]time.Time, 0, 11)
+	start := time.Now()
+	marks = append(marks, start)
+	err = p.pipeline(func(w *bufio.Writer) {
+		for i := range o.channels {
+			fmt.Fprintf(w, "REGISTER flood c%07d-%08x\n", i, uint32(i)*2654435761)
+		}
+	}, o.channels, func(i int) {
+		if (i+1)%tenth == 0 {
+			marks = append(marks, time.Now())
+		}
+	})
+	if err != nil {
+		return err
+	}
+	total := time.Since(start)
+	fmt.Printf("%d REGISTERs into one topic in %s: %.0f/s\n", o.channels, total.Round(time.Millisecond), float64(o.channels)/total.Seconds())
+	for i := 1; i < len(marks); i++ {
+		fmt.Printf("  REGISTERs %7d-%7d: %8.0f/s\n", (i-1)*tenth+1, i*tenth, float64(tenth)/marks[i].Sub(marks[i-1]).Seconds())
+	}
+	first, last := marks[1].Sub(marks[0]), marks[len(marks)-1].Sub(marks[len(marks)-2])
+	fmt.Printf("last tenth ÷ first tenth, time: %.2f\n", last.Seconds()/first.Seconds())
+	return nil
+}
+
+// register makes o.producers producers hold the stall workload; they stay
+// connected (returned).
+func registerWorkload(d *daemon, o *options) ([]*producer, error) {
+	producers := make([]*producer, o.producers)
+	for i := range producers {
+		var err error
+		if producers[i], err = d.connect(i); err != nil {
+			return nil, err
+		}
+	}
+	topics := make([][]int, o.producers)
+	for t := range o.topics {
+		for k := range o.perTopic {
+			p := (t*o.perTopic + k) % o.producers
+			topics[p] = append(topics[p], t)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(producers))
+	for i, p := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := len(topics[i]) * (1 + o.topicChannels)
+			errs <- p.pipeline(func(w *bufio.Writer) {
+				for _, t := range topics[i] {
+					fmt.Fprintf(w, "REGISTER topic-%06d\n", t)
+					for c := range o.topicChannels {
+						fmt.Fprintf(w, "REGISTER topic-%06d channel-%d\n", t, c)
+					}
+				}
+			}, n, nil)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return producers, nil
+}
+
+// stall measures what readers that never read cost the daemon.
+func stall(d *daemon, o *options) error {
+	producers, err := registerWorkload(d, o)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, p := range producers {
+			p.conn.Close()
+		}
+	}()
+	resp, err := http.Get("http://" + d.httpAddr + o.path)
+	if err != nil {
+		return err
+	}
+	size, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	time.Sleep(time.Second) // let what that answer took be collected
+	before := d.rss()
+	fmt.Printf("%d producers, %d topics × %d producers × %d channels; %s is %s; daemon RSS %s\n",
+		o.producers, o.topics, o.perTopic, o.topicChannels, o.path, mib(uint64(size)), mib(before))
+
+	conns := make([]net.Conn, o.readers)
+	for i := range conns {
+		// a small receive buffer, so the kernel does not take the answer
+		// in the reader's stead
+		dialer := net.Dialer{Control: smallReceiveBuffer}
+		c, err := dialer.Dial("tcp", d.httpAddr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "GET "+o.path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			return err
+		}
+		conns[i] = c
+	}
+	start := time.Now()
+	peak := before
+	for time.Since(start) < o.wait {
+		peak = max(peak, d.rss())
+		time.Sleep(50 * time.Millisecond)
+	}
+	fmt.Printf("%d readers of %s that never read: RSS peak %s (+%s, %.1f answers) over %s\n",
+		o.readers, o.path, mib(peak), mib(peak-before), float64(peak-before)/float64(size), o.wait)
+	// each must have been closed by the daemon: what it can read is a cut
+	// answer, then the end
+	cut := 0
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := io.Copy(io.Discard, c)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return fmt.Errorf("a reader still open %s after its request (read %d bytes)", time.Since(start).Round(time.Second), n)
+		}
+		if n < size {
+			cut++
+		}
+	}
+	fmt.Printf("all %d closed by the daemon, %d with the answer cut short\n", len(conns), cut)
+	return nil
+}
+
+// smallReceiveBuffer gives a connection a receive buffer of a few KiB.
+func smallReceiveBuffer(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+	})
+	return errors.Join(err, serr)
+}
+
+// churn measures the daemon's RSS across a churn of ephemeral registrations
+// and a flood of topics deleted after.
+func churn(d *daemon, o *options) error {
+	settle := func(what string, peak uint64) uint64 {
+		last, low := d.rss(), d.rss()
+		stable := 0
+		for end := time.Now().Add(o.settle); time.Now().Before(end) && stable < 10; time.Sleep(time.Second) {
+			now := d.rss()
+			if now < low {
+				low, stable = now, 0
+			} else {
+				stable++
+			}
+			last = now
+		}
+		fmt.Printf("%s: RSS peak %s, settled at %s\n", what, mib(peak), mib(last))
+		return last
+	}
+	// what stays: 10 producers in 100 topics with a channel each
+	stay := make([]*producer, 10)
+	for i := range stay {
+		p, err := d.connect(90000 + i)
+		if err != nil {
+			return err
+		}
+		defer p.conn.Close()
+		stay[i] = p
+		if err := p.pipeline(func(w *bufio.Writer) {
+			for t := range 100 {
+				fmt.Fprintf(w, "REGISTER stay-%d ch\n", t)
+			}
+		}, 100, nil); err != nil {
+			return err
+		}
+	}
+	base := settle("start (10 producers, 100 topics)", d.rss())
+
+	var mu sync.Mutex
+	peak := base
+	sample := func() {
+		r := d.rss()
+		mu.Lock()
+		peak = max(peak, r)
+		mu.Unlock()
+	}
+	jobs := make(chan int)
+	errs := make(chan error, o.churnParallel)
+	var wg sync.WaitGroup
+	for range o.churnParallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range jobs {
+				p, err := d.connect(n)
+				if err != nil {
+					errs <- err
+					return
+				}
+				err = p.pipeline(func(w *bufio.Writer) {
+					for i := range o.churnRegs {
+						if i%10 == 0 {
+							fmt.Fprintf(w, "REGISTER churn-%d-%d#ephemeral c#ephemeral\n", n, i)
+						} else {
+							fmt.Fprintf(w, "REGISTER stay-%d c-%d-%d#ephemeral\n", i%100, n, i)
+						}
+					}
+				}, o.churnRegs, nil)
+				sample()
+				p.conn.Close()
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for n := range o.churnConns {
+		jobs <- n
+	}
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return err
+	}
+	afterChurn := settle(fmt.Sprintf("after %d ephemeral registrations from %d connections, %d at a time",
+		o.churnConns*o.churnRegs, o.churnConns, o.churnParallel), peak)
+
+	p, err := d.connect(99999)
+	if err != nil {
+		return err
+	}
+	if err := p.pipeline(func(w *bufio.Writer) {
+		for t := range o.floodTopics {
+			fmt.Fprintf(w, "REGISTER flood-%07d c\n", t)
+		}
+	}, o.floodTopics, nil); err != nil {
+		return err
+	}
+	peak = d.rss()
+	p.conn.Close()
+	resp, err := http.Post("http://"+d.httpAddr+"/topic/delete?topic=*", "", nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	for _, s := range stay { // what stays registers again, as nsqd would
+		if err := s.pipeline(func(w *bufio.Writer) {
+			for t := range 100 {
+				fmt.Fprintf(w, "REGISTER stay-%d ch\n", t)
+			}
+		}, 100, nil); err != nil {
+			return err
+		}
+	}
+	afterFlood := settle(fmt.Sprintf("after %d topics registered then deleted", o.floodTopics), peak)
+	fmt.Printf("RSS: start %s, after the churn %s (%+.1f MiB), after the flood %s (%+.1f MiB)\n",
+		mib(base), mib(afterChurn), (float64(afterChurn)-float64(base))/(1<<20), mib(afterFlood), (float64(afterFlood)-float64(base))/(1<<20))
+	return nil
+}
