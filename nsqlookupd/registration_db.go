@@ -573,7 +573,12 @@ func (db *registrationDB) planRemovePeerLocked(p *peer) []topicRemoval {
 // commitRemovePeerLocked carries out plan and removes p from the client
 // registration. It returns the registrations p left, sorted.
 func (db *registrationDB) commitRemovePeerLocked(p *peer, plan []topicRemoval) []registration {
-	left := []registration{{Category: "client"}}
+	n := 1
+	for _, r := range plan {
+		n += len(r.channels) + 1
+	}
+	left := make([]registration, 1, n)
+	left[0] = registration{Category: "client"}
 	for _, r := range plan {
 		for _, name := range r.channels {
 			left = append(left, registration{"channel", r.t.name, name})

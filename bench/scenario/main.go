@@ -259,7 +259,8 @@ func flood(d *daemon, o *options) error {
 	marks = append(marks, start)
 	err = p.pipeline(func(w *bufio.Writer) {
 		for i := range o.channels {
-			fmt.Fprintf(w, "REGISTER flood c%07d-%08x\n", i, uint32(i)*2654435761)
+			// names in no order: each lands anywhere among those before
+			fmt.Fprintf(w, "REGISTER flood c%08x-%07d\n", uint32(i)*2654435761, i)
 		}
 	}, o.channels, func(i int) {
 		if (i+1)%tenth == 0 {
