@@ -37,7 +37,7 @@ fuzz:
 # mutate: mutation testing of the daemon's package (gremlins); about an hour, not in CI.
 # Each surviving (LIVED) mutant is a change no test notices; mutation.json lists them.
 mutate:
-	$(GO) run github.com/go-gremlins/gremlins/cmd/gremlins@v0.5.0 unleash --workers 1 --timeout-coefficient 5 -o mutation.json ./nsqlookupd
+	$(GO) run github.com/go-gremlins/gremlins/cmd/gremlins@v0.5.0 unleash --tags mutation --workers 1 --timeout-coefficient 3 -o mutation.json ./nsqlookupd
 
 # lint: gofmt, go vet in both modules, staticcheck, and a go mod tidy check
 lint:

@@ -399,19 +399,22 @@ func smallReceiveBuffer(_, _ string, rc syscall.RawConn) error {
 // churn measures the daemon's RSS across a churn of ephemeral registrations
 // and a flood of topics deleted after.
 func churn(d *daemon, o *options) error {
+	// settle waits -settle (the Go runtime collects an idle heap every two
+	// minutes and gives memory back in the background) and returns the
+	// RSS at the end, printing it along the way.
 	settle := func(what string, peak uint64) uint64 {
-		last, low := d.rss(), d.rss()
-		stable := 0
-		for end := time.Now().Add(o.settle); time.Now().Before(end) && stable < 10; time.Sleep(time.Second) {
-			now := d.rss()
-			if now < low {
-				low, stable = now, 0
-			} else {
-				stable++
+		start := time.Now()
+		var marks []string
+		next := 10 * time.Second
+		for time.Since(start) < o.settle {
+			time.Sleep(time.Second)
+			if since := time.Since(start); since >= next {
+				marks = append(marks, fmt.Sprintf("%s after %s", mib(d.rss()), next))
+				next *= 2
 			}
-			last = now
 		}
-		fmt.Printf("%s: RSS peak %s, settled at %s\n", what, mib(peak), mib(last))
+		last := d.rss()
+		fmt.Printf("%s: RSS peak %s; %s; %s after %s\n", what, mib(peak), strings.Join(marks, ", "), mib(last), o.settle)
 		return last
 	}
 	// what stays: 10 producers in 100 topics with a channel each
