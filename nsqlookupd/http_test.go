@@ -3,6 +3,7 @@ package nsqlookupd
 import (
 	"bufio"
 	"compress/gzip"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -595,4 +596,18 @@ func TestLookupWildcardEntry(t *testing.T) {
 	// 2: its oldest tombstone (t0) has expired, the others have not.
 	clk.Advance(time.Nanosecond)
 	check("when the oldest tombstones expire", []int{1, 2, 3, 4})
+}
+
+// TestAppendJSONString: names are written as they are when encoding/json
+// would write them so, and escaped exactly as it does otherwise.
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "topic-1.a_b#ephemeral", `q"uote`, `back\slash`, "<tag>&", "é", "\x00\n"} {
+		want, _ := json.Marshal(s)
+		if got := appendJSONString([]byte("x"), s); string(got) != "x"+string(want) {
+			t.Errorf("appendJSONString(%q) = %s; want x%s", s, got, want)
+		}
+	}
+	if got := appendNames(nil, []string{"a", `b"`}); string(got) != `["a","b\""]` {
+		t.Errorf("appendNames = %s", got)
+	}
 }

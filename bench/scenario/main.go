@@ -145,6 +145,11 @@ func startDaemon(bin string, flags []string) (*daemon, error) {
 	d := &daemon{tcpAddr: tcp, httpAddr: httpAddr}
 	d.cmd = exec.Command(bin, append([]string{"--tcp-address=" + tcp, "--http-address=" + httpAddr,
 		"--broadcast-address=127.0.0.1"}, flags...)...)
+	if path := os.Getenv("SCENARIO_DAEMON_LOG"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			d.cmd.Stdout, d.cmd.Stderr = f, f
+		}
+	}
 	if err := d.cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -184,8 +189,22 @@ func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 // producer is a registration connection.
 type producer struct {
+	mu   sync.Mutex // held for a command and its answers: pipeline or ping
 	conn net.Conn
 	r    *bufio.Reader
+}
+
+// ping sends PING and reads its answer, as nsqd does every 15 s.
+func (p *producer) ping() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := io.WriteString(p.conn, "PING\n"); err != nil {
+		return err
+	}
+	if ans, err := p.frame(); err != nil || ans != "OK" {
+		return fmt.Errorf("PING: %q %v", ans, err)
+	}
+	return nil
 }
 
 // connect opens a registration connection, sends the magic and IDENTIFY as
@@ -225,6 +244,8 @@ func (p *producer) frame() (string, error) {
 // pipeline writes the lines from a goroutine while reading one OK each;
 // tick, when not nil, is called after each answer with its index.
 func (p *producer) pipeline(lines func(w *bufio.Writer), n int, tick func(i int)) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	werr := make(chan error, 1)
 	go func() {
 		w := bufio.NewWriterSize(p.conn, 64<<10)
@@ -434,6 +455,22 @@ func churn(d *daemon, o *options) error {
 			return err
 		}
 	}
+	// they PING every 15 s, as nsqd does, or the producer read timeout
+	// would close them while the tool waits
+	stopPings := make(chan struct{})
+	defer close(stopPings)
+	go func() {
+		for {
+			select {
+			case <-stopPings:
+				return
+			case <-time.After(15 * time.Second):
+			}
+			for _, p := range stay {
+				p.ping()
+			}
+		}
+	}()
 	base := settle("start (10 producers, 100 topics)", d.rss())
 
 	var mu sync.Mutex
