@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -382,5 +383,49 @@ func TestMemoryReturnsAfterChurn(t *testing.T) {
 	}
 	if errs := l.db.checkInvariants(); len(errs) > 0 {
 		t.Fatalf("invariants: %v", errs)
+	}
+}
+
+// TestMemoryReleasedAfterMassDeletion: once the registry has shrunk to half
+// a large peak, the daemon returns memory to the OS at once (the runtime
+// alone took minutes, or never, in measurements); steady size never
+// triggers it. The checks run on the fake clock.
+func TestMemoryReleasedAfterMassDeletion(t *testing.T) {
+	clk := newFakeClock()
+	var releases atomic.Int32
+	l := startLookupdWith(t, func(o *Options) { o.Logger = lg.NilLogger{} }, func(l *NSQLookupd) {
+		l.clock = clk
+		l.releaser.release = func() { releases.Add(1) }
+	})
+	// check advances the clock to the next check and waits until it has
+	// run (it re-arms its timer last), returning the releases so far.
+	check := func() int32 {
+		t.Helper()
+		test.Eventually(t, ioTimeout, func() bool { return clk.Pending() == 1 })
+		clk.Advance(releaseCheck)
+		test.Eventually(t, ioTimeout, func() bool { return clk.Pending() == 1 })
+		return releases.Load()
+	}
+	for i := 0; i < releaseMinPeak/2+10; i++ { // a topic and a channel each
+		l.db.createChannel(fmt.Sprintf("t%d", i), "c")
+	}
+	if n := check(); n != 0 {
+		t.Fatalf("released %d times at the peak; want 0", n)
+	}
+	// deleting a third is not enough
+	for i := 0; i < releaseMinPeak/6; i++ {
+		l.db.deleteTopic(fmt.Sprintf("t%d", i))
+	}
+	if n := check(); n != 0 {
+		t.Fatalf("released %d times with two thirds left; want 0", n)
+	}
+	if resp, _ := httpDo(t, l, "POST", "/topic/delete?topic=*"); resp.StatusCode != 200 {
+		t.Fatalf("/topic/delete?topic=*: %d", resp.StatusCode)
+	}
+	if n := check(); n != 1 {
+		t.Fatalf("released %d times after every topic went; want 1", n)
+	}
+	if n := check(); n != 1 {
+		t.Fatalf("released %d times with nothing more deleted; want still 1", n)
 	}
 }

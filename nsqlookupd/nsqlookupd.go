@@ -59,6 +59,8 @@ type NSQLookupd struct {
 
 	// identifyResponse is the answer to every IDENTIFY, built once in New.
 	identifyResponse []byte
+	// releaser returns memory to the OS after a mass deletion.
+	releaser *memoryReleaser
 
 	mu      sync.Mutex // guards exiting, so Main never starts servers Exit won't wait for
 	exiting bool
@@ -111,6 +113,7 @@ func New(opts *Options) (*NSQLookupd, error) {
 	}
 
 	l := &NSQLookupd{opts: opts, db: newRegistrationDB(), clock: realClock{}, flushLog: flushLog, fastLog: fastLog}
+	l.releaser = newMemoryReleaser(l)
 	// The TLS files are read before anything is logged: a bad pair is a
 	// bad configuration, one error and no other line.
 	if opts.HTTPSAddress != "" {
@@ -208,6 +211,7 @@ func (l *NSQLookupd) Main() error {
 			exitFunc(http_api.Serve(tls.NewListener(l.httpsListener, l.tlsConfig), l.httpsServer, "HTTPS", l.logf))
 		})
 	}
+	l.releaser.start()
 	l.mu.Unlock()
 
 	return <-exitCh
@@ -240,6 +244,7 @@ func (l *NSQLookupd) Exit() {
 		l.exiting = true
 		l.mu.Unlock()
 
+		l.releaser.stop()
 		l.tcpListener.Close()
 		l.tcpServer.closeAll()
 

@@ -1,0 +1,82 @@
+package nsqlookupd
+
+import (
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/lookupd/nsqlookupd/internal/lg"
+)
+
+// Memory release after a mass deletion. The Go runtime gives freed memory
+// back to the OS on its own only slowly, and an idle daemon runs no
+// collection for two minutes: after 100 000 topics are deleted, measured
+// RSS stayed 140 MiB over what it was for minutes on end, the heap long
+// empty. So the daemon watches the registry's size and, once it has fallen
+// to half a large peak, collects and returns the memory at once.
+const (
+	// releaseCheck is how often the registry's size is looked at.
+	releaseCheck = time.Second
+	// releaseMinPeak is the smallest peak size worth a release: below it
+	// the memory at stake is a few MiB, and steady churn stays clear of it.
+	releaseMinPeak = 50000
+)
+
+// registrySize is what the release follows: every registration, topic,
+// channel and producer the registry holds (counts it keeps, no walk).
+func (db *registrationDB) size() int64 {
+	return db.nRegistrations.Load() + db.nTopics.Load() + db.nChannels.Load() + db.nProducers.Load()
+}
+
+// memoryReleaser returns memory to the OS when the registry has shrunk to
+// half a peak of at least releaseMinPeak. Steady churn, however large,
+// does not shrink the registry and never triggers it.
+type memoryReleaser struct {
+	l       *NSQLookupd
+	peak    int64
+	release func() // debug.FreeOSMemory; tests count the calls
+
+	mu      sync.Mutex // guards timer and stopped
+	timer   timer
+	stopped bool
+}
+
+func newMemoryReleaser(l *NSQLookupd) *memoryReleaser {
+	return &memoryReleaser{l: l, release: debug.FreeOSMemory}
+}
+
+// start checks every releaseCheck until stop.
+func (m *memoryReleaser) start() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.stopped && m.timer == nil {
+		m.timer = m.l.clock.AfterFunc(releaseCheck, m.check)
+	}
+}
+
+// stop ends the checks; a check under way does not arm another.
+func (m *memoryReleaser) stop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stopped = true
+	if m.timer != nil {
+		m.timer.Stop()
+	}
+}
+
+// check runs on the timer's goroutine, one at a time.
+func (m *memoryReleaser) check() {
+	size := m.l.db.size()
+	m.peak = max(m.peak, size)
+	if m.peak >= releaseMinPeak && size <= m.peak/2 {
+		start := time.Now()
+		m.release()
+		m.l.logf(lg.INFO, "DB: registry down to %d entries from %d: memory returned to the OS in %s", size, m.peak, time.Since(start))
+		m.peak = size
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.stopped {
+		m.timer.Reset(releaseCheck)
+	}
+}
