@@ -13,13 +13,17 @@ import (
 // collection for two minutes: after 100 000 topics are deleted, measured
 // RSS stayed 140 MiB over what it was for minutes on end, the heap long
 // empty. So the daemon watches the registry's size and, once it has fallen
-// to half a large peak, collects and returns the memory at once.
+// to half a peak, collects and returns the memory at once.
 const (
 	// releaseCheck is how often the registry's size is looked at.
 	releaseCheck = time.Second
 	// releaseMinPeak is the smallest peak size worth a release: below it
-	// the memory at stake is a few MiB, and steady churn stays clear of it.
-	releaseMinPeak = 50000
+	// the memory at stake is a MiB or two.
+	releaseMinPeak = 10000
+	// releaseInterval is the least time between two releases: each is a
+	// full collection, and a churn of producers that come and go may
+	// halve the registry again and again.
+	releaseInterval = 30 * time.Second
 )
 
 // registrySize is what the release follows: every registration, topic,
@@ -29,12 +33,14 @@ func (db *registrationDB) size() int64 {
 }
 
 // memoryReleaser returns memory to the OS when the registry has shrunk to
-// half a peak of at least releaseMinPeak. Steady churn, however large,
-// does not shrink the registry and never triggers it.
+// half a peak of at least releaseMinPeak, at most once per releaseInterval.
+// A registry that holds its size under churn, however large, never
+// triggers it.
 type memoryReleaser struct {
-	l       *NSQLookupd
-	peak    int64
-	release func() // debug.FreeOSMemory; tests count the calls
+	l        *NSQLookupd
+	peak     int64
+	released time.Time // the last release, on l.clock
+	release  func()    // debug.FreeOSMemory; tests count the calls
 
 	mu      sync.Mutex // guards timer and stopped
 	timer   timer
@@ -68,11 +74,11 @@ func (m *memoryReleaser) stop() {
 func (m *memoryReleaser) check() {
 	size := m.l.db.size()
 	m.peak = max(m.peak, size)
-	if m.peak >= releaseMinPeak && size <= m.peak/2 {
+	if now := m.l.clock.Now(); m.peak >= releaseMinPeak && size <= m.peak/2 && now.Sub(m.released) >= releaseInterval {
 		start := time.Now()
 		m.release()
 		m.l.logf(lg.INFO, "DB: registry down to %d entries from %d: memory returned to the OS in %s", size, m.peak, time.Since(start))
-		m.peak = size
+		m.peak, m.released = size, now
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

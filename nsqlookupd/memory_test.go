@@ -428,4 +428,17 @@ func TestMemoryReleasedAfterMassDeletion(t *testing.T) {
 	if n := check(); n != 1 {
 		t.Fatalf("released %d times with nothing more deleted; want still 1", n)
 	}
+	// up and down again at once: not before releaseInterval has passed
+	for i := 0; i < releaseMinPeak; i++ {
+		l.db.createTopic(fmt.Sprintf("again%d", i))
+	}
+	check()
+	l.db.deleteTopic(wildcard)
+	if n := check(); n != 1 {
+		t.Fatalf("released %d times %s after the last; want still 1", n, 3*releaseCheck)
+	}
+	clk.Advance(releaseInterval)
+	if n := check(); n != 2 {
+		t.Fatalf("released %d times once releaseInterval had passed; want 2", n)
+	}
 }

@@ -12,8 +12,12 @@ import (
 const maxPending = 1 << 20
 
 // keptBuffer is the largest buffer a BatchWriter keeps between batches:
-// enough for a full batch, so a busy writer allocates nothing.
-const keptBuffer = 2 * maxPending
+// enough for a full batch, so a busy writer allocates nothing; idleBuffer
+// the largest it keeps once idle.
+const (
+	keptBuffer = 2 * maxPending
+	idleBuffer = 64 << 10
+)
 
 // BatchWriter writes to w what it is given, in order, from a goroutine of
 // its own: lines that arrive while a write is under way go out together in
@@ -94,6 +98,13 @@ func (b *BatchWriter) writeLoop() {
 			b.spare = batch
 		}
 		b.done.Broadcast()
+	}
+	// idle: keep only a small buffer, not what a burst needed
+	if cap(b.spare) > idleBuffer {
+		b.spare = nil
+	}
+	if cap(b.pending) > idleBuffer {
+		b.pending = nil
 	}
 	b.writing = false
 }
