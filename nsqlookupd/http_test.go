@@ -611,3 +611,65 @@ func TestAppendJSONString(t *testing.T) {
 		t.Errorf("appendNames = %s", got)
 	}
 }
+
+// TestDebugBytes: /debug is byte for byte what encoding/json makes of
+// v1.3.0's map of maps (keys sorted at both levels), for producers with and
+// without the topology fields, tombstoned or not.
+func TestDebugBytes(t *testing.T) {
+	clk := newFakeClock()
+	l := startLookupdWith(t, func(o *Options) { o.ProducerReadTimeout = 0 }, func(l *NSQLookupd) { l.clock = clk })
+	plain := connectProducer(t, l, 4150, 4151)
+	plain.mustOK("REGISTER t c")
+	zoned := dial(t, l)
+	if ans := zoned.identifyRaw(`{"broadcast_address":"b<&>","hostname":"h\"1","tcp_port":5150,"http_port":5151,"version":"1.3.0","topology_zone":"z1","topology_region":"r1"}`); ans[0] != '{' {
+		t.Fatalf("IDENTIFY: %q", ans)
+	}
+	zoned.mustOK("REGISTER t")
+	httpDo(t, l, "POST", "/topic/tombstone?topic=t&node=127.0.0.1:4151")
+
+	entry := func(c *tcpClient, bcast, host string, tcp, http int, tombAt int64, topo bool) map[string]any {
+		e := map[string]any{"id": c.conn.LocalAddr().String(), "broadcast_address": bcast, "hostname": host,
+			"tcp_port": tcp, "http_port": http, "version": "1.3.0", "last_update": clk.Now().UnixNano(),
+			"tombstoned": tombAt != goZeroTimeUnixNano, "tombstoned_at": tombAt}
+		if topo {
+			e["topology_zone"], e["topology_region"] = "z1", "r1"
+		}
+		return e
+	}
+	p := entry(plain, "127.0.0.1", "host-4150", 4150, 4151, goZeroTimeUnixNano, false)
+	z := entry(zoned, "b<&>", `h"1`, 5150, 5151, goZeroTimeUnixNano, true)
+	pTomb := entry(plain, "127.0.0.1", "host-4150", 4150, 4151, clk.Now().UnixNano(), false)
+	clients := []any{p, z}
+	topic := []any{pTomb, z}
+	if plain.conn.LocalAddr().String() > zoned.conn.LocalAddr().String() {
+		clients, topic = []any{z, p}, []any{z, pTomb}
+	}
+	want, _ := json.Marshal(map[string]any{"channel:t:c": []any{p}, "client::": clients, "topic:t:": topic})
+	if _, got := httpDo(t, l, "GET", "/debug"); got != string(want) {
+		t.Fatalf("/debug:\ngot  %s\nwant %s", got, want)
+	}
+}
+
+// TestAnswersShared: the large answers are built once and shared until the
+// registry changes.
+func TestAnswersShared(t *testing.T) {
+	db := newRegistrationDB()
+	db.createChannel("a", "c")
+	for _, answer := range []struct {
+		name string
+		get  func() any
+	}{
+		{"topics", func() any { return &db.topicsJSON()[0] }},
+		{"channels", func() any { return &db.allChannelsJSON()[0] }},
+		{"lookup", func() any { return &db.lookupAll().channelsJSON[0] }},
+	} {
+		first := answer.get()
+		if again := answer.get(); again != first {
+			t.Errorf("%s: built again with nothing changed", answer.name)
+		}
+		db.createChannel("b", answer.name) // a change
+		if after := answer.get(); after == first {
+			t.Errorf("%s: the same answer after a change", answer.name)
+		}
+	}
+}
