@@ -291,3 +291,26 @@ func TestChannelFloodCostFlat(t *testing.T) {
 		t.Fatalf("a channel REGISTER costs %.1fx more in a topic of %d channels than of %d; want at most %.0fx", ratio, large, small, bound)
 	}
 }
+
+// TestTombstoneQueueBounded: tombstoning the same entries again and again
+// keeps the tombstone queue to what is set, not what was ever set.
+func TestTombstoneQueueBounded(t *testing.T) {
+	db, peers := fill(t, fillSize{"t", 4, 4, 4, 1})
+	now := time.Now()
+	for i := range 10000 {
+		db.tombstone(wildcard, peers[i%4].info.node(), now)
+	}
+	q := &db.tombstones
+	q.mu.Lock()
+	n, queued := len(q.queue), q.queued
+	q.mu.Unlock()
+	if queued != 16 || n > 2*queued+64 {
+		t.Fatalf("queue holds %d tombstones for %d set; want 16 set and at most %d held", n, queued, 2*queued+64)
+	}
+	if got := db.stats(now, time.Minute).Tombstones; got != 16 {
+		t.Fatalf("tombstones younger than the lifetime: got %d; want 16", got)
+	}
+	if errs := db.checkInvariants(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+}
