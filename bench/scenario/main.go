@@ -119,9 +119,8 @@ func main() {
 
 // daemon is a started binary.
 type daemon struct {
-	cmd                *exec.Cmd
-	tcpAddr, httpAddr  string
-	identifyAnswerSize int
+	cmd               *exec.Cmd
+	tcpAddr, httpAddr string
 }
 
 func freePort() (string, error) {
