@@ -673,3 +673,32 @@ func TestAnswersShared(t *testing.T) {
 		}
 	}
 }
+
+// TestDebugKeyOrder: /debug's keys are in the order encoding/json sorts
+// v1.3.0's map in: as whole strings, so "topic:a.b:" comes before
+// "topic:a:" ('.' < ':') though "a" sorts before "a.b".
+func TestDebugKeyOrder(t *testing.T) {
+	l := startLookupd(t, nil)
+	p := connectProducer(t, l, 4150, 4151)
+	for _, reg := range []string{"a c", "a.b c", "a-1 c.d", "a_b c", "ab c-1", "a c.d", "a c-1", "A c"} {
+		p.mustOK("REGISTER " + reg)
+	}
+	_, raw := httpDo(t, l, "GET", "/debug")
+	var keys []string
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.Token() // {
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k.(string))
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(keys) != 8+6+1 || !slices.IsSorted(keys) {
+		t.Fatalf("/debug keys: %q; want 15, sorted as strings", keys)
+	}
+}

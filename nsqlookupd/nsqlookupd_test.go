@@ -373,3 +373,11 @@ func TestShortReadTimeoutWarns(t *testing.T) {
 		}
 	}
 }
+
+// TestIdentifyTimeoutDisabled: with --identify-timeout 0 no deadline is set
+// (one in the past would close the connection before its magic is read).
+func TestIdentifyTimeoutDisabled(t *testing.T) {
+	l := startLookupd(t, func(o *Options) { o.IdentifyTimeout = 0 })
+	p := connectProducer(t, l, 1, 11)
+	p.mustOK("REGISTER t")
+}

@@ -16,6 +16,11 @@ func checkSorted(t testing.TB, s *sortedNames, want map[string]bool) {
 		if len(c) == 0 || len(c) > chunkMax {
 			t.Fatalf("chunk %d holds %d names; want 1 to %d", i, len(c), chunkMax)
 		}
+		// splits make halves and merges fill small chunks: no chunk is
+		// left nearly empty, so there are at most n/chunkMin chunks
+		if len(s.chunks) > 1 && len(c) < chunkMin {
+			t.Fatalf("chunk %d of %d holds %d names; want at least %d", i, len(s.chunks), len(c), chunkMin)
+		}
 		for j, name := range c {
 			if (i > 0 || j > 0) && name <= prev {
 				t.Fatalf("chunk %d name %d: %q after %q: not sorted", i, j, name, prev)
