@@ -20,7 +20,7 @@ type tcpServer struct {
 	mu        sync.Mutex            // guards the four fields below
 	closed    bool                  // set by closeAll: new connections are refused
 	conns     map[net.Conn]struct{} // live connections
-	connsPeak int                   // most entries conns has held: see shrink
+	connsPeak int                   // most entries conns has held: see shrinkMap
 	accepted  uint64                // connections ever accepted
 
 	// commandHook, when not nil, is called with the words of each command
