@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nsqio/go-nsq"
+	"github.com/nsqio/nsq/nsqadmin"
 	"github.com/nsqio/nsq/nsqd"
 )
 
@@ -696,4 +697,69 @@ func stopConsumer(t *testing.T, c *nsq.Consumer) {
 	case <-time.After(10 * time.Second):
 		t.Errorf("consumer did not stop within 10s")
 	}
+}
+
+// startNSQAdmin starts an in-process nsqadmin reading lookupdHTTPAddr with
+// its HTTP client's TLS options; it is stopped when the test ends. It
+// returns nsqadmin's /api URL.
+func startNSQAdmin(t *testing.T, lookupdHTTPAddr, rootCAFile, certFile, keyFile string) string {
+	t.Helper()
+	logger := newTestLogger(t, "nsqadmin")
+	opts := nsqadmin.NewOptions()
+	opts.Logger = logger
+	opts.HTTPAddress = "127.0.0.1:0"
+	opts.NSQLookupdHTTPAddresses = []string{lookupdHTTPAddr}
+	opts.HTTPClientTLSRootCAFile = rootCAFile
+	opts.HTTPClientTLSCert = certFile
+	opts.HTTPClientTLSKey = keyFile
+	admin, err := nsqadmin.New(opts)
+	if err != nil {
+		t.Fatalf("nsqadmin.New: %v", err)
+	}
+	mainErr := make(chan error, 1)
+	go func() { mainErr <- admin.Main() }()
+	t.Cleanup(func() {
+		defer logger.close()
+		admin.Exit()
+		select {
+		case err := <-mainErr:
+			if err != nil {
+				t.Errorf("nsqadmin Main: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("nsqadmin Main did not return after Exit")
+		}
+	})
+	return "http://" + admin.RealHTTPAddr().String() + "/api"
+}
+
+// adminListsTopicsAB checks that nsqadmin's /api/topics (api is its /api
+// URL) lists exactly topicA and topicB, with no message.
+func adminListsTopicsAB(t *testing.T, api string) {
+	t.Helper()
+	var topics struct {
+		Topics  []string `json:"topics"`
+		Message string   `json:"message"`
+	}
+	if _, err := getJSON(api+"/topics", &topics); err != nil {
+		t.Fatal(err)
+	}
+	if !sameSet(topics.Topics, []string{topicA, topicB}) || topics.Message != "" {
+		t.Errorf("/api/topics: %+v, want %q and %q", topics, topicA, topicB)
+	}
+}
+
+// adminTombstonesN2 tombstones c.n2 in topicB through nsqadmin's DELETE
+// /api/nodes and waits until the daemon's /lookup of topicB lists c.n1 alone.
+func adminTombstonesN2(t *testing.T, api string, c *cluster) {
+	t.Helper()
+	d := c.lookupd
+	doRequest(t, http.MethodDelete, api+"/nodes/"+c.n2.nodeAddr(), map[string]string{"topic": topicB})
+	eventually(t, registerTimeout, func() (bool, string) {
+		a, _, err := d.lookup(topicB)
+		if err != nil {
+			return false, err.Error()
+		}
+		return producersAre(a.Producers, c.n1)
+	})
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/nsqio/go-nsq"
-	"github.com/nsqio/nsq/nsqadmin"
 	"github.com/nsqio/nsq/nsqd"
 )
 
@@ -62,40 +61,6 @@ func TestHTTPSConsumer(t *testing.T) {
 	}
 }
 
-// startNSQAdmin starts an in-process nsqadmin reading lookupdHTTPAddr with
-// its HTTP client's TLS options; it is stopped when the test ends. It
-// returns nsqadmin's /api URL.
-func startNSQAdmin(t *testing.T, lookupdHTTPAddr, rootCAFile, certFile, keyFile string) string {
-	t.Helper()
-	logger := newTestLogger(t, "nsqadmin")
-	opts := nsqadmin.NewOptions()
-	opts.Logger = logger
-	opts.HTTPAddress = "127.0.0.1:0"
-	opts.NSQLookupdHTTPAddresses = []string{lookupdHTTPAddr}
-	opts.HTTPClientTLSRootCAFile = rootCAFile
-	opts.HTTPClientTLSCert = certFile
-	opts.HTTPClientTLSKey = keyFile
-	admin, err := nsqadmin.New(opts)
-	if err != nil {
-		t.Fatalf("nsqadmin.New: %v", err)
-	}
-	mainErr := make(chan error, 1)
-	go func() { mainErr <- admin.Main() }()
-	t.Cleanup(func() {
-		defer logger.close()
-		admin.Exit()
-		select {
-		case err := <-mainErr:
-			if err != nil {
-				t.Errorf("nsqadmin Main: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("nsqadmin Main did not return after Exit")
-		}
-	})
-	return "http://" + admin.RealHTTPAddr().String() + "/api"
-}
-
 // TestNSQAdminTLSRequired: nsqadmin given the daemon's plain address,
 // which answers TLS_REQUIRED, and the CA as --http-client-tls-root-ca-file,
 // follows it to HTTPS: it lists the nodes and topics and tombstones a node.
@@ -139,25 +104,9 @@ func TestNSQAdminTLSRequired(t *testing.T) {
 	if want := sortedInts(c.n1.TCPPort, c.n2.TCPPort); !slices.Equal(ports, want) || nodes.Message != "" {
 		t.Errorf("/api/nodes: nodes with tcp ports %v (message %q), want %v", ports, nodes.Message, want)
 	}
-	var topics struct {
-		Topics  []string `json:"topics"`
-		Message string   `json:"message"`
-	}
-	if _, err := getJSON(api+"/topics", &topics); err != nil {
-		t.Fatal(err)
-	}
-	if !sameSet(topics.Topics, []string{topicA, topicB}) || topics.Message != "" {
-		t.Errorf("/api/topics: %+v, want %q and %q", topics, topicA, topicB)
-	}
+	adminListsTopicsAB(t, api)
 
-	doRequest(t, http.MethodDelete, api+"/nodes/"+c.n2.nodeAddr(), map[string]string{"topic": topicB})
-	eventually(t, registerTimeout, func() (bool, string) {
-		a, _, err := d.lookup(topicB)
-		if err != nil {
-			return false, err.Error()
-		}
-		return producersAre(a.Producers, c.n1)
-	})
+	adminTombstonesN2(t, api, c)
 	// nsqadmin was sent from the plain port to the HTTPS one.
 	logs := d.logs.String()
 	for _, re := range []*regexp.Regexp{

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nsqio/go-nsq"
-	"github.com/nsqio/nsq/nsqadmin"
 )
 
 const (
@@ -278,30 +277,7 @@ func TestNSQAdmin(t *testing.T) {
 	c := startCluster(t)
 	d := c.lookupd
 
-	logger := newTestLogger(t, "nsqadmin")
-	opts := nsqadmin.NewOptions()
-	opts.Logger = logger
-	opts.HTTPAddress = "127.0.0.1:0"
-	opts.NSQLookupdHTTPAddresses = []string{d.HTTPAddr}
-	admin, err := nsqadmin.New(opts)
-	if err != nil {
-		t.Fatalf("nsqadmin.New: %v", err)
-	}
-	mainErr := make(chan error, 1)
-	go func() { mainErr <- admin.Main() }()
-	t.Cleanup(func() {
-		defer logger.close()
-		admin.Exit()
-		select {
-		case err := <-mainErr:
-			if err != nil {
-				t.Errorf("nsqadmin Main: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("nsqadmin Main did not return after Exit")
-		}
-	})
-	api := "http://" + admin.RealHTTPAddr().String() + "/api"
+	api := startNSQAdmin(t, d.HTTPAddr, "", "", "")
 
 	// Reading: nodes and topics as nsqadmin sees them through the daemon.
 	var nodes struct {
@@ -338,26 +314,10 @@ func TestNSQAdmin(t *testing.T) {
 		}
 	}
 
-	var topics struct {
-		Topics  []string `json:"topics"`
-		Message string   `json:"message"`
-	}
-	if _, err := getJSON(api+"/topics", &topics); err != nil {
-		t.Fatal(err)
-	}
-	if !sameSet(topics.Topics, []string{topicA, topicB}) || topics.Message != "" {
-		t.Errorf("/api/topics: %+v, want %q and %q", topics, topicA, topicB)
-	}
+	adminListsTopicsAB(t, api)
 
 	// Tombstoning the second nsqd for topicB hides it from /lookup.
-	doRequest(t, http.MethodDelete, api+"/nodes/"+c.n2.nodeAddr(), map[string]string{"topic": topicB})
-	eventually(t, registerTimeout, func() (bool, string) {
-		a, _, err := d.lookup(topicB)
-		if err != nil {
-			return false, err.Error()
-		}
-		return producersAre(a.Producers, c.n1)
-	})
+	adminTombstonesN2(t, api, c)
 
 	// Deleting topicA removes it from /topics.
 	doRequest(t, http.MethodDelete, api+"/topics/"+topicA, nil)
