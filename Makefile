@@ -39,12 +39,13 @@ fuzz:
 mutate:
 	$(GO) run github.com/go-gremlins/gremlins/cmd/gremlins@v0.5.0 unleash --tags mutation --workers 1 --timeout-coefficient 3 -o mutation.json ./nsqlookupd
 
-# lint: gofmt, go vet in both modules, staticcheck, and a go mod tidy check
+# lint: gofmt, go vet and staticcheck in both modules, and a go mod tidy check
 lint:
 	test -z "$$(gofmt -l .)"
 	$(GO) vet ./...
 	cd test/interop && $(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
+	cd test/interop && $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
 	$(GO) mod tidy -diff
 	cd test/interop && $(GO) mod tidy -diff
 
