@@ -144,3 +144,34 @@ func BenchmarkSortedNamesInsert(b *testing.B) {
 		})
 	}
 }
+
+// TestSortedNamesMergeSplits: a chunk that falls under chunkMin merges with
+// a neighbour so full that the merge overflows chunkMax, and the merged
+// chunk is split again into two halves.
+func TestSortedNamesMergeSplits(t *testing.T) {
+	var s sortedNames
+	want := map[string]bool{}
+	// ascending inserts split at chunkMax+1 and fill the last chunk: stop
+	// with three chunks, the last nearly full
+	for i := 0; len(s.chunks) < 3 || len(s.chunks[2]) < chunkMax-10; i++ {
+		name := fmt.Sprintf("n%05d", i)
+		s.Insert(name)
+		want[name] = true
+	}
+	checkSorted(t, &s, want)
+	middle := slices.Clone(s.chunks[1])
+	for _, name := range middle[:len(middle)-chunkMin+1] {
+		s.Delete(name)
+		delete(want, name)
+		checkSorted(t, &s, want)
+	}
+	// the middle chunk went under chunkMin, merged with the last into more
+	// than chunkMax names, and was split: two chunks of about half of that
+	if len(s.chunks) != 3 || len(s.chunks[1]) < chunkMax/2 || len(s.chunks[2]) < chunkMax/2 {
+		sizes := make([]int, len(s.chunks))
+		for i, c := range s.chunks {
+			sizes[i] = len(c)
+		}
+		t.Fatalf("chunk sizes %v; want 3 chunks, the last two split from an overflowing merge", sizes)
+	}
+}
