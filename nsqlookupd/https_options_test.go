@@ -1,6 +1,6 @@
 // make mutate builds the tests with the mutation tag: this file's tests
-// (Go's profiler handlers, the TLS options) cover none of the registry,
-// the protocol or the API handlers, and take a third of the package's time.
+// (the TLS options) cover none of the registry, the protocol or the API
+// handlers; with pprof_test.go they take a third of the package's time.
 
 //go:build !mutation
 

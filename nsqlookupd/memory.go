@@ -26,12 +26,6 @@ const (
 	releaseInterval = 30 * time.Second
 )
 
-// registrySize is what the release follows: every registration, topic,
-// channel and producer the registry holds (counts it keeps, no walk).
-func (db *registrationDB) size() int64 {
-	return db.nRegistrations.Load() + db.nTopics.Load() + db.nChannels.Load() + db.nProducers.Load()
-}
-
 // memoryReleaser returns memory to the OS when the registry has shrunk to
 // half a peak of at least releaseMinPeak, at most once per releaseInterval.
 // A registry that holds its size under churn, however large, never

@@ -349,3 +349,9 @@ func (db *registrationDB) stats(now time.Time, lifetime time.Duration) registryS
 		Tombstones:    db.tombstones.youngerThan(now, lifetime),
 	}
 }
+
+// size is what the memory release follows: every registration, topic,
+// channel and producer the registry holds (counts it keeps, no walk).
+func (db *registrationDB) size() int64 {
+	return db.nRegistrations.Load() + db.nTopics.Load() + db.nChannels.Load() + db.nProducers.Load()
+}
