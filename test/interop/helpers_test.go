@@ -566,20 +566,7 @@ func startNSQDOn(t *testing.T, host string, lookupdTCPAddrs ...string) *nsqdNode
 	if err != nil {
 		t.Fatalf("nsqd.New: %v", err)
 	}
-	mainErr := make(chan error, 1)
-	go func() { mainErr <- n.Main() }()
-	t.Cleanup(func() {
-		defer logger.close()
-		n.Exit()
-		select {
-		case err := <-mainErr:
-			if err != nil {
-				t.Errorf("nsqd%d Main: %v", id, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("nsqd%d Main did not return after Exit", id)
-		}
-	})
+	runUntilCleanup(t, fmt.Sprintf("nsqd%d", id), logger, n.Main, n.Exit)
 	tcp := n.RealTCPAddr().(*net.TCPAddr)
 	httpAddr := n.RealHTTPAddr().(*net.TCPAddr)
 	return &nsqdNode{
@@ -716,20 +703,7 @@ func startNSQAdmin(t *testing.T, lookupdHTTPAddr, rootCAFile, certFile, keyFile 
 	if err != nil {
 		t.Fatalf("nsqadmin.New: %v", err)
 	}
-	mainErr := make(chan error, 1)
-	go func() { mainErr <- admin.Main() }()
-	t.Cleanup(func() {
-		defer logger.close()
-		admin.Exit()
-		select {
-		case err := <-mainErr:
-			if err != nil {
-				t.Errorf("nsqadmin Main: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("nsqadmin Main did not return after Exit")
-		}
-	})
+	runUntilCleanup(t, "nsqadmin", logger, admin.Main, admin.Exit)
 	return "http://" + admin.RealHTTPAddr().String() + "/api"
 }
 
@@ -761,5 +735,25 @@ func adminTombstonesN2(t *testing.T, api string, c *cluster) {
 			return false, err.Error()
 		}
 		return producersAre(a.Producers, c.n1)
+	})
+}
+
+// runUntilCleanup runs an in-process NSQ component's main in a goroutine.
+// When the test ends it calls exit, waits up to 10 s for main to return
+// (reporting an error it returns), then closes the component's logger.
+func runUntilCleanup(t *testing.T, name string, logger *testLogger, main func() error, exit func()) {
+	mainErr := make(chan error, 1)
+	go func() { mainErr <- main() }()
+	t.Cleanup(func() {
+		defer logger.close()
+		exit()
+		select {
+		case err := <-mainErr:
+			if err != nil {
+				t.Errorf("%s Main: %v", name, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s Main did not return after Exit", name)
+		}
 	})
 }
