@@ -4,6 +4,7 @@
 //	go run ./bench/scenario -binary build/nsqlookupd flood     # REGISTERs into one topic
 //	go run ./bench/scenario -binary build/nsqlookupd stall     # readers that never read
 //	go run ./bench/scenario -binary build/nsqlookupd churn     # memory after churn and a topic flood
+//	go run ./bench/scenario -binary build/nsqlookupd topics    # memory per topic a departed producer leaves
 //
 // flood: one producer pipelines -channels REGISTERs of new channels into
 // one topic and the rate of each tenth is printed: the last tenth should
@@ -22,6 +23,13 @@
 // removes. The daemon's RSS is printed before, at the peak, and after each
 // step once it has settled (the Go runtime gives memory back to the OS in
 // the background: the tool waits up to -settle for RSS to stop falling).
+//
+// topics: one producer registers -topic-keys distinct topics and
+// disconnects; the topics stay registered, as in v1.3.0. Printed: the peak
+// RSS over the flood and the removal, per registration, and the heap and
+// RSS kept per topic key once the producer has gone (heap after a forced
+// collection, from /debug/pprof/heap?gc=1&debug=1, which v1.3.0 serves too;
+// RSS once it has stopped falling).
 //
 // Each binary is started on free loopback ports with
 // --broadcast-address=127.0.0.1 and any -daemon-flag, and stopped at the end.
@@ -43,6 +51,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -59,6 +68,7 @@ type options struct {
 	wait                                       time.Duration
 
 	churnConns, churnParallel, churnRegs, floodTopics int
+	topicKeys                                         int
 	settle                                            time.Duration
 }
 
@@ -85,8 +95,9 @@ func main() {
 	fs.IntVar(&o.churnRegs, "churn-regs", 500, "churn: ephemeral registrations per connection")
 	fs.IntVar(&o.floodTopics, "flood-topics", 100000, "churn: topics registered, then deleted")
 	fs.DurationVar(&o.settle, "settle", 3*time.Minute, "churn: how long to wait for RSS to settle")
+	fs.IntVar(&o.topicKeys, "topic-keys", 1000000, "topics: distinct topics the one producer registers")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: go run ./bench/scenario [flags] flood|stall|churn\n")
+		fmt.Fprintf(fs.Output(), "Usage: go run ./bench/scenario [flags] flood|stall|churn|topics\n")
 		fs.PrintDefaults()
 	}
 	fs.Parse(os.Args[1:])
@@ -94,7 +105,7 @@ func main() {
 		fs.Usage()
 		os.Exit(2)
 	}
-	run := map[string]func(*daemon, *options) error{"flood": flood, "stall": stall, "churn": churn}[fs.Arg(0)]
+	run := map[string]func(*daemon, *options) error{"flood": flood, "stall": stall, "churn": churn, "topics": topicKeys}[fs.Arg(0)]
 	if run == nil {
 		fs.Usage()
 		os.Exit(2)
@@ -553,5 +564,129 @@ func churn(d *daemon, o *options) error {
 	afterFlood := settle(fmt.Sprintf("after %d topics registered then deleted", o.floodTopics), peak)
 	fmt.Printf("RSS: start %s, after the churn %s (%+.1f MiB), after the flood %s (%+.1f MiB)\n",
 		mib(base), mib(afterChurn), (float64(afterChurn)-float64(base))/(1<<20), mib(afterFlood), (float64(afterFlood)-float64(base))/(1<<20))
+	return nil
+}
+
+// heapAlloc returns the daemon's live heap after a forced collection, as
+// its heap profile reports it.
+func (d *daemon) heapAlloc() (uint64, error) {
+	return d.heapStat("HeapAlloc", true)
+}
+
+// heapStat returns one runtime.MemStats field the daemon's heap profile
+// reports, after a forced collection with gc.
+func (d *daemon) heapStat(field string, gc bool) (uint64, error) {
+	url := "http://" + d.httpAddr + "/debug/pprof/heap?debug=1"
+	if gc {
+		url += "&gc=1"
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "# "+field+" = "); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in the heap profile", field)
+}
+
+// topicKeys measures what the topics of a producer that has gone cost.
+func topicKeys(d *daemon, o *options) error {
+	heapBase, err := d.heapAlloc()
+	if err != nil {
+		return err
+	}
+	time.Sleep(time.Second)
+	rssBase := d.rss()
+	var peak, peakHeap atomic.Uint64
+	peak.Store(rssBase)
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for i := 0; ; i++ {
+			r := d.rss()
+			if r > peak.Load() {
+				peak.Store(r)
+			}
+			if i%20 == 0 { // the heap in use, every 200 ms
+				if h, err := d.heapStat("HeapInuse", false); err == nil && h > peakHeap.Load() {
+					peakHeap.Store(h)
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	p, err := d.connect(0)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := p.pipeline(func(w *bufio.Writer) {
+		for t := range o.topicKeys {
+			fmt.Fprintf(w, "REGISTER topic-%07d\n", t)
+		}
+	}, o.topicKeys, nil); err != nil {
+		return err
+	}
+	registered := time.Since(start)
+	p.conn.Close()
+	// the producer has gone once /nodes no longer lists it
+	for end := time.Now().Add(5 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		var nodes struct {
+			Producers []json.RawMessage `json:"producers"`
+		}
+		resp, err := http.Get("http://" + d.httpAddr + "/nodes")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&nodes)
+			resp.Body.Close()
+		}
+		if err == nil && len(nodes.Producers) == 0 {
+			break
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("the producer is still listed 5 min after it left")
+		}
+	}
+	left := time.Since(start)
+	time.Sleep(2 * time.Second) // the removal's own garbage
+	close(stop)
+	<-sampled
+	heapAfter, err := d.heapAlloc()
+	if err != nil {
+		return err
+	}
+	// RSS once it stops falling (the runtime gives memory back in the
+	// background), at most -settle
+	rssAfter := d.rss()
+	for end := time.Now().Add(o.settle); time.Now().Before(end); {
+		time.Sleep(5 * time.Second)
+		r := d.rss()
+		if r >= rssAfter {
+			rssAfter = r
+			break
+		}
+		rssAfter = r
+	}
+	n := float64(o.topicKeys)
+	fmt.Printf("%d topics registered by one producer in %s, gone %s after the start\n",
+		o.topicKeys, registered.Round(time.Millisecond), left.Round(time.Millisecond))
+	fmt.Printf("peak over the flood and the removal, per registration: RSS %.0f B (%s → %s), heap in use %.0f B (%s)\n",
+		float64(peak.Load()-rssBase)/n, mib(rssBase), mib(peak.Load()),
+		(float64(peakHeap.Load())-float64(heapBase))/n, mib(peakHeap.Load()))
+	fmt.Printf("kept per topic key after the producer left: heap %.0f B (%s → %s), RSS %.0f B (%s → %s)\n",
+		(float64(heapAfter)-float64(heapBase))/n, mib(heapBase), mib(heapAfter),
+		(float64(rssAfter)-float64(rssBase))/n, mib(rssBase), mib(rssAfter))
 	return nil
 }
