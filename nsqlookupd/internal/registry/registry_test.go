@@ -1,0 +1,379 @@
+package registry
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testInfo is the Info of producer i of a test.
+func testInfo(i int) Info {
+	return Info{
+		ID:               fmt.Sprintf("10.0.%d.%d:%d", i/250, i%250, 40000+i),
+		BroadcastAddress: fmt.Sprintf("host%d", i),
+		Hostname:         fmt.Sprintf("host%d", i),
+		TCPPort:          4150,
+		HTTPPort:         4151,
+		Version:          "1.3.0",
+	}
+}
+
+// fillSize is a registry shape: P producers, T topics each held by S
+// producers, C channels per topic; T*S*(1+C) registrations.
+type fillSize struct {
+	name       string
+	P, T, S, C int
+}
+
+// fillSizes grow the registry 100x; the costs of one topic's queries and
+// changes should stay flat.
+var fillSizes = []fillSize{
+	{"1k", 10, 40, 5, 4},
+	{"10k", 100, 400, 5, 4},
+	{"100k", 1000, 4000, 5, 4},
+}
+
+func fill(tb testing.TB, sz fillSize) (*DB, []*Producer) {
+	tb.Helper()
+	db := New(time.Minute)
+	producers := make([]*Producer, sz.P)
+	for i := range producers {
+		producers[i], _, _ = db.AddProducer(testInfo(i), time.Now())
+	}
+	for t := range sz.T {
+		topic := fmt.Sprintf("topic%d", t)
+		for k := range sz.S {
+			p := producers[(t*sz.S+k)%sz.P]
+			db.Register(p, topic, "")
+			for c := range sz.C {
+				db.Register(p, topic, fmt.Sprintf("ch%d", c))
+			}
+		}
+	}
+	return db, producers
+}
+
+func check(t testing.TB, db *DB) {
+	t.Helper()
+	if err := db.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIndexesConsistent(t *testing.T) {
+	t.Parallel()
+	sz := fillSize{"t", 7, 30, 3, 2}
+	db, producers := fill(t, sz)
+	check(t, db)
+	total := 0
+	for _, n := range db.Nodes() {
+		topics, _, _ := db.NodeTopics(n.Producer)
+		total += len(topics)
+		if !slices.IsSortedFunc(topics, func(a, b NodeTopic) int { return strings.Compare(a.Name, b.Name) }) {
+			t.Fatalf("producer %s: topics %v not sorted", n.Producer.ID, topics)
+		}
+	}
+	if want := sz.T * sz.S; total != want {
+		t.Fatalf("topic entries: got %d; want %d", total, want)
+	}
+	if s := db.Stats(time.Now()); s != (Stats{Producers: 7, Topics: 30, Channels: 60, Registrations: 270}) {
+		t.Fatalf("Stats: got %+v", s)
+	}
+	for _, p := range producers {
+		if left := db.RemoveProducer(p); len(left) == 0 || left[0] != (Registration{Category: "client"}) {
+			t.Fatalf("RemoveProducer: left %v; want the client registration first", left)
+		}
+		if left := db.RemoveProducer(p); left != nil {
+			t.Fatalf("RemoveProducer again: left %v; want nothing", left)
+		}
+	}
+	check(t, db)
+	if n := len(db.Nodes()); n != 0 {
+		t.Fatalf("Nodes after every producer left: %d", n)
+	}
+	// durable registrations stay, without producers
+	if got := len(db.Topics()); got != sz.T {
+		t.Fatalf("Topics: got %d; want %d", got, sz.T)
+	}
+	db.Debug(func(r Registration, _ []Entry) bool {
+		t.Fatalf("Debug lists %v; want no registration with producers", r)
+		return false
+	})
+}
+
+// TestWalks checks the walks across their batches: more topics, and more
+// channels in one topic, than a batch holds.
+func TestWalks(t *testing.T) {
+	t.Parallel()
+	db := New(time.Minute)
+	p, _, _ := db.AddProducer(testInfo(0), time.Now())
+	var topics, channels []string
+	for i := range 3*walkBatch + 5 {
+		topics = append(topics, fmt.Sprintf("t%04d", i))
+		db.Register(p, topics[i], "c")
+		channels = append(channels, "c")
+	}
+	for i := range 2*walkBatch + 3 {
+		db.Register(p, "t0000", fmt.Sprintf("d%04d", i))
+		channels = append(channels, fmt.Sprintf("d%04d", i))
+	}
+	slices.Sort(channels)
+	if got := db.Topics(); !slices.Equal(got, topics) {
+		t.Fatalf("Topics: got %d names; want %d in order", len(got), len(topics))
+	}
+	if got := db.Channels(Wildcard); !slices.Equal(got, channels) {
+		t.Fatalf("Channels(*): got %d names; want %d in order", len(got), len(channels))
+	}
+	if got, _, _ := db.Lookup(Wildcard); !slices.Equal(got, channels) {
+		t.Fatalf("Lookup(*): got %d channels; want %d", len(got), len(channels))
+	}
+	keys := 0
+	db.Debug(func(Registration, []Entry) bool { keys++; return true })
+	if want := len(channels) + 1 + len(topics); keys != want {
+		t.Fatalf("Debug: %d registrations; want %d", keys, want)
+	}
+	stopped := 0
+	db.Debug(func(Registration, []Entry) bool { stopped++; return stopped < walkBatch+2 })
+	if stopped != walkBatch+2 {
+		t.Fatalf("Debug went on after f returned false: %d calls", stopped)
+	}
+}
+
+func TestTombstone(t *testing.T) {
+	t.Parallel()
+	db, producers := fill(t, fillSize{"t", 4, 4, 4, 1})
+	node := "host0:4151"
+	now := time.Now()
+	if n := db.Tombstone("topic0", node, now); n != 1 {
+		t.Fatalf("tombstoned %d entries; want 1", n)
+	}
+	if n := db.Tombstone(Wildcard, node, now); n != 4 {
+		t.Fatalf("wildcard tombstoned %d entries; want 4", n)
+	}
+	if n := db.Tombstone("topic0", "nobody:1", now); n != 0 {
+		t.Fatalf("tombstoned %d entries for an unknown node; want 0", n)
+	}
+	_, entries, _ := db.Lookup("topic0")
+	for _, e := range entries {
+		if got, want := !e.Tombstoned.IsZero(), e.Producer == producers[0]; got != want {
+			t.Fatalf("topic0: %s tombstoned %t; want %t", e.Producer.ID, got, want)
+		}
+	}
+	check(t, db)
+}
+
+func TestIsNode(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		addr, node string
+		want       bool
+	}{
+		{"h", "h:4151", true},
+		{"h", "h:4150", false},
+		{"h", "g:4151", false},
+		{"::1", "::1:4151", true},   // as v1.3.0 joins them
+		{"::1", "[::1]:4151", true}, // as nsqadmin does
+		{"::1", "[::1]:4150", false},
+		{"10.0.0.1", "[10.0.0.1]:4151", false},
+	} {
+		i := Info{BroadcastAddress: tt.addr, HTTPPort: 4151}
+		if got := i.IsNode(tt.node); got != tt.want {
+			t.Errorf("%s IsNode(%q): got %t; want %t", tt.addr, tt.node, got, tt.want)
+		}
+	}
+}
+
+// TestTombstonesBounded: tombstoning the same entries again and again keeps
+// to what is tombstoned now, not what ever was.
+func TestTombstonesBounded(t *testing.T) {
+	t.Parallel()
+	db, _ := fill(t, fillSize{"t", 4, 4, 4, 1})
+	now := time.Now()
+	for i := range 10000 {
+		db.Tombstone(Wildcard, fmt.Sprintf("host%d:4151", i%4), now)
+	}
+	if n := len(db.tombstones); n > 2*16 {
+		t.Fatalf("tombstones holds %d for 16 tombstoned entries", n)
+	}
+	if got := db.Stats(now).Tombstones; got != 16 {
+		t.Fatalf("Stats: %d tombstones; want 16", got)
+	}
+	if got := db.Stats(now.Add(time.Minute - 1)).Tombstones; got != 16 {
+		t.Fatalf("Stats a nanosecond before the lifetime: %d tombstones; want 16", got)
+	}
+	if got := db.Stats(now.Add(time.Minute)).Tombstones; got != 0 {
+		t.Fatalf("Stats at the lifetime: %d tombstones; want 0", got)
+	}
+	check(t, db)
+}
+
+// TestStatsTakesNoWriteLock: a scrape reads while a long read holds the
+// lock, as a /debug walk may.
+func TestStatsTakesNoWriteLock(t *testing.T) {
+	t.Parallel()
+	db, _ := fill(t, fillSize{"t", 4, 4, 4, 1})
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	done := make(chan Stats)
+	go func() { done <- db.Stats(time.Now()) }()
+	select {
+	case s := <-done:
+		if s.Topics != 4 {
+			t.Fatalf("Stats: %+v", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Stats waits for the lock a reader holds")
+	}
+}
+
+// TestReplaceProducer: a producer with the ID of a live one replaces it;
+// the old one's calls change nothing after.
+func TestReplaceProducer(t *testing.T) {
+	t.Parallel()
+	db := New(time.Minute)
+	old, _, _ := db.AddProducer(testInfo(0), time.Now())
+	db.Register(old, "t", "c#ephemeral")
+	p, replaced, left := db.AddProducer(testInfo(0), time.Now())
+	if replaced != old || len(left) != 3 {
+		t.Fatalf("AddProducer: replaced %v, left %v; want the old producer and its 3 registrations", replaced, left)
+	}
+	if a, b := db.Register(old, "u", ""); a || b {
+		t.Fatal("a replaced producer registered")
+	}
+	if db.UnregisterChannel(old, "t", "c#ephemeral") {
+		t.Fatal("a replaced producer unregistered")
+	}
+	db.Register(p, "t", "")
+	_, entries, _ := db.Lookup("t")
+	if len(entries) != 1 || entries[0].Producer != p {
+		t.Fatalf("Lookup(t): %v; want only the new producer", entries)
+	}
+	if chs := db.Channels("t"); len(chs) != 0 {
+		t.Fatalf("Channels(t): %v; want the emptied ephemeral channel gone", chs)
+	}
+	check(t, db)
+}
+
+func benchSizes(b *testing.B, f func(b *testing.B, db *DB, producers []*Producer, sz fillSize)) {
+	for _, sz := range fillSizes {
+		b.Run(sz.name, func(b *testing.B) {
+			db, producers := fill(b, sz)
+			b.ReportAllocs()
+			f(b, db, producers, sz)
+		})
+	}
+}
+
+func BenchmarkLookup(b *testing.B) {
+	benchSizes(b, func(b *testing.B, db *DB, _ []*Producer, sz fillSize) {
+		i := 0
+		for b.Loop() {
+			db.Lookup(fmt.Sprintf("topic%d", i%sz.T))
+			i++
+		}
+	})
+}
+
+func BenchmarkChannels(b *testing.B) {
+	benchSizes(b, func(b *testing.B, db *DB, _ []*Producer, sz fillSize) {
+		i := 0
+		for b.Loop() {
+			db.Channels(fmt.Sprintf("topic%d", i%sz.T))
+			i++
+		}
+	})
+}
+
+func BenchmarkTopics(b *testing.B) {
+	benchSizes(b, func(b *testing.B, db *DB, _ []*Producer, _ fillSize) {
+		for b.Loop() {
+			db.Topics()
+		}
+	})
+}
+
+// BenchmarkNodeTopics times what /nodes asks of the registry for a
+// producer whose cached entry is stale: its topics.
+func BenchmarkNodeTopics(b *testing.B) {
+	benchSizes(b, func(b *testing.B, db *DB, producers []*Producer, _ fillSize) {
+		i := 0
+		for b.Loop() {
+			db.NodeTopics(producers[i%len(producers)])
+			i++
+		}
+	})
+}
+
+// BenchmarkRegister times one REGISTER of a new channel and its UNREGISTER.
+func BenchmarkRegister(b *testing.B) {
+	benchSizes(b, func(b *testing.B, db *DB, producers []*Producer, sz fillSize) {
+		i := 0
+		for b.Loop() {
+			p := producers[i%sz.P]
+			topic := fmt.Sprintf("topic%d", i%sz.T)
+			db.Register(p, topic, "bench")
+			db.UnregisterChannel(p, topic, "bench")
+			i++
+		}
+	})
+}
+
+// BenchmarkDisconnect times the disconnect of a producer holding T*S/P
+// topics with C channels each, its return and its registrations again.
+func BenchmarkDisconnect(b *testing.B) {
+	benchSizes(b, func(b *testing.B, db *DB, producers []*Producer, sz fillSize) {
+		p := producers[0]
+		topics, _, _ := db.NodeTopics(p)
+		for b.Loop() {
+			db.RemoveProducer(p)
+			p, _, _ = db.AddProducer(p.Info, time.Now())
+			for _, t := range topics {
+				for c := range sz.C {
+					db.Register(p, t.Name, fmt.Sprintf("ch%d", c))
+				}
+			}
+		}
+	})
+}
+
+func BenchmarkStats(b *testing.B) {
+	benchSizes(b, func(b *testing.B, db *DB, _ []*Producer, _ fillSize) {
+		now := time.Now()
+		for b.Loop() {
+			db.Stats(now)
+		}
+	})
+}
+
+// BenchmarkRegisterChannelFlood times a REGISTER of a new channel into a
+// topic of 1k, 10k and 100k channels, and its UNREGISTER (the channel is
+// ephemeral, so the topic keeps its size): the cost must not grow with the
+// topic (a sorted slice of names made it 30 times more at 100k).
+func BenchmarkRegisterChannelFlood(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			db := New(time.Minute)
+			p, _, _ := db.AddProducer(testInfo(0), time.Now())
+			rng := rand.New(rand.NewPCG(uint64(n), 1))
+			name := func() string { return fmt.Sprintf("c%016x#ephemeral", rng.Uint64()) }
+			for range n {
+				db.Register(p, "flood", name())
+			}
+			more := make([]string, 4096)
+			for i := range more {
+				more[i] = name()
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				c := more[i%len(more)]
+				db.Register(p, "flood", c)
+				db.UnregisterChannel(p, "flood", c)
+				i++
+			}
+		})
+	}
+}
