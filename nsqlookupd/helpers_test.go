@@ -2,17 +2,299 @@ package nsqlookupd
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/lookupd/nsqlookupd/internal/test"
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
 )
+
+// fakeClock is a clock that moves only when a test calls Advance. Its
+// AfterFunc calls run, each in its own goroutine as time.AfterFunc's do,
+// when Advance passes their due time.
+type fakeClock struct {
+	mu     sync.Mutex // guards the fields below
+	now    time.Time
+	timers map[*fakeTimer]struct{} // pending calls
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{
+		now:    time.Date(2026, 11, 24, 14, 17, 2, 0, time.UTC),
+		timers: make(map[*fakeTimer]struct{}),
+	}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock on by d and starts every call that falls due.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var due []func()
+	for t := range c.timers {
+		if !t.when.After(c.now) {
+			delete(c.timers, t)
+			due = append(due, t.f)
+		}
+	}
+	c.mu.Unlock()
+	for _, f := range due {
+		go f()
+	}
+}
+
+// Pending returns how many AfterFunc calls are waiting.
+func (c *fakeClock) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.timers)
+}
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) timer {
+	t := &fakeTimer{c: c, f: f}
+	t.Reset(d)
+	return t
+}
+
+type fakeTimer struct {
+	c    *fakeClock
+	f    func()
+	when time.Time // guarded by c.mu
+}
+
+func (t *fakeTimer) Reset(d time.Duration) bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	_, pending := t.c.timers[t]
+	t.when = t.c.now.Add(d)
+	t.c.timers[t] = struct{}{}
+	return pending
+}
+
+func (t *fakeTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	_, pending := t.c.timers[t]
+	delete(t.c.timers, t)
+	return pending
+}
+
+// Production faults (SPEC §6, "dead peers leave", "slow readers"): silent
+// and dribbling producers, and peers that stop reading their answers.
+
+// logLines is a Logger that keeps every line and passes it on to the test
+// log.
+type logLines struct {
+	next  Logger
+	mu    sync.Mutex
+	lines []string
+}
+
+func newLogLines(tb testing.TB) *logLines {
+	return &logLines{next: test.NewTestLogger(tb)}
+}
+
+func (l *logLines) Output(maxdepth int, s string) error {
+	l.mu.Lock()
+	l.lines = append(l.lines, s)
+	l.mu.Unlock()
+	return l.next.Output(maxdepth+1, s)
+}
+
+// count returns how many lines hold sub.
+func (l *logLines) count(sub string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range l.lines {
+		if strings.Contains(line, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+// find returns the first line holding every one of subs, or "".
+func (l *logLines) find(subs ...string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+next:
+	for _, line := range l.lines {
+		for _, s := range subs {
+			if !strings.Contains(line, s) {
+				continue next
+			}
+		}
+		return line
+	}
+	return ""
+}
+
+// registered reports whether the producer with this TCP port is listed in
+// /lookup?topic=, /nodes and /debug: "all", "none", or what differs.
+func registered(t *testing.T, l *NSQLookupd, topic string, tcpPort int) string {
+	t.Helper()
+	var in []string
+	if ports := lookupPorts(t, l, topic); len(ports) > 0 && containsInt(ports, tcpPort) {
+		in = append(in, "/lookup")
+	}
+	var nodes nodesAnswer
+	getJSON(t, l, "/nodes", &nodes)
+	for _, n := range nodes.Producers {
+		if n.TCPPort == tcpPort {
+			in = append(in, "/nodes")
+			break
+		}
+	}
+	var debug map[string][]debugEntry
+	getJSON(t, l, "/debug", &debug)
+	inDebug := false
+	for _, list := range debug {
+		for _, e := range list {
+			inDebug = inDebug || e.TCPPort == tcpPort
+		}
+	}
+	if inDebug {
+		in = append(in, "/debug")
+	}
+	switch len(in) {
+	case 3:
+		return "all"
+	case 0:
+		return "none"
+	}
+	return "only in " + strings.Join(in, ",")
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// startWithClock starts a daemon whose clock is a fakeClock, with a
+// producer read timeout of d and its log kept.
+func startWithClock(t *testing.T, d time.Duration) (*NSQLookupd, *fakeClock, *logLines) {
+	t.Helper()
+	clk := newFakeClock()
+	logs := newLogLines(t)
+	l := startLookupdWith(t, func(o *Options) {
+		o.Logger = logs
+		o.ProducerReadTimeout = d
+	}, func(l *NSQLookupd) { l.clock = clk })
+	return l, clk, logs
+}
+
+// serverConn returns the daemon's end of the registration connection whose
+// client end is c, or nil once it has been closed.
+func serverConn(l *NSQLookupd, c net.Conn) net.Conn {
+	l.tcpServer.mu.Lock()
+	defer l.tcpServer.mu.Unlock()
+	for conn := range l.tcpServer.conns {
+		if conn.RemoteAddr().String() == c.LocalAddr().String() {
+			return conn
+		}
+	}
+	return nil
+}
+
+// waitConsumed waits until the daemon has read everything sent on c (the
+// kernel queues between are empty), or has closed it.
+func waitConsumed(t *testing.T, l *NSQLookupd, c net.Conn) {
+	t.Helper()
+	test.Eventually(t, ioTimeout, func() bool {
+		server := serverConn(l, c)
+		return server == nil || socketQueue(c, false) == 0 && socketQueue(server, true) == 0
+	})
+}
+
+// smallSendBuffers makes every connection a listener accepts have a send
+// buffer of a few KiB (and no autotuning): a peer that stops reading then
+// blocks the daemon's writes after kilobytes instead of the megabytes
+// Linux's autotuned buffers take.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+// dialSmallReceive connects to addr with a receive buffer of a few KiB.
+func dialSmallReceive(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: ioTimeout, Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		return errors.Join(err, serr)
+	}}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial: %s", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// Fuzz targets for everything that parses bytes from a peer. Run one with
+//
+//	go test -run '^$' -fuzz FuzzConn -fuzztime 60s ./nsqlookupd
+//
+// Inputs that fail land in testdata/fuzz/<target>/ and plain go test
+// replays them.
+
+// fakeConn is a registration connection whose peer has sent exactly in and
+// then closed its side: Read returns in, then io.EOF. What the server writes
+// is kept in out. Deadlines are ignored.
+type fakeConn struct {
+	in     *bytes.Reader
+	out    bytes.Buffer
+	remote net.Addr
+}
+
+var fakePort atomic.Int32
+
+func newFakeConn(in []byte) *fakeConn {
+	port := int(fakePort.Add(1))
+	return &fakeConn{
+		in:     bytes.NewReader(in),
+		remote: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2), Port: port},
+	}
+}
+
+func (c *fakeConn) Read(p []byte) (int, error)       { return c.in.Read(p) }
+func (c *fakeConn) Write(p []byte) (int, error)      { return c.out.Write(p) }
+func (c *fakeConn) Close() error                     { return nil }
+func (c *fakeConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4160} }
+func (c *fakeConn) RemoteAddr() net.Addr             { return c.remote }
+func (c *fakeConn) SetDeadline(time.Time) error      { return nil }
+func (c *fakeConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *fakeConn) SetWriteDeadline(time.Time) error { return nil }
 
 // ioTimeout bounds every read and write a test makes on a connection.
 const ioTimeout = 5 * time.Second
@@ -138,8 +420,8 @@ func (c *tcpClient) expectClosed() {
 	}
 }
 
-// identifyBody is a valid IDENTIFY body for a producer with these ports.
-func identifyBody(tcpPort, httpPort int) string {
+// identifyJSON is a valid IDENTIFY body for a producer with these ports.
+func identifyJSON(tcpPort, httpPort int) string {
 	b, _ := json.Marshal(map[string]interface{}{
 		"broadcast_address": "127.0.0.1",
 		"hostname":          "host-" + fmt.Sprint(tcpPort),
@@ -163,7 +445,7 @@ func (c *tcpClient) identifyRaw(body string) string {
 func connectProducer(tb testing.TB, l *NSQLookupd, tcpPort, httpPort int) *tcpClient {
 	tb.Helper()
 	c := dial(tb, l)
-	if ans := c.identifyRaw(identifyBody(tcpPort, httpPort)); ans[0] != '{' {
+	if ans := c.identifyRaw(identifyJSON(tcpPort, httpPort)); ans[0] != '{' {
 		tb.Fatalf("IDENTIFY answered %q", ans)
 	}
 	return c
@@ -211,4 +493,161 @@ func getJSON(tb testing.TB, l *NSQLookupd, path string, v interface{}) {
 	if err := json.Unmarshal([]byte(body), v); err != nil {
 		tb.Fatalf("GET %s: %s in %q", path, err, body)
 	}
+}
+
+// trackedConns returns how many connections the TCP server is serving.
+func trackedConns(l *NSQLookupd) int {
+	l.tcpServer.mu.Lock()
+	defer l.tcpServer.mu.Unlock()
+	return len(l.tcpServer.conns)
+}
+
+// peerCount returns how many identified producers the registry holds.
+func peerCount(l *NSQLookupd) int {
+	return l.db.Stats(time.Now()).Producers
+}
+
+type debugEntry struct {
+	ID               string `json:"id"`
+	Hostname         string `json:"hostname"`
+	BroadcastAddress string `json:"broadcast_address"`
+	TCPPort          int    `json:"tcp_port"`
+	HTTPPort         int    `json:"http_port"`
+	Version          string `json:"version"`
+	LastUpdate       int64  `json:"last_update"`
+	Tombstoned       bool   `json:"tombstoned"`
+	TombstonedAt     int64  `json:"tombstoned_at"`
+}
+
+// accessLines waits until the access log holds a line for method and uri,
+// and returns every such line.
+func (c *logLines) accessLines(method, uri string) []string {
+	for deadline := time.Now().Add(ioTimeout); ; time.Sleep(5 * time.Millisecond) {
+		c.mu.Lock()
+		var found []string
+		for _, s := range c.lines {
+			if strings.HasPrefix(s, "INFO: ") && strings.Contains(s, " "+method+" "+uri+" (") {
+				found = append(found, s)
+			}
+		}
+		c.mu.Unlock()
+		if len(found) > 0 || time.Now().After(deadline) {
+			return found
+		}
+	}
+}
+
+// matching returns the lines matching re.
+func (c *logLines) matching(re *regexp.Regexp) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, l := range c.lines {
+		if re.MatchString(l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+func sizePrefix(n int32) string {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(n))
+	return string(b[:])
+}
+
+// TestProtocolErrors runs every error row of SPEC §3 over a real
+// connection: the framed answer byte for byte, then the close.
+// identifyCmd is an IDENTIFY command with body.
+func identifyCmd(body string) string {
+	return "IDENTIFY\n" + sizePrefix(int32(len(body))) + body
+}
+
+type lookupAnswer struct {
+	Channels  []string `json:"channels"`
+	Producers []struct {
+		RemoteAddress string `json:"remote_address"`
+		TCPPort       int    `json:"tcp_port"`
+	} `json:"producers"`
+}
+
+func lookupPorts(t *testing.T, l *NSQLookupd, topic string) []int {
+	t.Helper()
+	var a lookupAnswer
+	getJSON(t, l, "/lookup?topic="+topic, &a)
+	ports := []int{}
+	for _, p := range a.Producers {
+		ports = append(ports, p.TCPPort)
+	}
+	return ports
+}
+
+type nodesAnswer struct {
+	Producers []struct {
+		TCPPort    int      `json:"tcp_port"`
+		Tombstones []bool   `json:"tombstones"`
+		Topics     []string `json:"topics"`
+	} `json:"producers"`
+}
+
+// withClock starts a daemon whose clock is a fake one, returned.
+func withClock(t *testing.T, modify func(*Options)) (*NSQLookupd, *fakeClock) {
+	t.Helper()
+	clk := newFakeClock()
+	l := startLookupdWith(t, modify, func(l *NSQLookupd) { l.clock = clk })
+	return l, clk
+}
+
+func (r *logLines) has(substr string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, line := range r.lines {
+		if strings.Contains(line, substr) {
+			return true
+		}
+	}
+	return false
+}
+
+// fillSize is a registry shape: P producers, T topics each held by S
+// producers, C channels per topic; T*S*(1+C) registrations.
+type fillSize struct {
+	name       string
+	P, T, S, C int
+}
+
+// registrySizes grow the registry 100x; single-topic costs should stay flat.
+var registrySizes = []fillSize{
+	{"1k", 10, 40, 5, 4},
+	{"10k", 100, 400, 5, 4},
+	{"100k", 1000, 4000, 5, 4},
+}
+
+// fill fills the daemon's registry with sz's shape: P producers, each
+// added as IDENTIFY adds it, T topics named by topicName (a format of the
+// topic's number), each held by S producers with C channels named by
+// channelName. It returns the producers.
+func fill(l *NSQLookupd, sz fillSize, topicName, channelName string) []*registry.Producer {
+	producers := make([]*registry.Producer, sz.P)
+	for i := range producers {
+		info := registry.Info{
+			ID:               fmt.Sprintf("10.0.%d.%d:%d", i/250, i%250, 40000+i),
+			BroadcastAddress: fmt.Sprintf("host%d", i),
+			Hostname:         fmt.Sprintf("host%d", i),
+			TCPPort:          4150,
+			HTTPPort:         4151,
+			Version:          "1.3.0",
+		}
+		producers[i], _, _ = l.db.AddProducer(info, l.clock.Now())
+	}
+	for t := range sz.T {
+		topic := fmt.Sprintf(topicName, t)
+		for k := range sz.S {
+			p := producers[(t*sz.S+k)%sz.P]
+			l.db.Register(p, topic, "")
+			for c := range sz.C {
+				l.db.Register(p, topic, fmt.Sprintf(channelName, c))
+			}
+		}
+	}
+	return producers
 }

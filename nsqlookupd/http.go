@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -15,42 +14,42 @@ import (
 	"github.com/lookupd/nsqlookupd/internal/lg"
 	"github.com/lookupd/nsqlookupd/internal/protocol"
 	"github.com/lookupd/nsqlookupd/internal/version"
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
 )
 
+// httpServer is the HTTP API (docs/wire.md, HTTP API), profiling and
+// /metrics, on one router; each request is counted in /metrics.
 type httpServer struct {
 	nsqlookupd *NSQLookupd
 	router     *httprouter.Router
-	handler    http.Handler // dispatch behind the HTTP write timeout: what ServeHTTP serves
-	// panicked answers a request whose handler panicked: it is counted,
-	// logged and answered 500.
-	panicked func(http.ResponseWriter, *http.Request, interface{})
-	// optionsRoutes maps each route pattern to its counts, for the OPTIONS
-	// answers the router gives itself. Filled by newHTTPServer, then only
-	// read.
-	optionsRoutes map[string]*routeMetrics
 }
 
-// newHTTPServer declares every route of the HTTP API. Each is counted in
-// /metrics under its pattern; only /metrics and the pprof routes are not
-// access-logged.
+// Statuses each kind of route answers with. Their series are exported at
+// zero from start-up, so that the set of series does not change at run
+// time and a rate over an error code sees its first increase.
+var (
+	// apiCodes: the V1 and PlainText decorators answer 200, an Err's code
+	// (400 or 404), or 500 (a panic).
+	apiCodes = []int{http.StatusOK, http.StatusBadRequest, http.StatusNotFound, http.StatusInternalServerError}
+	// plainCodes: net/http/pprof answers 400 to a bad parameter and 500
+	// when a profile is already running; promhttp 500 when a collector
+	// fails.
+	plainCodes = []int{http.StatusOK, http.StatusBadRequest, http.StatusInternalServerError}
+)
+
+// newHTTPServer declares every route. Only /metrics and the pprof routes
+// are not access-logged.
 func newHTTPServer(l *NSQLookupd) *httpServer {
 	log := http_api.Log(l.logf)
-	m := l.metrics
-
 	router := httprouter.New()
 	router.HandleMethodNotAllowed = true
-	writeTimeout := l.opts.HTTPWriteTimeout
-	s := &httpServer{nsqlookupd: l, router: router, optionsRoutes: make(map[string]*routeMetrics)}
-	s.handler = http_api.WriteTimeout(http.HandlerFunc(s.dispatch), writeTimeout)
-	logPanic := http_api.LogPanicHandler(l.logf)
-	s.panicked = func(w http.ResponseWriter, req *http.Request, p interface{}) {
+	router.PanicHandler = func(w http.ResponseWriter, req *http.Request, p interface{}) {
 		l.panics.Add(1)
-		logPanic(w, req, p)
+		http_api.LogPanicHandler(l.logf)(w, req, p)
 	}
-	router.PanicHandler = s.panicked
-	router.NotFound = tagRoute(m.notFound, http_api.LogNotFoundHandler(l.logf))
-	router.MethodNotAllowed = tagRoute(m.methodNotAllowed, http_api.LogMethodNotAllowedHandler(l.logf))
-	router.GlobalOPTIONS = http.HandlerFunc(s.optionsAnswered)
+	router.NotFound = http_api.LogNotFoundHandler(l.logf)
+	router.MethodNotAllowed = http_api.LogMethodNotAllowedHandler(l.logf)
+	s := &httpServer{nsqlookupd: l, router: router}
 
 	s.api("GET", "/ping", s.pingHandler, log, http_api.PlainText)
 	s.api("GET", "/info", s.doInfo, log, http_api.V1)
@@ -69,144 +68,69 @@ func newHTTPServer(l *NSQLookupd) *httpServer {
 
 	// Not access-logged (a scrape every 15 s would flood the log), and
 	// served with --disable-pprof too.
-	s.plain("GET", "/metrics", m.handler, metricsCodes)
+	s.plain("GET", "/metrics", l.metrics.handler)
 
 	if !l.opts.DisablePprof {
 		// v1.3.0's routes, then the index at /debug/pprof/ (where its
-		// relative links resolve) and the profiles it links to.
-		s.plain("GET", "/debug/pprof", http.HandlerFunc(pprof.Index), pprofCodes)
-		s.plain("GET", "/debug/pprof/", http.HandlerFunc(pprof.Index), pprofCodes)
-		s.plain("GET", "/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline), pprofCodes)
-		s.plain("GET", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol), pprofCodes)
-		s.plain("POST", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol), pprofCodes)
-		// These answer after ?seconds=N (profile 30 and trace 1 by
-		// default; the others only when asked for a delta): their write
-		// deadline is N past the HTTP write timeout.
-		s.plain("GET", "/debug/pprof/profile",
-			http_api.ExtendWriteDeadline(http.HandlerFunc(pprof.Profile), 30, writeTimeout), pprofCodes)
-		s.plain("GET", "/debug/pprof/trace",
-			http_api.ExtendWriteDeadline(http.HandlerFunc(pprof.Trace), 1, writeTimeout), pprofCodes)
+		// relative links resolve) and the profiles it links to. The
+		// server's write timeout is extended by ?seconds=N for those that
+		// take it (net/http/pprof does that itself).
+		s.plain("GET", "/debug/pprof", http.HandlerFunc(pprof.Index))
+		s.plain("GET", "/debug/pprof/", http.HandlerFunc(pprof.Index))
+		s.plain("GET", "/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
+		s.plain("GET", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		s.plain("POST", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		s.plain("GET", "/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		s.plain("GET", "/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
 		for _, name := range []string{"allocs", "block", "goroutine", "heap", "mutex", "threadcreate"} {
-			s.plain("GET", "/debug/pprof/"+name, http_api.ExtendWriteDeadline(pprof.Handler(name), 0, writeTimeout), pprofCodes)
+			s.plain("GET", "/debug/pprof/"+name, pprof.Handler(name))
 		}
 	}
 	return s
 }
 
-// route returns the counts of the route (method, path), answering codes,
-// and marks the series it can add, OPTIONS answers and the router's
-// redirects to it included, as expected.
-func (s *httpServer) route(method, path string, codes []int) *routeMetrics {
-	m := s.nsqlookupd.metrics
-	r := m.route(path)
-	m.expect(r, methodIndex(method), codes...)
-	m.expect(r, methodOPTIONS, http.StatusOK)
-	// httprouter redirects a GET with 301, any other method with 307
-	if method == http.MethodGet {
-		m.expect(m.redirect, methodGET, http.StatusMovedPermanently)
-	} else {
-		m.expect(m.redirect, methodIndex(method), http.StatusTemporaryRedirect)
-	}
-	s.optionsRoutes[path] = r
-	return r
-}
-
-// api declares a route answered by an APIHandler through the decorators
-// ds; its status is the error the outermost of them returns (see
-// http_api.Observe).
+// api declares a route answered by an APIHandler through the decorators ds.
 func (s *httpServer) api(method, path string, f http_api.APIHandler, ds ...http_api.Decorator) {
-	r := s.route(method, path, apiCodes)
-	mi := methodIndex(method)
-	ds = append(ds, http_api.Observe(func(code int, start time.Time) { r.observe(mi, code, start) }))
+	s.nsqlookupd.metrics.expectRoute(method, path, apiCodes)
 	s.router.Handle(method, path, http_api.Decorate(f, ds...))
 }
 
-// plain declares a route answered by a plain http.Handler, which may answer
-// codes. Its status is read through a statusWriter: these routes (pprof,
-// /metrics) are not hot, and pay that allocation.
-func (s *httpServer) plain(method, path string, h http.Handler, codes []int) {
-	r := s.route(method, path, codes)
-	mi := methodIndex(method)
-	s.router.Handle(method, path, func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		code := http.StatusInternalServerError // unless h returns: the panic handler's answer
-		defer func() { r.observe(mi, code, start) }()
-		h.ServeHTTP(sw, req)
-		code = sw.status()
-	})
+// plain declares a route answered by a plain http.Handler.
+func (s *httpServer) plain(method, path string, h http.Handler) {
+	s.nsqlookupd.metrics.expectRoute(method, path, plainCodes)
+	s.router.Handler(method, path, h)
 }
 
-// ServeHTTP serves a request behind the HTTP write timeout.
+// ServeHTTP serves a request and counts its answer.
 func (s *httpServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	s.handler.ServeHTTP(w, req)
-}
-
-// dispatch sends a request for a route straight to its handler, which
-// counts itself; any other request goes through serveUnrouted. The handle
-// is found as the router itself finds it, so this costs no second lookup.
-func (s *httpServer) dispatch(w http.ResponseWriter, req *http.Request) {
-	if h, ps, _ := s.router.Lookup(req.Method, req.URL.Path); h != nil {
-		defer s.recoverPanic(w, req) // as the router does with its PanicHandler
-		h(w, req, ps)
-		return
-	}
-	s.serveUnrouted(w, req)
-}
-
-func (s *httpServer) recoverPanic(w http.ResponseWriter, req *http.Request) {
-	if p := recover(); p != nil {
-		s.panicked(w, req, p)
-	}
-}
-
-// serveUnrouted lets the router answer a request that matches no route: a
-// redirect (trailing slash, case, unclean path), an OPTIONS answer, 405 or
-// 404. The router redirects without calling any handler of ours; the other
-// answers go through handlers that tag the request's statusWriter with
-// their route. So an untagged answer is a redirect. Only these requests pay
-// for a statusWriter.
-func (s *httpServer) serveUnrouted(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
-	mi := methodIndex(req.Method)
 	sw := &statusWriter{ResponseWriter: w}
 	s.router.ServeHTTP(sw, req)
-	r := sw.route
-	if r == nil {
-		r = s.nsqlookupd.metrics.redirect
-	}
-	r.observe(mi, sw.status(), start)
+	s.nsqlookupd.metrics.request(s.route(req, sw.status()), req.Method, sw.status(), time.Since(start))
 }
 
-// optionsAnswered is the router's GlobalOPTIONS: the router has set the
-// Allow header of an OPTIONS request to a route; the answer is an empty 200.
-func (s *httpServer) optionsAnswered(w http.ResponseWriter, req *http.Request) {
-	r := s.optionsRoutes[req.URL.Path] // the router found a route at exactly this path
-	if r == nil {
-		// unreachable: net/http answers "OPTIONS *" itself
-		r = s.nsqlookupd.metrics.notFound
+// route returns the route label of a request answered with code: the
+// route's path, or what the router answered for want of one. Routes have
+// no parameters, so the path of a request a route answered is the route's
+// pattern.
+func (s *httpServer) route(req *http.Request, code int) string {
+	switch h, _, _ := s.router.Lookup(req.Method, req.URL.Path); {
+	case code == http.StatusMovedPermanently || code == http.StatusTemporaryRedirect:
+		return "redirect" // no route redirects: the router does
+	case h != nil:
+		return req.URL.Path
+	case code == http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case req.Method == http.MethodOptions && code == http.StatusOK:
+		return req.URL.Path // the router's Allow answer for a route's path
 	}
-	if sw, ok := w.(*statusWriter); ok {
-		sw.route = r
-	}
+	return "not_found"
 }
 
-// tagRoute returns h, tagging the request's statusWriter with r first.
-func tagRoute(r *routeMetrics, h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if sw, ok := w.(*statusWriter); ok {
-			sw.route = r
-		}
-		h.ServeHTTP(w, req)
-	})
-}
-
-// statusWriter records the status written through it and, on the unrouted
-// path, the route that answered.
+// statusWriter records the status written through it.
 type statusWriter struct {
 	http.ResponseWriter
-	code  int           // the first status written; 0 until then
-	route *routeMetrics // set by the router's NotFound, MethodNotAllowed and GlobalOPTIONS handlers
+	code int // the first status written; 0 until then
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -237,10 +161,13 @@ func (w *statusWriter) status() int {
 	return w.code
 }
 
+// The API's errors, as docs/wire.md, HTTP API, lists them.
 var (
 	errInvalidRequest  = http_api.Err{Code: http.StatusBadRequest, Text: "INVALID_REQUEST"}
 	errMissingTopic    = http_api.Err{Code: http.StatusBadRequest, Text: "MISSING_ARG_TOPIC"}
 	errInvalidTopic    = http_api.Err{Code: http.StatusBadRequest, Text: "INVALID_ARG_TOPIC"}
+	errMissingChannel  = http_api.Err{Code: http.StatusBadRequest, Text: "MISSING_ARG_CHANNEL"}
+	errInvalidChannel  = http_api.Err{Code: http.StatusBadRequest, Text: "INVALID_ARG_CHANNEL"}
 	errMissingNode     = http_api.Err{Code: http.StatusBadRequest, Text: "MISSING_ARG_NODE"}
 	errTopicNotFound   = http_api.Err{Code: http.StatusNotFound, Text: "TOPIC_NOT_FOUND"}
 	errChannelNotFound = http_api.Err{Code: http.StatusNotFound, Text: "CHANNEL_NOT_FOUND"}
@@ -259,14 +186,25 @@ func topicParam(req *http.Request) (*http_api.ReqParams, string, error) {
 	return reqParams, topicName, nil
 }
 
-// topicChannelParams parses the query strictly and returns its valid topic
-// and channel parameters.
+// topicChannelParams parses the query strictly and returns its topic and
+// channel parameters, checking in order: topic present, topic valid,
+// channel present, channel valid.
 func topicChannelParams(req *http.Request) (string, string, error) {
-	reqParams, err := http_api.NewReqParams(req)
+	reqParams, topicName, err := topicParam(req)
 	if err != nil {
-		return "", "", errInvalidRequest
+		return "", "", err
 	}
-	return http_api.GetTopicChannelArgs(reqParams)
+	if !protocol.IsValidTopicName(topicName) {
+		return "", "", errInvalidTopic
+	}
+	channelName, err := reqParams.Get("channel")
+	if err != nil {
+		return "", "", errMissingChannel
+	}
+	if !protocol.IsValidChannelName(channelName) {
+		return "", "", errInvalidChannel
+	}
+	return topicName, channelName, nil
 }
 
 func (s *httpServer) pingHandler(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
@@ -282,11 +220,7 @@ func (s *httpServer) doInfo(w http.ResponseWriter, req *http.Request, ps httprou
 }
 
 func (s *httpServer) doTopics(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
-	return http_api.JSON(s.nsqlookupd.db.topicsJSON()), nil
-}
-
-type channelsResponse struct {
-	Channels []string `json:"channels"`
+	return http_api.JSON(s.nsqlookupd.answers.topics(s.nsqlookupd.db)), nil
 }
 
 func (s *httpServer) doChannels(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
@@ -294,10 +228,11 @@ func (s *httpServer) doChannels(w http.ResponseWriter, req *http.Request, ps htt
 	if err != nil {
 		return nil, err
 	}
-	if topicName == wildcard {
-		return http_api.JSON(s.nsqlookupd.db.allChannelsJSON()), nil
+	if topicName == registry.Wildcard {
+		return http_api.JSON(s.nsqlookupd.answers.allChannels(s.nsqlookupd.db)), nil
 	}
-	return channelsResponse{Channels: s.nsqlookupd.db.channelNames(topicName)}, nil
+	b := append([]byte(`{"channels":`), appendNames(nil, s.nsqlookupd.db.Channels(topicName))...)
+	return http_api.JSON(append(b, '}')), nil
 }
 
 func (s *httpServer) doLookup(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
@@ -305,90 +240,85 @@ func (s *httpServer) doLookup(w http.ResponseWriter, req *http.Request, ps httpr
 	if err != nil {
 		return nil, err
 	}
-	opts := s.nsqlookupd.opts
 	now := s.nsqlookupd.clock.Now()
-	if topicName == wildcard {
-		// every channel and producer: the channels' JSON is shared by the
-		// requests that ask while the registry stays as it is, and written
-		// as it is
-		all := s.nsqlookupd.db.lookupAll()
+	if topicName == registry.Wildcard {
+		// every channel and producer: shared by the requests that ask while
+		// the registry stays as it is, and written as it is
+		all := s.nsqlookupd.answers.allLookup(s.nsqlookupd.db)
 		if !all.ok {
 			return nil, errTopicNotFound
 		}
 		return http_api.JSONStream(func(w io.Writer) error {
-			b := append([]byte(nil), `{"channels":`...)
-			if _, err := w.Write(b); err != nil {
+			if _, err := io.WriteString(w, `{"channels":`); err != nil {
 				return err
 			}
-			if _, err := w.Write(all.channelsJSON); err != nil {
+			if _, err := w.Write(all.channels); err != nil {
 				return err
 			}
-			b = appendActiveProducers(append(b[:0], `,"producers":`...), all.producers, now, opts)
+			b := s.appendActive([]byte(`,"producers":`), all.producers, now)
 			_, err := w.Write(append(b, '}'))
 			return err
 		}), nil
 	}
-	// the copies and the answer in buffers reused from request to
-	// request: /lookup is the hot route, and its garbage the GC's work
-	sc := lookupScratch.Get().(*lookupLists)
-	channels, producers, ok := s.nsqlookupd.db.lookupInto(topicName, sc.channels[:0], sc.producers[:0])
-	defer func() {
-		if cap(channels)+cap(producers) > 4096 {
-			return // a topic with thousands of channels: not kept
-		}
-		clear(channels) // let what they point to go
-		clear(producers)
-		sc.channels, sc.producers = channels[:0], producers[:0]
-		lookupScratch.Put(sc)
-	}()
+	channels, producers, ok := s.nsqlookupd.db.Lookup(topicName)
 	if !ok {
 		return nil, errTopicNotFound
 	}
-	// {"channels":[...],"producers":[...]}, from each producer's sealed JSON
-	buf := answerBuffers.Get().(*[]byte)
-	b := append((*buf)[:0], `{"channels":`...)
+	b := append(make([]byte, 0, 64+16*len(channels)+160*len(producers)), `{"channels":`...)
 	b = appendNames(b, channels)
-	b = append(b, `,"producers":`...)
-	b = appendActiveProducers(b, producers, now, opts)
-	*buf = append(b, '}')
-	return http_api.PooledJSON{B: buf, Pool: &answerBuffers}, nil
+	b = s.appendActive(append(b, `,"producers":`...), producers, now)
+	return http_api.JSON(append(b, '}')), nil
 }
 
-// lookupLists are the copies /lookup makes of a topic, kept for reuse.
-type lookupLists struct {
-	channels  []string
-	producers []producer
+// isActive reports whether p has PINGed within the inactive producer
+// timeout at now.
+func (s *httpServer) isActive(p *registry.Producer, now time.Time) bool {
+	return now.Sub(p.LastUpdate()) <= s.nsqlookupd.opts.InactiveProducerTimeout
 }
 
-var (
-	lookupScratch = sync.Pool{New: func() any { return new(lookupLists) }}
-	// answerBuffers hold answers of the hot routes while they are written.
-	answerBuffers = sync.Pool{New: func() any { return new([]byte) }}
-)
-
-// appendActiveProducers appends the active producers as a JSON array, each
-// from its sealed JSON.
-func appendActiveProducers(b []byte, producers []producer, now time.Time, opts *Options) []byte {
+// appendActive appends, as a JSON array, the producers of entries that are
+// active at now and not tombstoned within the tombstone lifetime.
+func (s *httpServer) appendActive(b []byte, entries []registry.Entry, now time.Time) []byte {
 	b = append(b, '[')
 	first := true
-	for _, p := range producers {
-		if p.isActive(now, opts.InactiveProducerTimeout, opts.TombstoneLifetime) {
-			if !first {
-				b = append(b, ',')
-			}
-			b = append(b, p.peer.info.json...)
-			first = false
+	for _, e := range entries {
+		tombstoned := !e.Tombstoned.IsZero() && now.Sub(e.Tombstoned) < s.nsqlookupd.opts.TombstoneLifetime
+		if !s.isActive(e.Producer, now) || tombstoned {
+			continue
 		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendProducer(b, &e.Producer.Info)
+		b = append(b, '}')
 	}
 	return append(b, ']')
 }
 
-// doNodes writes each active producer's entry as the registry keeps it
+// appendProducer appends a producer as /lookup and /nodes list it, in the
+// field order of v1.3.0's PeerInfo, without its closing '}'.
+func appendProducer(b []byte, info *registry.Info) []byte {
+	b = appendJSONString(append(b, `{"remote_address":`...), info.ID)
+	b = appendJSONString(append(b, `,"hostname":`...), info.Hostname)
+	b = appendJSONString(append(b, `,"broadcast_address":`...), info.BroadcastAddress)
+	b = strconv.AppendInt(append(b, `,"tcp_port":`...), int64(info.TCPPort), 10)
+	b = strconv.AppendInt(append(b, `,"http_port":`...), int64(info.HTTPPort), 10)
+	b = appendJSONString(append(b, `,"version":`...), info.Version)
+	if info.TopologyZone != "" {
+		b = appendJSONString(append(b, `,"topology_zone":`...), info.TopologyZone)
+	}
+	if info.TopologyRegion != "" {
+		b = appendJSONString(append(b, `,"topology_region":`...), info.TopologyRegion)
+	}
+	return b
+}
+
+// doNodes writes each active producer's entry as the node cache keeps it
 // encoded: concurrent answers share those bytes.
 func (s *httpServer) doNodes(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
-	opts := s.nsqlookupd.opts
 	now := s.nsqlookupd.clock.Now()
-	nodes := s.nsqlookupd.db.nodes(now, opts.TombstoneLifetime)
+	nodes := s.nsqlookupd.answers.nodes(s.nsqlookupd.db, now, s.nsqlookupd.opts.TombstoneLifetime)
 	return http_api.JSONStream(func(w io.Writer) error {
 		// {"producers":[{<producer fields>,"tombstones":[...],"topics":[...]},...]}
 		if _, err := io.WriteString(w, `{"producers":[`); err != nil {
@@ -397,7 +327,7 @@ func (s *httpServer) doNodes(w http.ResponseWriter, req *http.Request, ps httpro
 		first := true
 		for _, n := range nodes {
 			// tombstoned nodes stay listed; only inactivity hides a node
-			if !(producer{peer: n.peer}).isActive(now, opts.InactiveProducerTimeout, 0) {
+			if !s.isActive(n.producer, now) {
 				continue
 			}
 			if !first {
@@ -413,6 +343,34 @@ func (s *httpServer) doNodes(w http.ResponseWriter, req *http.Request, ps httpro
 		_, err := io.WriteString(w, "]}")
 		return err
 	}), nil
+}
+
+// appendNode appends a producer as /nodes lists it: its fields, then its
+// topics and whether each tombstone there is younger than lifetime at
+// built; and returns the first time the answer changes (a tombstone's
+// expiry).
+func appendNode(b []byte, info *registry.Info, topics []registry.NodeTopic, built time.Time, lifetime time.Duration) ([]byte, time.Time) {
+	validUntil := time.Unix(1<<62, 0)
+	b = append(appendProducer(b, info), `,"tombstones":[`...)
+	for i, t := range topics {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		expiry := t.Tombstoned.Add(lifetime)
+		tombstoned := !t.Tombstoned.IsZero() && built.Before(expiry)
+		if tombstoned && expiry.Before(validUntil) {
+			validUntil = expiry
+		}
+		b = strconv.AppendBool(b, tombstoned)
+	}
+	b = append(b, `],"topics":[`...)
+	for i, t := range topics {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, t.Name)
+	}
+	return append(b, "]}"...), validUntil
 }
 
 // appendNames appends names as a JSON array of strings.
@@ -431,53 +389,64 @@ func appendNames(b []byte, names []string) []byte {
 // Topic and channel names are [.a-zA-Z0-9_#-] only, so they are written as
 // they are; any other string is left to encoding/json.
 func appendJSONString(b []byte, s string) []byte {
-	if plainJSON(s) {
-		b = append(b, '"')
-		b = append(b, s...)
-		return append(b, '"')
-	}
-	q, _ := json.Marshal(s)
-	return append(b, q...)
-}
-
-// plainJSON reports whether s needs no escaping in a JSON string as
-// encoding/json writes it.
-func plainJSON(s string) bool {
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c < 0x20, c >= 0x80, c == '"', c == '\\', c == '<', c == '>', c == '&':
-			return false
+			q, _ := json.Marshal(s)
+			return append(b, q...)
 		}
 	}
-	return true
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
+
+// zeroTimeUnixNano is Go's zero time in unix ns: v1.3.0's tombstoned_at
+// for a producer never tombstoned.
+var zeroTimeUnixNano = time.Time{}.UnixNano()
 
 // doDebug streams the registrations: /debug is the largest answer (about
 // 240 bytes a registration), so it is encoded a registration at a time,
-// never held whole.
+// never held whole. Its keys and fields come in the order v1.3.0's maps
+// sort them.
 func (s *httpServer) doDebug(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
 	db := s.nsqlookupd.db
 	return http_api.JSONStream(func(w io.Writer) error {
-		// {"<key>":[{"broadcast_address":...},...],...}: the fields and keys
-		// in the sorted order of v1.3.0's maps
+		// {"<category>:<key>:<subkey>":[{"broadcast_address":...},...],...}
 		b := []byte{'{'}
 		var err error
-		first := true
-		db.debugEach(func(key string, producers []producer) bool {
-			if !first {
+		db.Debug(func(r registry.Registration, producers []registry.Entry) bool {
+			if len(b) == 0 {
 				b = append(b, ',')
 			}
-			first = false
-			b = appendJSONString(b, key)
+			b = appendJSONString(b, r.Category+":"+r.Key+":"+r.SubKey)
 			b = append(b, ':', '[')
-			for i, p := range producers {
+			for i, e := range producers {
 				if i > 0 {
 					b = append(b, ',')
 				}
-				b = appendDebugProducer(b, p)
+				info := &e.Producer.Info
+				tombstonedAt := zeroTimeUnixNano
+				if !e.Tombstoned.IsZero() {
+					tombstonedAt = e.Tombstoned.UnixNano()
+				}
+				b = appendJSONString(append(b, `{"broadcast_address":`...), info.BroadcastAddress)
+				b = appendJSONString(append(b, `,"hostname":`...), info.Hostname)
+				b = strconv.AppendInt(append(b, `,"http_port":`...), int64(info.HTTPPort), 10)
+				b = appendJSONString(append(b, `,"id":`...), info.ID)
+				b = strconv.AppendInt(append(b, `,"last_update":`...), e.Producer.LastUpdate().UnixNano(), 10)
+				b = strconv.AppendInt(append(b, `,"tcp_port":`...), int64(info.TCPPort), 10)
+				b = strconv.AppendBool(append(b, `,"tombstoned":`...), !e.Tombstoned.IsZero())
+				b = strconv.AppendInt(append(b, `,"tombstoned_at":`...), tombstonedAt, 10)
+				if info.TopologyRegion != "" {
+					b = appendJSONString(append(b, `,"topology_region":`...), info.TopologyRegion)
+				}
+				if info.TopologyZone != "" {
+					b = appendJSONString(append(b, `,"topology_zone":`...), info.TopologyZone)
+				}
+				b = append(appendJSONString(append(b, `,"version":`...), info.Version), '}')
 			}
-			b = append(b, ']')
-			_, err = w.Write(b)
+			_, err = w.Write(append(b, ']'))
 			b = b[:0]
 			return err == nil
 		})
@@ -489,26 +458,6 @@ func (s *httpServer) doDebug(w http.ResponseWriter, req *http.Request, ps httpro
 	}), nil
 }
 
-// zeroTimeUnixNano is Go's zero time in unix ns: v1.3.0's tombstoned_at
-// for a producer never tombstoned.
-var zeroTimeUnixNano = time.Time{}.UnixNano()
-
-// appendDebugProducer appends p as one entry of /debug.
-func appendDebugProducer(b []byte, p producer) []byte {
-	d := &p.peer.info.debug
-	b = append(b, d[0]...)
-	b = strconv.AppendInt(b, p.peer.lastUpdate.Load(), 10)
-	b = append(b, d[1]...)
-	b = strconv.AppendBool(b, p.tomb != nil)
-	b = append(b, d[2]...)
-	at := zeroTimeUnixNano
-	if p.tomb != nil {
-		at = p.tomb.at
-	}
-	b = strconv.AppendInt(b, at, 10)
-	return append(b, d[3]...)
-}
-
 func (s *httpServer) doCreateTopic(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
 	_, topicName, err := topicParam(req)
 	if err != nil {
@@ -518,7 +467,7 @@ func (s *httpServer) doCreateTopic(w http.ResponseWriter, req *http.Request, ps 
 		return nil, errInvalidTopic
 	}
 	s.nsqlookupd.logf(lg.INFO, "DB: adding topic(%s)", topicName)
-	s.nsqlookupd.db.createTopic(topicName)
+	s.nsqlookupd.db.CreateTopic(topicName)
 	return nil, nil
 }
 
@@ -527,12 +476,12 @@ func (s *httpServer) doDeleteTopic(w http.ResponseWriter, req *http.Request, ps 
 	if err != nil {
 		return nil, err
 	}
-	channels, topics := s.nsqlookupd.db.deleteTopic(topicName)
-	for _, r := range channels {
-		s.nsqlookupd.logf(lg.INFO, "DB: removing channel(%s) from topic(%s)", r.SubKey, r.Key)
-	}
-	for _, t := range topics {
-		s.nsqlookupd.logf(lg.INFO, "DB: removing topic(%s)", t)
+	for _, r := range s.nsqlookupd.db.DeleteTopic(topicName) {
+		if r.Category == "channel" {
+			s.nsqlookupd.logf(lg.INFO, "DB: removing channel(%s) from topic(%s)", r.SubKey, r.Key)
+		} else {
+			s.nsqlookupd.logf(lg.INFO, "DB: removing topic(%s)", r.Key)
+		}
 	}
 	return nil, nil
 }
@@ -544,7 +493,7 @@ func (s *httpServer) doCreateChannel(w http.ResponseWriter, req *http.Request, p
 	}
 	s.nsqlookupd.logf(lg.INFO, "DB: adding channel(%s) in topic(%s)", channelName, topicName)
 	s.nsqlookupd.logf(lg.INFO, "DB: adding topic(%s)", topicName)
-	s.nsqlookupd.db.createChannel(topicName, channelName)
+	s.nsqlookupd.db.CreateChannel(topicName, channelName)
 	return nil, nil
 }
 
@@ -553,7 +502,7 @@ func (s *httpServer) doDeleteChannel(w http.ResponseWriter, req *http.Request, p
 	if err != nil {
 		return nil, err
 	}
-	if !s.nsqlookupd.db.deleteChannel(topicName, channelName) {
+	if !s.nsqlookupd.db.DeleteChannel(topicName, channelName) {
 		return nil, errChannelNotFound
 	}
 	s.nsqlookupd.logf(lg.INFO, "DB: removing channel(%s) from topic(%s)", channelName, topicName)
@@ -570,6 +519,6 @@ func (s *httpServer) doTombstoneTopicProducer(w http.ResponseWriter, req *http.R
 		return nil, errMissingNode
 	}
 	s.nsqlookupd.logf(lg.INFO, "DB: setting tombstone for producer@%s of topic(%s)", node, topicName)
-	s.nsqlookupd.db.tombstone(topicName, node, s.nsqlookupd.clock.Now())
+	s.nsqlookupd.db.Tombstone(topicName, node, s.nsqlookupd.clock.Now())
 	return nil, nil
 }

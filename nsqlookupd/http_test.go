@@ -18,6 +18,7 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 
+	"github.com/lookupd/nsqlookupd/internal/lg"
 	"github.com/lookupd/nsqlookupd/internal/test"
 )
 
@@ -176,18 +177,6 @@ func TestHTTPPanicAnswers500(t *testing.T) {
 // goZeroTimeUnixNano is what v1.3.0 reports as tombstoned_at of a producer
 // never tombstoned: Go's zero time in unix nanoseconds.
 const goZeroTimeUnixNano = -6795364578871345152
-
-type debugEntry struct {
-	ID               string `json:"id"`
-	Hostname         string `json:"hostname"`
-	BroadcastAddress string `json:"broadcast_address"`
-	TCPPort          int    `json:"tcp_port"`
-	HTTPPort         int    `json:"http_port"`
-	Version          string `json:"version"`
-	LastUpdate       int64  `json:"last_update"`
-	Tombstoned       bool   `json:"tombstoned"`
-	TombstonedAt     int64  `json:"tombstoned_at"`
-}
 
 func TestDebug(t *testing.T) {
 	l := startLookupd(t, nil)
@@ -417,42 +406,11 @@ func TestPprofOutlivesWriteTimeout(t *testing.T) {
 	}
 }
 
-// logCapture is an Options.Logger that keeps every line.
-type logCapture struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (c *logCapture) Output(_ int, s string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.lines = append(c.lines, s)
-	return nil
-}
-
-// accessLines waits until the access log holds a line for method and uri,
-// and returns every such line.
-func (c *logCapture) accessLines(method, uri string) []string {
-	for deadline := time.Now().Add(ioTimeout); ; time.Sleep(5 * time.Millisecond) {
-		c.mu.Lock()
-		var found []string
-		for _, s := range c.lines {
-			if strings.HasPrefix(s, "INFO: ") && strings.Contains(s, " "+method+" "+uri+" (") {
-				found = append(found, s)
-			}
-		}
-		c.mu.Unlock()
-		if len(found) > 0 || time.Now().After(deadline) {
-			return found
-		}
-	}
-}
-
 // TestAccessLogStatus: each request's access line (SPEC §1: "<status>
 // <METHOD> <request-uri> (<remote addr>) <duration>", at INFO) carries the
 // status the client got, whichever way the answer was made.
 func TestAccessLogStatus(t *testing.T) {
-	logs := &logCapture{}
+	logs := newLogLines(t)
 	l := startLookupdWith(t, func(o *Options) { o.Logger = logs }, func(l *NSQLookupd) {
 		// A route that panics, as only a bug could make one.
 		hs := newHTTPServer(l)
@@ -650,30 +608,6 @@ func TestDebugBytes(t *testing.T) {
 	}
 }
 
-// TestAnswersShared: the large answers are built once and shared until the
-// registry changes.
-func TestAnswersShared(t *testing.T) {
-	db := newRegistrationDB()
-	db.createChannel("a", "c")
-	for _, answer := range []struct {
-		name string
-		get  func() any
-	}{
-		{"topics", func() any { return &db.topicsJSON()[0] }},
-		{"channels", func() any { return &db.allChannelsJSON()[0] }},
-		{"lookup", func() any { return &db.lookupAll().channelsJSON[0] }},
-	} {
-		first := answer.get()
-		if again := answer.get(); again != first {
-			t.Errorf("%s: built again with nothing changed", answer.name)
-		}
-		db.createChannel("b", answer.name) // a change
-		if after := answer.get(); after == first {
-			t.Errorf("%s: the same answer after a change", answer.name)
-		}
-	}
-}
-
 // TestDebugKeyOrder: /debug's keys are in the order encoding/json sorts
 // v1.3.0's map in: as whole strings, so "topic:a.b:" comes before
 // "topic:a:" ('.' < ':') though "a" sorts before "a.b".
@@ -700,5 +634,131 @@ func TestDebugKeyOrder(t *testing.T) {
 	}
 	if len(keys) != 8+6+1 || !slices.IsSorted(keys) {
 		t.Fatalf("/debug keys: %q; want 15, sorted as strings", keys)
+	}
+}
+
+func TestTombstoneLifetime(t *testing.T) {
+	const lifetime = 45 * time.Second
+	l, clk := withClock(t, func(o *Options) { o.TombstoneLifetime = lifetime })
+	a := connectProducer(t, l, 1, 11)
+	b := connectProducer(t, l, 2, 12)
+	a.mustOK("REGISTER t c")
+	a.mustOK("REGISTER u")
+	b.mustOK("REGISTER t")
+
+	resp, _ := httpDo(t, l, "POST", "/topic/tombstone?topic=t&node=127.0.0.1:11")
+	if resp.StatusCode != 200 {
+		t.Fatalf("tombstone: status %d", resp.StatusCode)
+	}
+	if got := fmt.Sprint(lookupPorts(t, l, "t")); got != "[2]" {
+		t.Fatalf("/lookup t right after tombstone: got %s; want [2]", got)
+	}
+	if got := fmt.Sprint(lookupPorts(t, l, "u")); got != "[1]" {
+		t.Fatalf("/lookup u: got %s; want [1] (tombstones are per topic)", got)
+	}
+	nodes := func() map[int]string {
+		var nodes nodesAnswer
+		getJSON(t, l, "/nodes", &nodes)
+		got := map[int]string{}
+		for _, n := range nodes.Producers {
+			got[n.TCPPort] = fmt.Sprint(n.Topics, n.Tombstones)
+		}
+		return got
+	}
+	// /nodes keeps the node, flagged, with tombstones aligned to topics
+	if got := nodes(); got[1] != "[t u] [true false]" || got[2] != "[t] [false]" {
+		t.Fatalf("/nodes: got %v; want node 1 [t u] [true false], node 2 [t] [false]", got)
+	}
+
+	// a repeated REGISTER keeps the tombstone
+	a.mustOK("REGISTER t")
+	clk.Advance(lifetime - time.Nanosecond)
+	if got := fmt.Sprint(lookupPorts(t, l, "t")); got != "[2]" {
+		t.Fatalf("after re-REGISTER, just before the lifetime ends: got %s; want [2]", got)
+	}
+	if got := nodes(); got[1] != "[t u] [true false]" {
+		t.Fatalf("/nodes just before the lifetime ends: got %v; want node 1 still flagged", got)
+	}
+	// it expires after the lifetime, in /lookup and in /nodes
+	clk.Advance(time.Nanosecond)
+	if got := fmt.Sprint(lookupPorts(t, l, "t")); got != "[1 2]" {
+		t.Fatalf("once the lifetime has passed: got %s; want [1 2]", got)
+	}
+	if got := nodes(); got[1] != "[t u] [false false]" {
+		t.Fatalf("/nodes once the lifetime has passed: got %v; want node 1 [t u] [false false]", got)
+	}
+
+	// UNREGISTER then REGISTER clears it
+	httpDo(t, l, "POST", "/topic/tombstone?topic=t&node=127.0.0.1:11")
+	a.mustOK("UNREGISTER t")
+	a.mustOK("REGISTER t")
+	if got := fmt.Sprint(lookupPorts(t, l, "t")); got != "[1 2]" {
+		t.Fatalf("after UNREGISTER+REGISTER: got %s; want [1 2]", got)
+	}
+}
+
+func TestInactiveProducerTimeout(t *testing.T) {
+	const timeout = 5 * time.Minute
+	l, clk := withClock(t, func(o *Options) {
+		o.InactiveProducerTimeout = timeout
+		o.ProducerReadTimeout = 0 // here a producer falls silent and stays connected
+	})
+	a := connectProducer(t, l, 1, 11)
+	a.mustOK("REGISTER t")
+	if got := fmt.Sprint(lookupPorts(t, l, "t")); got != "[1]" {
+		t.Fatalf("got %s; want [1]", got)
+	}
+	nodeCount := func() int {
+		var nodes nodesAnswer
+		getJSON(t, l, "/nodes", &nodes)
+		return len(nodes.Producers)
+	}
+	// REGISTER does not refresh activity: the producer drops out just after
+	// the timeout
+	clk.Advance(timeout)
+	a.mustOK("REGISTER t")
+	if got := fmt.Sprint(lookupPorts(t, l, "t")); got != "[1]" || nodeCount() != 1 {
+		t.Fatalf("at the timeout: got %s, %d nodes; want [1], 1 (active up to the timeout itself)", got, nodeCount())
+	}
+	clk.Advance(time.Nanosecond)
+	if got := fmt.Sprint(lookupPorts(t, l, "t")); got != "[]" {
+		t.Fatalf("past the timeout: got %s; want []", got)
+	}
+	if n := nodeCount(); n != 0 {
+		t.Fatalf("/nodes lists an inactive producer: got %d nodes", n)
+	}
+	// PING brings it back
+	a.mustOK("PING")
+	if got := fmt.Sprint(lookupPorts(t, l, "t")); got != "[1]" {
+		t.Fatalf("after PING: got %s; want [1]", got)
+	}
+	if n := nodeCount(); n != 1 {
+		t.Fatalf("/nodes after PING: got %d; want one producer", n)
+	}
+}
+
+// BenchmarkHTTPLookup times a whole /lookup request through the router and
+// its handler (no network).
+func BenchmarkHTTPLookup(b *testing.B) {
+	for _, sz := range registrySizes {
+		b.Run(sz.name, func(b *testing.B) {
+			l := startLookupd(b, func(o *Options) { o.LogLevel = lg.ERROR }) // no access lines
+			fill(l, sz, "topic%d", "ch%d")
+			s := l.httpServer.Handler
+			reqs := make([]string, 64)
+			for i := range reqs {
+				reqs[i] = fmt.Sprintf("/lookup?topic=topic%d", i*sz.T/len(reqs))
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				s.ServeHTTP(w, httptest.NewRequest("GET", reqs[i%len(reqs)], nil))
+				if w.Code != 200 {
+					b.Fatalf("status %d", w.Code)
+				}
+				i++
+			}
+		})
 	}
 }

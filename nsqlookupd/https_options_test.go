@@ -130,7 +130,7 @@ func TestHTTPSClientAuth(t *testing.T) {
 // logged and the previous one kept.
 func TestCertificateRenewal(t *testing.T) {
 	f := newTLSFiles(t)
-	logs := newCaptureLogger(t)
+	logs := newLogLines(t)
 	l := startLookupd(t, f.withHTTPS(func(o *Options) { o.Logger = logs }))
 	serial := func() string {
 		t.Helper()

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
@@ -78,43 +77,12 @@ func httpsURL(l *NSQLookupd, path string) string {
 	return "https://" + l.RealHTTPSAddr().String() + path
 }
 
-// captureLogger keeps every line and passes it on to the test log.
-type captureLogger struct {
-	next  Logger
-	mu    sync.Mutex
-	lines []string
-}
-
-func newCaptureLogger(t *testing.T) *captureLogger {
-	return &captureLogger{next: test.NewTestLogger(t)}
-}
-
-func (c *captureLogger) Output(depth int, s string) error {
-	c.mu.Lock()
-	c.lines = append(c.lines, s)
-	c.mu.Unlock()
-	return c.next.Output(depth+1, s)
-}
-
-// matching returns the lines matching re.
-func (c *captureLogger) matching(re *regexp.Regexp) []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []string
-	for _, l := range c.lines {
-		if re.MatchString(l) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 // TestHTTPSSameAsHTTP sends every route over both ports: the status,
 // headers (but Date) and body must be the same bytes. The access lines
 // say which port answered.
 func TestHTTPSSameAsHTTP(t *testing.T) {
 	f := newTLSFiles(t)
-	logs := newCaptureLogger(t)
+	logs := newLogLines(t)
 	l := startLookupd(t, f.withHTTPS(func(o *Options) { o.Logger = logs }))
 	p := connectProducer(t, l, 4150, 4151)
 	p.mustOK("REGISTER t c1")
@@ -216,7 +184,7 @@ func TestHTTPSSameAsHTTP(t *testing.T) {
 // time, with an HTTPS keep-alive connection open.
 func TestHTTPSExit(t *testing.T) {
 	f := newTLSFiles(t)
-	logs := newCaptureLogger(t)
+	logs := newLogLines(t)
 	opts := NewOptions()
 	f.withHTTPS(func(o *Options) {
 		o.Logger = logs
@@ -293,7 +261,7 @@ func rawAnswer(t *testing.T, addr, method, path string) string {
 // port serves as usual.
 func TestTLSRequired(t *testing.T) {
 	f := newTLSFiles(t)
-	logs := newCaptureLogger(t)
+	logs := newLogLines(t)
 	l := startLookupd(t, f.withHTTPS(func(o *Options) {
 		o.TLSRequired = true
 		o.Logger = logs

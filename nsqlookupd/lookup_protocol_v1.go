@@ -15,6 +15,7 @@ import (
 
 	"github.com/lookupd/nsqlookupd/internal/lg"
 	"github.com/lookupd/nsqlookupd/internal/protocol"
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
 )
 
 // Limits on what one registration connection may send.
@@ -52,19 +53,15 @@ type lookupProtocolV1 struct {
 // gathered in w: answers to pipelined commands go out in one write once the
 // input read so far has been handled, and never wait behind a blocking read.
 // Before that, it pushes back the client's eviction if a command completed
-// since the last read, and adds the commands counted since then to
-// /metrics' counters: once per read of the connection, not per command,
-// and before the flush, so a peer that has its answer knows its deadline
-// has moved and finds its command counted.
+// since the last read, so a peer that has its answer knows its deadline has
+// moved.
 type flushingReader struct {
-	client  *clientV1
-	w       *bufio.Writer
-	metrics *metrics
+	client *clientV1
+	w      *bufio.Writer
 }
 
 func (r flushingReader) Read(p []byte) (int, error) {
 	r.client.keepAlive()
-	r.client.counts.publish(r.metrics)
 	if r.w.Buffered() > 0 {
 		if err := r.w.Flush(); err != nil {
 			return 0, err
@@ -98,59 +95,75 @@ func (w deadlineWriter) Write(p []byte) (int, error) {
 // IOLoop reads and executes commands until the connection ends or a command
 // fails; a failed command's error is sent framed and ends the connection.
 func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
-	w := bufio.NewWriterSize(deadlineWriter{conn: client, timeout: p.nsqlookupd.tcpServer.writeTimeout}, writeBufferSize)
-	reader := bufio.NewReaderSize(flushingReader{client: client, w: w, metrics: p.nsqlookupd.metrics}, maxCommandLine)
+	l := p.nsqlookupd
+	w := bufio.NewWriterSize(deadlineWriter{conn: client, timeout: l.tcpServer.writeTimeout}, writeBufferSize)
+	reader := bufio.NewReaderSize(flushingReader{client: client, w: w}, maxCommandLine)
 	defer w.Flush()
-	defer client.counts.publish(p.nsqlookupd.metrics) // before the flush; also after a panic
 	defer client.stopEviction()
 
-	var err error
 	for {
-		var line []byte
-		line, err = reader.ReadSlice('\n')
+		line, err := reader.ReadSlice('\n')
 		if err != nil {
 			switch {
 			case errors.Is(err, bufio.ErrBufferFull):
 				err = protocol.NewClientErr(nil, "E_INVALID",
 					fmt.Sprintf("command line longer than %d bytes", maxCommandLine))
-				client.counts.add(cmdInvalid, err)
-				client.counts.publish(p.nsqlookupd.metrics)
+				l.metrics.command(len(commandTable), err)
 				p.sendError(client, w, err)
-				err = nil
 			case errors.Is(err, io.EOF):
-				err = nil
 			case client.evicted.Load() && !errors.Is(err, errAnswersNotTaken):
-				p.nsqlookupd.evictions.Add(1)
-				info := client.peer.info
-				p.nsqlookupd.logf(lg.WARN, "CLIENT(%s): no command for %s (producer-read-timeout): evicting producer %s:%d",
-					client, client.readTimeout, info.BroadcastAddress, info.TCPPort)
-				err = nil
+				l.evictions.Add(1)
+				l.logf(lg.WARN, "CLIENT(%s): no command for %s (producer-read-timeout): evicting producer %s:%d",
+					client, client.readTimeout, client.producer.BroadcastAddress, client.producer.TCPPort)
+			default:
+				l.logf(lg.INFO, "PROTOCOL(V1): [%s] exiting ioloop", client)
+				return err
 			}
 			break
 		}
 
 		var words [maxWords]string
 		params := splitCommand(strings.TrimSpace(string(line)), &words)
-		if hook := p.nsqlookupd.tcpServer.commandHook; hook != nil {
-			hook(slices.Clone(params)) // tests only: see tcpServer.commandHook
-		}
-		var response []byte
-		response, err = p.Exec(client, reader, params)
-		client.counts.add(commandIndex(params[0]), err)
+		i, response, err := p.exec(client, reader, params)
+		l.metrics.command(i, err)
 		if err != nil {
-			client.counts.publish(p.nsqlookupd.metrics)
 			p.sendError(client, w, err)
-			err = nil
 			break
 		}
 		client.commands++
-		if response != nil {
-			w.Write(protocol.AppendFrame(w.AvailableBuffer(), response))
-		}
+		w.Write(protocol.AppendFrame(w.AvailableBuffer(), response))
 	}
 
-	p.nsqlookupd.logf(lg.INFO, "PROTOCOL(V1): [%s] exiting ioloop", client)
-	return err
+	l.logf(lg.INFO, "PROTOCOL(V1): [%s] exiting ioloop", client)
+	return nil
+}
+
+// exec runs the command params names and returns its index in
+// commandTable (len(commandTable) for a verb that is not a command) and
+// its answer.
+func (p *lookupProtocolV1) exec(client *clientV1, reader *bufio.Reader, params []string) (int, []byte, error) {
+	i := slices.IndexFunc(commandTable, func(c command) bool { return c.verb == params[0] })
+	if i < 0 {
+		return len(commandTable), nil, protocol.NewClientErr(nil, "E_INVALID", fmt.Sprintf("invalid command %s", params[0]))
+	}
+	response, err := commandTable[i].run(p, client, reader, params[1:])
+	return i, response, err
+}
+
+// command is a V1 command: its verb, which is also its label in /metrics,
+// and what runs it, with the words after the verb.
+type command struct {
+	verb string
+	run  func(p *lookupProtocolV1, client *clientV1, reader *bufio.Reader, params []string) ([]byte, error)
+}
+
+// commandTable is the V1 commands; any other verb is answered E_INVALID and
+// counted as "invalid".
+var commandTable = []command{
+	{"PING", (*lookupProtocolV1).PING},
+	{"IDENTIFY", (*lookupProtocolV1).IDENTIFY},
+	{"REGISTER", (*lookupProtocolV1).REGISTER},
+	{"UNREGISTER", (*lookupProtocolV1).UNREGISTER},
 }
 
 // maxWords is how many words of a command line are read: the verb and at
@@ -189,21 +202,6 @@ func (p *lookupProtocolV1) sendError(client *clientV1, w *bufio.Writer, err erro
 	}
 }
 
-// Exec runs one command and returns its answer.
-func (p *lookupProtocolV1) Exec(client *clientV1, reader *bufio.Reader, params []string) ([]byte, error) {
-	switch params[0] {
-	case "PING":
-		return p.PING(client, params)
-	case "IDENTIFY":
-		return p.IDENTIFY(client, reader, params[1:])
-	case "REGISTER":
-		return p.REGISTER(client, reader, params[1:])
-	case "UNREGISTER":
-		return p.UNREGISTER(client, reader, params[1:])
-	}
-	return nil, protocol.NewClientErr(nil, "E_INVALID", fmt.Sprintf("invalid command %s", params[0]))
-}
-
 // getTopicChan returns the topic and optional channel named by params.
 func getTopicChan(command string, params []string) (string, string, error) {
 	if len(params) == 0 {
@@ -228,19 +226,19 @@ func getTopicChan(command string, params []string) (string, string, error) {
 
 // REGISTER adds the client to (channel T C), if C is given, and to (topic T).
 func (p *lookupProtocolV1) REGISTER(client *clientV1, reader *bufio.Reader, params []string) ([]byte, error) {
-	if client.peer == nil {
+	if client.producer == nil {
 		return nil, protocol.NewClientErr(nil, "E_INVALID", "client must IDENTIFY")
 	}
 	topic, channel, err := getTopicChan("REGISTER", params)
 	if err != nil {
 		return nil, err
 	}
-	channelAdded, topicAdded := p.nsqlookupd.db.register(client.peer, topic, channel)
+	channelAdded, topicAdded := p.nsqlookupd.db.Register(client.producer, topic, channel)
 	if channelAdded {
-		p.nsqlookupd.logDB(client, "REGISTER", "channel", topic, channel)
+		p.logDB(client, "REGISTER", "channel", topic, channel)
 	}
 	if topicAdded {
-		p.nsqlookupd.logDB(client, "REGISTER", "topic", topic, "")
+		p.logDB(client, "REGISTER", "topic", topic, "")
 	}
 	return okResponse, nil
 }
@@ -248,7 +246,7 @@ func (p *lookupProtocolV1) REGISTER(client *clientV1, reader *bufio.Reader, para
 // UNREGISTER removes the client from (channel T C), or from every channel of
 // T and from (topic T).
 func (p *lookupProtocolV1) UNREGISTER(client *clientV1, reader *bufio.Reader, params []string) ([]byte, error) {
-	if client.peer == nil {
+	if client.producer == nil {
 		return nil, protocol.NewClientErr(nil, "E_INVALID", "client must IDENTIFY")
 	}
 	topic, channel, err := getTopicChan("UNREGISTER", params)
@@ -257,28 +255,33 @@ func (p *lookupProtocolV1) UNREGISTER(client *clientV1, reader *bufio.Reader, pa
 	}
 	db := p.nsqlookupd.db
 	if channel != "" {
-		if db.unregisterChannel(client.peer, topic, channel) {
-			p.nsqlookupd.logDB(client, "UNREGISTER", "channel", topic, channel)
+		if db.UnregisterChannel(client.producer, topic, channel) {
+			p.logDB(client, "UNREGISTER", "channel", topic, channel)
 		}
 		return okResponse, nil
 	}
 	// A topic unregistration: nsqd unregisters each channel first, so any
 	// channel removed here is unexpected and logged as a warning.
-	channels, removed := db.unregisterTopic(client.peer, topic)
+	channels, removed := db.UnregisterTopic(client.producer, topic)
 	for _, ch := range channels {
 		p.nsqlookupd.logf(lg.WARN, "client(%s) unexpected UNREGISTER category:%s key:%s subkey:%s",
 			client, "channel", topic, ch)
 	}
 	if removed {
-		p.nsqlookupd.logDB(client, "UNREGISTER", "topic", topic, "")
+		p.logDB(client, "UNREGISTER", "topic", topic, "")
 	}
 	return okResponse, nil
+}
+
+// logDB logs a change of the client's registrations.
+func (p *lookupProtocolV1) logDB(client *clientV1, verb, category, key, subkey string) {
+	p.nsqlookupd.logf(lg.INFO, "DB: client(%s) %s category:%s key:%s subkey:%s", client, verb, category, key, subkey)
 }
 
 // IDENTIFY reads the producer's JSON body, records the producer and answers
 // with this lookupd's own identity.
 func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader *bufio.Reader, params []string) ([]byte, error) {
-	if client.peer != nil {
+	if client.producer != nil {
 		return nil, protocol.NewClientErr(nil, "E_INVALID", "cannot IDENTIFY again")
 	}
 
@@ -298,75 +301,78 @@ func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader *bufio.Reader, para
 		return nil, protocol.NewClientErr(err, "E_BAD_BODY", "IDENTIFY failed to read body")
 	}
 
-	info, err := decodeIdentify(body, client.RemoteAddr().String())
+	info, err := decodeIdentify(body, client.addr)
 	if err != nil {
 		return nil, err
 	}
 
-	p.nsqlookupd.logf(lg.INFO, "CLIENT(%s): IDENTIFY Address:%s TCP:%d HTTP:%d Version:%s",
+	l := p.nsqlookupd
+	l.logf(lg.INFO, "CLIENT(%s): IDENTIFY Address:%s TCP:%d HTTP:%d Version:%s",
 		client, info.BroadcastAddress, info.TCPPort, info.HTTPPort, info.Version)
 
-	client.peer = newPeer(info, p.nsqlookupd.clock.Now())
-	client.peer.close = client.Close
-	replaced, left := p.nsqlookupd.db.addPeer(client.peer)
+	producer, replaced, left := l.db.AddProducer(info, l.clock.Now())
+	client.producer = producer
 	if replaced != nil {
-		// The kernel gave a new connection the address of one we still
-		// hold: that one is dead. The newer connection's registrations
-		// count; the stale producer's go, and so does its connection.
-		p.nsqlookupd.logf(lg.WARN, "client(%s) replaces a stale producer with the same address; closing its connection", client)
+		// The kernel gave this connection the address of one we still
+		// hold: that one is dead. This connection's registrations count;
+		// the stale producer's go, and so does its connection.
+		l.logf(lg.WARN, "client(%s) replaces a stale producer with the same address; closing its connection", client)
 		for _, r := range left {
-			p.nsqlookupd.logDB(client, "UNREGISTER", r.Category, r.Key, r.SubKey)
+			p.logDB(client, "UNREGISTER", r.Category, r.Key, r.SubKey)
 		}
-		if replaced.close != nil {
-			replaced.close()
-		}
+		l.tcpServer.closeStale(client.addr, client.Conn)
 	}
-	p.nsqlookupd.logDB(client, "REGISTER", "client", "", "")
+	p.logDB(client, "REGISTER", "client", "", "")
 	// Identified: the connection may now stay as long as the producer keeps
 	// sending commands.
 	client.SetReadDeadline(time.Time{})
-	client.startEviction(p.nsqlookupd.clock, p.nsqlookupd.opts.ProducerReadTimeout)
-	return p.nsqlookupd.identifyResponse, nil
+	client.startEviction(l.clock, l.opts.ProducerReadTimeout)
+	return l.identifyResponse, nil
 }
 
-// identifyFields is what IDENTIFY decodes: the producer's fields, with the
-// topology fields of newer nsqd taken as any JSON value. v1.3.0 ignores
-// them, whatever their value, so a body it accepts is never refused here
-// for one of them; only a string is kept (and echoed).
-type identifyFields struct {
-	peerInfo
-	TopologyZone   json.RawMessage `json:"topology_zone"`
-	TopologyRegion json.RawMessage `json:"topology_region"`
+// identifyBody is an IDENTIFY body as encoding/json decodes it: v1.3.0's
+// fields, so that a body decodes here exactly when it decodes there
+// (remote_address too, though the connection's address replaces it). The
+// topology fields of newer nsqd are taken as any JSON value: v1.3.0
+// ignores them, whatever their value, so a body it accepts is never
+// refused for one of them here; only a string is kept (and echoed).
+type identifyBody struct {
+	RemoteAddress    string          `json:"remote_address"`
+	Hostname         string          `json:"hostname"`
+	BroadcastAddress string          `json:"broadcast_address"`
+	TCPPort          int             `json:"tcp_port"`
+	HTTPPort         int             `json:"http_port"`
+	Version          string          `json:"version"`
+	TopologyZone     json.RawMessage `json:"topology_zone"`
+	TopologyRegion   json.RawMessage `json:"topology_region"`
 }
 
 // decodeIdentify decodes an IDENTIFY body as encoding/json does and checks
 // that broadcast_address, tcp_port, http_port and version are set.
-func decodeIdentify(body []byte, remoteAddr string) (*peerInfo, error) {
-	var fields identifyFields
-	if err := json.Unmarshal(body, &fields); err != nil {
-		return nil, protocol.NewClientErr(err, "E_BAD_BODY", "IDENTIFY failed to decode JSON body")
+func decodeIdentify(body []byte, remoteAddr string) (registry.Info, error) {
+	var b identifyBody
+	if err := json.Unmarshal(body, &b); err != nil {
+		return registry.Info{}, protocol.NewClientErr(err, "E_BAD_BODY", "IDENTIFY failed to decode JSON body")
 	}
-	info := &fields.peerInfo
+	if b.BroadcastAddress == "" || b.TCPPort == 0 || b.HTTPPort == 0 || b.Version == "" {
+		return registry.Info{}, protocol.NewClientErr(nil, "E_BAD_BODY", "IDENTIFY missing fields")
+	}
+	info := registry.Info{ID: remoteAddr, Hostname: b.Hostname, BroadcastAddress: b.BroadcastAddress,
+		TCPPort: b.TCPPort, HTTPPort: b.HTTPPort, Version: b.Version}
 	// A value that is not a string leaves the field empty.
-	_ = json.Unmarshal(fields.TopologyZone, &info.TopologyZone)
-	_ = json.Unmarshal(fields.TopologyRegion, &info.TopologyRegion)
-	if info.BroadcastAddress == "" || info.TCPPort == 0 || info.HTTPPort == 0 || info.Version == "" {
-		return nil, protocol.NewClientErr(nil, "E_BAD_BODY", "IDENTIFY missing fields")
-	}
-	info.id = remoteAddr
-	info.RemoteAddress = remoteAddr
-	info.seal()
+	_ = json.Unmarshal(b.TopologyZone, &info.TopologyZone)
+	_ = json.Unmarshal(b.TopologyRegion, &info.TopologyRegion)
 	return info, nil
 }
 
-// PING refreshes an identified producer's last_update.
-func (p *lookupProtocolV1) PING(client *clientV1, params []string) ([]byte, error) {
-	if client.peer != nil {
-		// a PING may come before IDENTIFY on the same connection
+// PING refreshes an identified producer's last update; a PING may come
+// before IDENTIFY, and changes nothing then.
+func (p *lookupProtocolV1) PING(client *clientV1, reader *bufio.Reader, params []string) ([]byte, error) {
+	if client.producer != nil {
 		now := p.nsqlookupd.clock.Now()
-		last := client.peer.lastUpdate.Swap(now.UnixNano())
-		p.nsqlookupd.logf(lg.INFO, "CLIENT(%s): pinged (last ping %s)",
-			client.peer.info.id, now.Sub(time.Unix(0, last)))
+		last := client.producer.LastUpdate()
+		p.nsqlookupd.db.Ping(client.producer, now)
+		p.nsqlookupd.logf(lg.INFO, "CLIENT(%s): pinged (last ping %s)", client, now.Sub(last))
 	}
 	return okResponse, nil
 }

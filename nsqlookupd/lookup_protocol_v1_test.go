@@ -1,33 +1,184 @@
 package nsqlookupd
 
 import (
-	"encoding/binary"
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/lookupd/nsqlookupd/internal/lg"
+	"github.com/lookupd/nsqlookupd/internal/protocol"
 	"github.com/lookupd/nsqlookupd/internal/test"
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
 )
 
-func sizePrefix(n int32) string {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], uint32(n))
-	return string(b[:])
+// wireCodes are the error codes SPEC §3 lets the server send.
+var wireCodes = map[string]bool{
+	"E_BAD_PROTOCOL": true, "E_INVALID": true, "E_BAD_BODY": true,
+	"E_BAD_TOPIC": true, "E_BAD_CHANNEL": true,
 }
 
-// TestProtocolErrors runs every error row of SPEC §3 over a real
-// connection: the framed answer byte for byte, then the close.
-// identifyCmd is an IDENTIFY command with body.
-func identifyCmd(body string) string {
-	return "IDENTIFY\n" + sizePrefix(int32(len(body))) + body
+// FuzzCommandLine runs one command line, split as the IO loop splits it,
+// through exec and getTopicChan, for an identified client or not.
+func FuzzCommandLine(f *testing.F) {
+	for _, s := range []string{
+		"PING", "REGISTER t c", "REGISTER t", "UNREGISTER t c", "UNREGISTER t",
+		"REGISTER", "REGISTER  t", "REGISTER t  c", " REGISTER t c extra \r",
+		"REGISTER t#ephemeral c#ephemeral", "UNREGISTER t#ephemeral",
+		"REGISTER bad! c", "REGISTER t bad!", "REGISTER t\x00", "IDENTIFY", "FOO", "",
+		"REGISTER " + strings.Repeat("a", 65),
+	} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	opts := NewOptions()
+	opts.Logger = lg.NilLogger{}
+	f.Fuzz(func(t *testing.T, line string, identified bool) {
+		l := &NSQLookupd{opts: opts, db: registry.New(time.Minute), clock: realClock{}, identifyResponse: []byte("{}")}
+		client := newClientV1(newFakeConn(nil))
+		if identified {
+			info, err := decodeIdentify([]byte(identifyJSON(1, 2)), client.addr)
+			if err != nil {
+				t.Fatalf("decodeIdentify: %s", err)
+			}
+			client.producer, _, _ = l.db.AddProducer(info, time.Now())
+		}
+		params := strings.Split(strings.TrimSpace(line), " ")
+		prot := &lookupProtocolV1{nsqlookupd: l}
+		reader := bufio.NewReader(bytes.NewReader(nil))
+
+		_, resp, err := prot.exec(client, reader, params)
+		if err != nil {
+			var ce *protocol.ClientErr
+			if !errors.As(err, &ce) {
+				t.Fatalf("%q: got error %T %v; want a *protocol.ClientErr", line, err, err)
+			}
+			if !wireCodes[ce.Code] || ce.Error() != ce.Code+" "+ce.Desc {
+				t.Fatalf("%q: got error %q (code %q); want a SPEC §3 code", line, ce.Error(), ce.Code)
+			}
+		} else if string(resp) != "OK" {
+			t.Fatalf("%q: got answer %q; want OK", line, resp)
+		}
+
+		// getTopicChan either returns the words it was given, valid, or
+		// fails: never a name the checks refused.
+		if len(params) > 1 {
+			topic, channel, err := getTopicChan("REGISTER", params[1:])
+			if err == nil {
+				if topic != params[1] || !protocol.IsValidTopicName(topic) {
+					t.Fatalf("%q: got topic %q; want %q, valid", line, topic, params[1])
+				}
+				if channel != "" && (len(params) < 3 || channel != params[2] || !protocol.IsValidChannelName(channel)) {
+					t.Fatalf("%q: got channel %q; want the third word, valid", line, channel)
+				}
+				if params[0] == "REGISTER" && identified {
+					if _, producers, ok := l.db.Lookup(topic); !ok || len(producers) != 1 {
+						t.Fatalf("%q: topic %q has %d producers (found %v); want 1", line, topic, len(producers), ok)
+					}
+				}
+			}
+		}
+
+		// The connection ends: nothing of the client may remain.
+		if client.producer != nil {
+			l.db.RemoveProducer(client.producer)
+		}
+		if st := l.db.Stats(time.Now()); st.Producers != 0 || st.Registrations != 0 {
+			t.Fatalf("%q: got %d producers, %d registrations after RemoveProducer; want 0", line, st.Producers, st.Registrations)
+		}
+		for _, name := range l.db.Channels(registry.Wildcard) {
+			if protocol.IsEphemeral(name) {
+				t.Fatalf("%q: ephemeral channel %q left without producers", line, name)
+			}
+		}
+		for _, name := range l.db.Topics() {
+			if protocol.IsEphemeral(name) {
+				t.Fatalf("%q: ephemeral topic %q still registered with no producer", line, name)
+			}
+		}
+		if err := l.db.Check(); err != nil {
+			t.Fatalf("%q: registry broken: %v", line, err)
+		}
+	})
+}
+
+// FuzzIdentifyBody decodes IDENTIFY bodies: a body is accepted with every
+// required field set, or refused with one of SPEC §3's two answers.
+func FuzzIdentifyBody(f *testing.F) {
+	for _, s := range []string{
+		identifyJSON(4150, 4151), "", "null", "{}", "[]", "abc", `{"tcp_port":1.5}`,
+		`{"broadcast_address":"a","tcp_port":"1","http_port":2,"version":"v"}`,
+		`{"BROADCAST_ADDRESS":"a","TCP_PORT":1,"HTTP_PORT":2,"VERSION":"v","remote_address":"x"}`,
+		`{"broadcast_address":"a","tcp_port":99999999999999999999,"http_port":2,"version":"v"}`,
+		`{"broadcast_address":"\u0000","tcp_port":-1,"http_port":2,"version":"\ud800"}`,
+		`{"broadcast_address":"a","tcp_port":1,"http_port":2,"version":"v","topology_zone":7}`,
+	} {
+		f.Add([]byte(s))
+	}
+	const remote = "1.2.3.4:5"
+	f.Fuzz(func(t *testing.T, body []byte) {
+		info, err := decodeIdentify(body, remote)
+		// v1.3.0 decodes the body into these fields (its PeerInfo):
+		// a body it can decode must decode here, and the other way round.
+		var v130 struct {
+			RemoteAddress    string `json:"remote_address"`
+			Hostname         string `json:"hostname"`
+			BroadcastAddress string `json:"broadcast_address"`
+			TCPPort          int    `json:"tcp_port"`
+			HTTPPort         int    `json:"http_port"`
+			Version          string `json:"version"`
+		}
+		v130Err := json.Unmarshal(body, &v130)
+		decodeFailed := err != nil && err.Error() == "E_BAD_BODY IDENTIFY failed to decode JSON body"
+		if (v130Err != nil) != decodeFailed {
+			t.Fatalf("%q: v1.3.0 decodes it with error %v; we answer %v", body, v130Err, err)
+		}
+		if err == nil && (info.Hostname != v130.Hostname || info.BroadcastAddress != v130.BroadcastAddress ||
+			info.TCPPort != v130.TCPPort || info.HTTPPort != v130.HTTPPort || info.Version != v130.Version) {
+			t.Fatalf("%q: decoded %+v; v1.3.0 decodes %+v", body, info, v130)
+		}
+		if err != nil {
+			var ce *protocol.ClientErr
+			if !errors.As(err, &ce) {
+				t.Fatalf("got error %T %v; want a *protocol.ClientErr", err, err)
+			}
+			switch ce.Error() {
+			case "E_BAD_BODY IDENTIFY failed to decode JSON body":
+			case "E_BAD_BODY IDENTIFY missing fields":
+				if !json.Valid(body) {
+					t.Fatalf("got %q for invalid JSON %q; want failed to decode", ce.Error(), body)
+				}
+			default:
+				t.Fatalf("got error %q; want one of SPEC §3's IDENTIFY errors", ce.Error())
+			}
+			return
+		}
+		if !json.Valid(body) {
+			t.Fatalf("accepted invalid JSON %q", body)
+		}
+		if info.BroadcastAddress == "" || info.TCPPort == 0 || info.HTTPPort == 0 || info.Version == "" {
+			t.Fatalf("accepted %q with a required field missing: %+v", body, info)
+		}
+		if info.ID != remote {
+			t.Fatalf("got ID %q; want %q", info.ID, remote)
+		}
+		// What /lookup will print must be JSON.
+		if b := appendProducer(nil, &info); !json.Valid(append(b, '}')) {
+			t.Fatalf("accepted %q but /lookup would print %q", body, b)
+		}
+	})
 }
 
 func TestProtocolErrors(t *testing.T) {
 	l := startLookupd(t, nil)
-	valid := identifyBody(4150, 4151)
+	valid := identifyJSON(4150, 4151)
 	identified := identifyCmd(valid)
 	long65 := strings.Repeat("a", 65)
 
@@ -93,7 +244,7 @@ func TestProtocolErrors(t *testing.T) {
 func TestIdentifyResponse(t *testing.T) {
 	l := startLookupd(t, nil)
 	c := dial(t, l)
-	got := c.identifyRaw(identifyBody(4150, 4151))
+	got := c.identifyRaw(identifyJSON(4150, 4151))
 	hostname, _ := os.Hostname()
 	want := fmt.Sprintf(`{"broadcast_address":"127.0.0.1","hostname":%q,"http_port":%d,"tcp_port":%d,"version":"1.3.0"}`,
 		hostname, l.RealHTTPAddr().Port, l.RealTCPAddr().Port)
@@ -112,7 +263,7 @@ func TestCommands(t *testing.T) {
 	c := dial(t, l)
 	c.mustOK("PING")
 	c.mustOK("PING extra words")
-	if ans := c.identifyRaw(identifyBody(1, 2)); !strings.HasPrefix(ans, "{") {
+	if ans := c.identifyRaw(identifyJSON(1, 2)); !strings.HasPrefix(ans, "{") {
 		t.Fatalf("IDENTIFY: got %q", ans)
 	}
 
@@ -187,7 +338,7 @@ func TestDecodeIdentify(t *testing.T) {
 	for _, tt := range tests {
 		info, err := decodeIdentify([]byte(tt.body), "1.2.3.4:5")
 		if tt.wantErr == "" {
-			if err != nil || info.id != "1.2.3.4:5" || info.RemoteAddress != "1.2.3.4:5" {
+			if err != nil || info.ID != "1.2.3.4:5" {
 				t.Errorf("%s: got %+v, %v; want a peer with id 1.2.3.4:5", tt.body, info, err)
 			} else if info.TopologyZone != tt.wantZone || info.TopologyRegion != tt.wantRegn {
 				t.Errorf("%s: got topology %q %q; want %q %q", tt.body, info.TopologyZone, info.TopologyRegion, tt.wantZone, tt.wantRegn)
@@ -272,5 +423,71 @@ func TestUnterminatedLineNotExecuted(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+func TestEphemeral(t *testing.T) {
+	l := startLookupd(t, nil)
+	a := connectProducer(t, l, 1, 11)
+	b := connectProducer(t, l, 2, 12)
+	a.mustOK("REGISTER t#ephemeral c#ephemeral")
+	b.mustOK("REGISTER t#ephemeral c#ephemeral")
+	a.mustOK("REGISTER t c#ephemeral")
+	a.mustOK("REGISTER t d")
+
+	channels := func(topic string) string {
+		var c struct{ Channels []string }
+		getJSON(t, l, "/channels?topic="+strings.ReplaceAll(topic, "#", "%23"), &c)
+		return strings.Join(c.Channels, ",")
+	}
+	topics := func() string {
+		var c struct{ Topics []string }
+		getJSON(t, l, "/topics", &c)
+		return strings.Join(c.Topics, ",")
+	}
+
+	// an ephemeral channel stays while a producer holds it
+	a.mustOK("UNREGISTER t#ephemeral c#ephemeral")
+	if got := channels("t#ephemeral"); got != "c#ephemeral" {
+		t.Fatalf("got %q; want c#ephemeral still held by b", got)
+	}
+	b.mustOK("UNREGISTER t#ephemeral c#ephemeral")
+	if got := channels("t#ephemeral"); got != "" {
+		t.Fatalf("got %q; want the empty ephemeral channel removed", got)
+	}
+	a.mustOK("UNREGISTER t#ephemeral")
+	if got := topics(); got != "t,t#ephemeral" {
+		t.Fatalf("topics: got %q; want t#ephemeral held by b", got)
+	}
+	b.mustOK("UNREGISTER t#ephemeral")
+	if got := topics(); got != "t" {
+		t.Fatalf("topics: got %q; want t", got)
+	}
+	// a non-ephemeral channel stays when emptied
+	a.mustOK("UNREGISTER t d")
+	if got := channels("t"); got != "c#ephemeral,d" {
+		t.Fatalf("got %q; want c#ephemeral,d", got)
+	}
+	// better than v1.3.0: a connection drop removes the ephemeral
+	// registrations it leaves empty, and keeps the others
+	a.conn.Close()
+	test.Eventually(t, 5*time.Second, func() bool { return channels("t") == "d" })
+	if got := topics(); got != "t" {
+		t.Fatalf("topics after disconnect: got %q; want t", got)
+	}
+}
+
+// TestSameIdentityTwoProducers: two connections with the same IDENTIFY body
+// are two producers, keyed by their remote addresses.
+func TestSameIdentityTwoProducers(t *testing.T) {
+	l := startLookupd(t, nil)
+	a := connectProducer(t, l, 1, 11)
+	b := connectProducer(t, l, 1, 11)
+	a.mustOK("REGISTER t")
+	b.mustOK("REGISTER t")
+	var a1 lookupAnswer
+	getJSON(t, l, "/lookup?topic=t", &a1)
+	if len(a1.Producers) != 2 || a1.Producers[0].RemoteAddress == a1.Producers[1].RemoteAddress {
+		t.Fatalf("got %+v; want two producers with distinct remote addresses", a1.Producers)
 	}
 }

@@ -32,9 +32,8 @@ const (
 // triggers it.
 type memoryReleaser struct {
 	l        *NSQLookupd
-	peak     int64
+	peak     int
 	released time.Time // the last release, on l.clock
-	release  func()    // debug.FreeOSMemory; tests count the calls
 
 	mu      sync.Mutex // guards timer and stopped
 	timer   timer
@@ -42,7 +41,7 @@ type memoryReleaser struct {
 }
 
 func newMemoryReleaser(l *NSQLookupd) *memoryReleaser {
-	return &memoryReleaser{l: l, release: debug.FreeOSMemory}
+	return &memoryReleaser{l: l}
 }
 
 // start checks every releaseCheck until stop.
@@ -66,11 +65,12 @@ func (m *memoryReleaser) stop() {
 
 // check runs on the timer's goroutine, one at a time.
 func (m *memoryReleaser) check() {
-	size := m.l.db.size()
+	s := m.l.db.Stats(m.l.clock.Now())
+	size := s.Producers + s.Topics + s.Channels + s.Registrations
 	m.peak = max(m.peak, size)
 	if now := m.l.clock.Now(); m.peak >= releaseMinPeak && size <= m.peak/2 && now.Sub(m.released) >= releaseInterval {
 		start := time.Now()
-		m.release()
+		debug.FreeOSMemory()
 		m.l.logf(lg.INFO, "DB: registry down to %d entries from %d: memory returned to the OS in %s", size, m.peak, time.Since(start))
 		m.peak, m.released = size, now
 	}

@@ -8,12 +8,12 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lookupd/nsqlookupd/internal/lg"
 	"github.com/lookupd/nsqlookupd/internal/test"
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
 )
 
 // Memory: what connections and registrations cost must go away with them
@@ -40,11 +40,11 @@ func quietLookupd(t *testing.T) *NSQLookupd {
 	return startLookupdWith(t, func(o *Options) { o.Logger = lg.NilLogger{} }, nil)
 }
 
-// registryLens returns how many topic entries (registered or holding
-// channels) and peers the registry holds.
-func registryLens(l *NSQLookupd) (topics, peers int) {
-	l.db.eachTopic(func(*topic) { topics++ })
-	return topics, l.db.stats(time.Now(), 0).Producers
+// registryLens returns how many topic registrations and producers the
+// registry holds.
+func registryLens(l *NSQLookupd) (topics, producers int) {
+	s := l.db.Stats(time.Now())
+	return s.Topics, s.Producers
 }
 
 func TestMemoryConnectionsClose(t *testing.T) {
@@ -70,7 +70,7 @@ func TestMemoryConnectionsClose(t *testing.T) {
 				}
 				if err == nil && i%2 == 0 {
 					// Half identify, each with its own ephemeral topic.
-					body := identifyBody(20000+i, 20001+i)
+					body := identifyJSON(20000+i, 20001+i)
 					_, err = fmt.Fprintf(conn, "IDENTIFY\n%s%sREGISTER conn-%d#ephemeral c#ephemeral\n",
 						sizePrefix(int32(len(body))), body, i)
 					if err == nil {
@@ -157,10 +157,10 @@ func TestMemoryChannelRegistrations(t *testing.T) {
 
 	// Reference: the durable registrations, made without a producer.
 	refBefore := liveHeap()
-	ref := newRegistrationDB()
-	ref.createTopic(topic)
-	for i := 0; i < count; i++ {
-		ref.createChannel(topic, fmt.Sprintf("c-%d", i))
+	ref := registry.New(time.Minute)
+	ref.CreateTopic(topic)
+	for i := range count {
+		ref.CreateChannel(topic, fmt.Sprintf("c-%d", i))
 	}
 	refCost := int64(liveHeap()) - int64(refBefore)
 	runtime.KeepAlive(ref)
@@ -182,7 +182,7 @@ func TestMemoryChannelRegistrations(t *testing.T) {
 			c := connectProducer(t, l, 30150, 30151)
 			c.mustOK("REGISTER " + topic)
 			registerMany(t, c, topic, count, func(i int) string { return fmt.Sprintf("c-%d%s", i, tt.suffix) })
-			st := l.db.stats(time.Now(), 0)
+			st := l.db.Stats(time.Now())
 			channels, regs := st.Channels, st.Registrations
 			if channels != count || regs != count+1 {
 				t.Fatalf("registered: got %d channels, %d registrations of the producer; want %d and %d",
@@ -195,8 +195,8 @@ func TestMemoryChannelRegistrations(t *testing.T) {
 				_, peers := registryLens(l)
 				return peers == 0 && trackedConns(l) == 0
 			})
-			st = l.db.stats(time.Now(), 0)
-			if left := len(l.db.channelNames(topic)); left != tt.wantLeft || st.Registrations != 0 {
+			st = l.db.Stats(time.Now())
+			if left := len(l.db.Channels(topic)); left != tt.wantLeft || st.Registrations != 0 {
 				t.Fatalf("after the disconnect: got %d channels, %d registrations; want %d, 0",
 					left, st.Registrations, tt.wantLeft)
 			}
@@ -211,53 +211,10 @@ func TestMemoryChannelRegistrations(t *testing.T) {
 				t.Fatalf("retained %d bytes of the %d the registrations took; want at most %d",
 					retained, grown, tt.allowance+256<<10)
 			}
-			if !strings.Contains(fmt.Sprint(l.db.topicNames()), topic) {
-				t.Fatalf("topics: got %v; want %s kept (a durable topic registration stays)", l.db.topicNames(), topic)
+			if !strings.Contains(fmt.Sprint(l.db.Topics()), topic) {
+				t.Fatalf("topics: got %v; want %s kept (a durable topic registration stays)", l.db.Topics(), topic)
 			}
 		})
-	}
-}
-
-// TestShrinkKeepsRegistry checks the registry's answers across the map
-// reallocations of shrink, including those made while deleteTopic ranges
-// over every topic for the wildcard.
-func TestShrinkKeepsRegistry(t *testing.T) {
-	db := newRegistrationDB()
-	info, err := decodeIdentify([]byte(identifyBody(1, 2)), "127.0.0.1:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := newPeer(info, time.Now())
-	db.addPeer(p)
-	const n = 500
-	for i := 0; i < n; i++ {
-		db.register(p, fmt.Sprintf("t%d#ephemeral", i), "c#ephemeral")
-		db.register(p, "big", fmt.Sprintf("c%d#ephemeral", i))
-		db.createChannel(fmt.Sprintf("d%d", i), "c")
-	}
-	db.register(p, "big", "durable")
-	// Leave 10 ephemeral channels of big: the map is reallocated on the way.
-	for i := 10; i < n; i++ {
-		db.unregisterChannel(p, "big", fmt.Sprintf("c%d#ephemeral", i))
-	}
-	if got := len(db.channelNames("big")); got != 11 {
-		t.Fatalf("big: got %d channels; want 11", got)
-	}
-	if got, peak := len(db.topic("big").channels), db.topic("big").channelsPeak; got != 11 || peak >= n/4 {
-		t.Fatalf("big: got %d channels, peak %d; want 11, and the peak reset by a reallocation", got, peak)
-	}
-	// Every topic is deleted in one wildcard range while db.topics shrinks.
-	channels, topics := db.deleteTopic(wildcard)
-	if len(topics) != 2*n+1 || len(channels) != 2*n+11 {
-		t.Fatalf("deleteTopic(*): got %d topics, %d channels; want %d and %d", len(topics), len(channels), 2*n+1, 2*n+11)
-	}
-	entries := 0
-	db.eachTopic(func(*topic) { entries++ })
-	if entries != 0 || len(db.topicNames()) != 0 || len(db.peers[p.info.id].topics) != 0 {
-		t.Fatalf("after deleteTopic(*): got %d topics, %v, peer index %v; want none", entries, db.topicNames(), db.peers[p.info.id].topics)
-	}
-	if removed := db.removePeer(p); len(removed) != 1 || len(db.peers) != 0 {
-		t.Fatalf("removePeer: got %v, %d peers left; want only the client registration, 0", removed, len(db.peers))
 	}
 }
 
@@ -272,7 +229,7 @@ func churnProducer(l *NSQLookupd, id, regs int) error {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(time.Minute))
 	w := bufio.NewWriterSize(conn, 64<<10)
-	body := identifyBody(40000+id%20000, 40001+id%20000)
+	body := identifyJSON(40000+id%20000, 40001+id%20000)
 	fmt.Fprintf(w, "  V1IDENTIFY\n%s%s", sizePrefix(int32(len(body))), body)
 	for i := 0; i < regs; i++ {
 		if i%10 == 0 {
@@ -342,7 +299,7 @@ func TestMemoryReturnsAfterChurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	test.Eventually(t, 30*time.Second, func() bool {
-		return trackedConns(l) == len(stay) && l.db.stats(time.Now(), 0).Registrations == len(stay)*100
+		return trackedConns(l) == len(stay) && l.db.Stats(time.Now()).Registrations == len(stay)*100
 	})
 	afterChurn := liveHeap()
 
@@ -359,7 +316,7 @@ func TestMemoryReturnsAfterChurn(t *testing.T) {
 			t.Fatalf("flood REGISTER %d: %q", i, got)
 		}
 	}
-	flooded := l.db.stats(time.Now(), 0)
+	flooded := l.db.Stats(time.Now())
 	flood.conn.Close()
 	if resp, _ := httpDo(t, l, "POST", "/topic/delete?topic=*"); resp.StatusCode != 200 {
 		t.Fatalf("/topic/delete?topic=*: %d", resp.StatusCode)
@@ -381,8 +338,8 @@ func TestMemoryReturnsAfterChurn(t *testing.T) {
 			t.Errorf("after %s the heap kept %d KiB; want at most %d KiB", m.what, retained>>10, slack>>10)
 		}
 	}
-	if errs := l.db.checkInvariants(); len(errs) > 0 {
-		t.Fatalf("invariants: %v", errs)
+	if err := l.db.Check(); err != nil {
+		t.Fatalf("invariants: %v", err)
 	}
 }
 
@@ -392,29 +349,26 @@ func TestMemoryReturnsAfterChurn(t *testing.T) {
 // triggers it. The checks run on the fake clock.
 func TestMemoryReleasedAfterMassDeletion(t *testing.T) {
 	clk := newFakeClock()
-	var releases atomic.Int32
-	l := startLookupdWith(t, func(o *Options) { o.Logger = lg.NilLogger{} }, func(l *NSQLookupd) {
-		l.clock = clk
-		l.releaser.release = func() { releases.Add(1) }
-	})
+	logs := &logLines{next: lg.NilLogger{}}
+	l := startLookupdWith(t, func(o *Options) { o.Logger = logs }, func(l *NSQLookupd) { l.clock = clk })
 	// check advances the clock to the next check and waits until it has
 	// run (it re-arms its timer last), returning the releases so far.
-	check := func() int32 {
+	check := func() int {
 		t.Helper()
 		test.Eventually(t, ioTimeout, func() bool { return clk.Pending() == 1 })
 		clk.Advance(releaseCheck)
 		test.Eventually(t, ioTimeout, func() bool { return clk.Pending() == 1 })
-		return releases.Load()
+		return logs.count("memory returned to the OS")
 	}
 	for i := 0; i < releaseMinPeak/2+10; i++ { // a topic and a channel each
-		l.db.createChannel(fmt.Sprintf("t%d", i), "c")
+		l.db.CreateChannel(fmt.Sprintf("t%d", i), "c")
 	}
 	if n := check(); n != 0 {
 		t.Fatalf("released %d times at the peak; want 0", n)
 	}
 	// deleting a third is not enough
 	for i := 0; i < releaseMinPeak/6; i++ {
-		l.db.deleteTopic(fmt.Sprintf("t%d", i))
+		l.db.DeleteTopic(fmt.Sprintf("t%d", i))
 	}
 	if n := check(); n != 0 {
 		t.Fatalf("released %d times with two thirds left; want 0", n)
@@ -430,10 +384,10 @@ func TestMemoryReleasedAfterMassDeletion(t *testing.T) {
 	}
 	// up and down again at once: not before releaseInterval has passed
 	for i := 0; i < releaseMinPeak; i++ {
-		l.db.createTopic(fmt.Sprintf("again%d", i))
+		l.db.CreateTopic(fmt.Sprintf("again%d", i))
 	}
 	check()
-	l.db.deleteTopic(wildcard)
+	l.db.DeleteTopic(registry.Wildcard)
 	if n := check(); n != 1 {
 		t.Fatalf("released %d times %s after the last; want still 1", n, 3*releaseCheck)
 	}

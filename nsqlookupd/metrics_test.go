@@ -139,8 +139,8 @@ func TestMetricsFreshDaemon(t *testing.T) {
 			n++
 		}
 	}
-	if n != numCommands*numResults {
-		t.Errorf("nsqlookupd_tcp_commands_total: got %d series; want %d", n, numCommands*numResults)
+	if want := 2 * (len(commandTable) + 1); n != want {
+		t.Errorf("nsqlookupd_tcp_commands_total: got %d series; want %d", n, want)
 	}
 }
 
@@ -399,15 +399,9 @@ func TestMetricsWithoutPprof(t *testing.T) {
 // TestMetricsPanics injects a panic into a registration connection and into
 // HTTP handlers of both kinds, and checks that each one counts.
 func TestMetricsPanics(t *testing.T) {
-	l := startLookupdWith(t, nil, func(l *NSQLookupd) {
-		l.tcpServer.commandHook = func(params []string) {
-			if params[0] == "BOOM" {
-				panic("injected by TestMetricsPanics")
-			}
-		}
-	})
+	l := startLookupd(t, nil)
 	c := dial(t, l)
-	c.write("BOOM\n")
+	c.write(panicVerb + "\n")
 	c.expectClosed()
 	if got := scrape(t, l).get(t, "nsqlookupd_panics_total"); got != 1 {
 		t.Fatalf("after a TCP panic: nsqlookupd_panics_total %v; want 1", got)
@@ -421,7 +415,7 @@ func TestMetricsPanics(t *testing.T) {
 	}, http_api.V1)
 	s.plain("GET", "/boom-plain", http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 		panic("injected by TestMetricsPanics")
-	}), pprofCodes)
+	}))
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 	for _, path := range []string{"/boom", "/boom-plain"} {
@@ -443,16 +437,6 @@ func TestMetricsPanics(t *testing.T) {
 			t.Errorf("%s: %v; want 1", requests(route, "GET", "500"), got)
 		}
 	}
-}
-
-// TestMetricsScrapeTakesNoRegistryLock scrapes while the test holds the
-// lock that serializes the registry's writers: a scrape that wanted it
-// would hang.
-func TestMetricsScrapeTakesNoRegistryLock(t *testing.T) {
-	l := startLookupd(t, nil)
-	l.db.mu.Lock()
-	defer l.db.mu.Unlock()
-	scrape(t, l) // httpDo's client gives up after ioTimeout
 }
 
 // TestMetricsCardinality sends 10 000 HTTP requests with random methods,
@@ -612,9 +596,8 @@ func (w *discardWriter) WriteHeader(int)             {}
 func BenchmarkScrape(b *testing.B) {
 	for _, sz := range registrySizes {
 		b.Run(sz.name, func(b *testing.B) {
-			db, _ := fill(b, sz)
-			l := startLookupdWith(b, func(o *Options) { o.LogLevel = lg.ERROR },
-				func(l *NSQLookupd) { l.db = db })
+			l := startLookupd(b, func(o *Options) { o.LogLevel = lg.ERROR })
+			fill(l, sz, "topic%d", "ch%d")
 			req := httptest.NewRequest("GET", "/metrics", nil)
 			w := &discardWriter{h: http.Header{}}
 			b.ReportAllocs()
@@ -623,14 +606,4 @@ func BenchmarkScrape(b *testing.B) {
 			}
 		})
 	}
-}
-
-// BenchmarkRegistryStats times the registry's part of a scrape alone.
-func BenchmarkRegistryStats(b *testing.B) {
-	benchSizes(b, func(b *testing.B, db *registrationDB, _ []*peer, _ fillSize) {
-		now := time.Now()
-		for b.Loop() {
-			db.stats(now, time.Minute)
-		}
-	})
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/lookupd/nsqlookupd/internal/protocol"
 	"github.com/lookupd/nsqlookupd/internal/util"
 	"github.com/lookupd/nsqlookupd/internal/version"
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
 )
 
 // nsqdHeartbeat is how often nsqd PINGs each lookupd (fixed in nsqd): a
@@ -52,7 +53,9 @@ type NSQLookupd struct {
 	httpsListener net.Listener
 	httpsServer   *http.Server
 	tlsConfig     *tls.Config
-	db            *registrationDB
+	db            *registry.DB
+	// answers are the encoded answers requests share (answer_cache.go).
+	answers answers
 	// clock is the daemon's only source of time: realClock, or a test's
 	// fakeClock set before Main.
 	clock clock
@@ -70,9 +73,6 @@ type NSQLookupd struct {
 	// flushLog waits until every log line so far is written: the default
 	// logger writes in batches, from a goroutine of its own.
 	flushLog func()
-	// fastLog is opts.Logger when the daemon made it (nil when it was
-	// given one): hot lines are written to it without fmt.
-	fastLog *lg.BatchedLogger
 	// panics counts panics recovered at a registration connection (which
 	// was closed) or an HTTP request (answered 500).
 	panics atomic.Int64
@@ -99,10 +99,9 @@ type identifyAnswer struct {
 // an error rather than exiting.
 func New(opts *Options) (*NSQLookupd, error) {
 	flushLog := func() {}
-	var fastLog *lg.BatchedLogger
 	if opts.Logger == nil {
-		fastLog = lg.NewBatchedLogger(opts.LogPrefix, os.Stderr)
-		opts.Logger, flushLog = fastLog, fastLog.Flush
+		logger := lg.NewBatchedLogger(opts.LogPrefix, os.Stderr)
+		opts.Logger, flushLog = logger, logger.Flush
 	}
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -112,7 +111,7 @@ func New(opts *Options) (*NSQLookupd, error) {
 		return nil, fmt.Errorf("unable to get hostname - %w", err)
 	}
 
-	l := &NSQLookupd{opts: opts, db: newRegistrationDB(), clock: realClock{}, flushLog: flushLog, fastLog: fastLog}
+	l := &NSQLookupd{opts: opts, db: registry.New(opts.TombstoneLifetime), clock: realClock{}, flushLog: flushLog}
 	l.releaser = newMemoryReleaser(l)
 	// The TLS files are read before anything is logged: a bad pair is a
 	// bad configuration, one error and no other line.
@@ -171,13 +170,13 @@ func New(opts *Options) (*NSQLookupd, error) {
 		// TLS handshake by the smallest of them (ReadHeaderTimeout), so a
 		// half handshake or plaintext costs at most that long. HTTP/1.1
 		// only, as nsqd: no HTTP/2 to harden separately.
-		l.httpsServer = http_api.NewServer(router, l.logf)
+		l.httpsServer = http_api.NewServer(router, opts.HTTPWriteTimeout, l.logf)
 		l.httpsServer.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 		if opts.tlsRequired() {
 			plain = tlsRequiredHandler(l.RealHTTPSAddr().Port, l.logf)
 		}
 	}
-	l.httpServer = http_api.NewServer(plain, l.logf)
+	l.httpServer = http_api.NewServer(plain, opts.HTTPWriteTimeout, l.logf)
 	return l, nil
 }
 
@@ -266,4 +265,8 @@ func (l *NSQLookupd) Exit() {
 		l.wg.Wait()
 		l.flushLog()
 	})
+}
+
+func (l *NSQLookupd) logf(level lg.LogLevel, f string, args ...interface{}) {
+	lg.Logf(l.opts.Logger, l.opts.LogLevel, level, f, args...)
 }

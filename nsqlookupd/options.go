@@ -8,6 +8,9 @@ import (
 	"github.com/lookupd/nsqlookupd/internal/lg"
 )
 
+// Logger receives the daemon's log lines; *log.Logger satisfies it.
+type Logger lg.Logger
+
 // Options configures an NSQLookupd. The flag tags name the command-line
 // flags; each config-file key is the flag name with "-" replaced by "_".
 type Options struct {

@@ -120,7 +120,7 @@ func TestContentionProfiles(t *testing.T) {
 		contend(t, l)
 		for _, name := range []string{"block", "mutex"} {
 			_, body := httpDo(t, l, "GET", "/debug/pprof/"+name+"?debug=1")
-			if strings.Contains(body, "nsqlookupd.(*registrationDB)") {
+			if strings.Contains(body, "registry.(*DB)") {
 				seen[name] = true
 			}
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lookupd/nsqlookupd/internal/lg"
 	"github.com/lookupd/nsqlookupd/internal/protocol"
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
 )
 
 // tcpServer hands each accepted connection to the V1 protocol after reading
@@ -20,13 +21,9 @@ type tcpServer struct {
 	mu        sync.Mutex            // guards the four fields below
 	closed    bool                  // set by closeAll: new connections are refused
 	conns     map[net.Conn]struct{} // live connections
-	connsPeak int                   // most entries conns has held: see shrinkMap
+	connsPeak int                   // the most conns has held since it was made
 	accepted  uint64                // connections ever accepted
 
-	// commandHook, when not nil, is called with the words of each command
-	// line before it runs. It is always nil in production: tests set it,
-	// before Main, to inject a fault (a panic) that no input can cause.
-	commandHook func(params []string)
 	// writeTimeout bounds each write of answers: answerWriteTimeout, which
 	// tests may shorten before Main.
 	writeTimeout time.Duration
@@ -53,7 +50,14 @@ func (p *tcpServer) untrack(conn net.Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.conns, conn)
-	p.conns = shrinkMap(p.conns, &p.connsPeak) // give back a burst's storage
+	if p.connsPeak >= 64 && len(p.conns) <= p.connsPeak/4 {
+		// a Go map never gives back what a burst of connections took
+		conns := make(map[net.Conn]struct{}, len(p.conns))
+		for c := range p.conns {
+			conns[c] = struct{}{}
+		}
+		p.conns, p.connsPeak = conns, len(conns)
+	}
 }
 
 // counts returns how many connections are open and how many were ever
@@ -71,6 +75,20 @@ func (p *tcpServer) closeAll() {
 	p.closed = true
 	for conn := range p.conns {
 		conn.Close()
+	}
+}
+
+// closeStale closes the connections from addr other than conn: a new
+// connection from the address of a live producer means the kernel reused
+// it, and the old connection is dead (docs/differences.md, Reused peer
+// id).
+func (p *tcpServer) closeStale(addr string, conn net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		if c != conn && c.RemoteAddr().String() == addr {
+			c.Close()
+		}
 	}
 }
 
@@ -105,18 +123,15 @@ func (p *tcpServer) Handle(conn net.Conn) {
 
 	client := newClientV1(conn)
 	defer func() {
-		// Last line of defence: a panic closes this one connection, is
-		// logged and counted, and leaves the daemon serving.
+		// Last line of defence: a panic, in the IO loop or in the cleanup
+		// below, closes this one connection, is logged and counted, and
+		// leaves the daemon serving.
 		if r := recover(); r != nil {
 			l.panics.Add(1)
 			l.logf(lg.ERROR, "client(%s) - panic: %v", client, r)
 		}
-		p.cleanup(client)
-		// Let the producer go now: a stopped eviction timer can hold the
-		// client until the runtime drops the timer, and the producer's
-		// index can be large.
-		client.peer = nil
 	}()
+	defer p.cleanup(client)
 
 	prot := &lookupProtocolV1{nsqlookupd: l}
 	if err := prot.IOLoop(client); err != nil {
@@ -124,48 +139,25 @@ func (p *tcpServer) Handle(conn net.Conn) {
 	}
 }
 
-// cleanupAttempts is how many times cleanup tries to remove a producer
-// whose removal panicked: a registry change either completes or changes
-// nothing, so a second try starts from a whole registry.
-const cleanupAttempts = 2
-
 // cleanup removes the client's producer from every registration it holds.
-// It runs after a recovered panic too, so it is protected itself: a panic
-// in it is logged and counted, and the removal tried again.
 func (p *tcpServer) cleanup(client *clientV1) {
-	if client.peer == nil {
+	if client.producer == nil {
 		return
 	}
 	l := p.nsqlookupd
-	for range cleanupAttempts {
-		if p.removeProducer(client) {
-			return
-		}
+	for _, r := range l.db.RemoveProducer(client.producer) {
+		l.logf(lg.INFO, "DB: client(%s) UNREGISTER category:%s key:%s subkey:%s", client, r.Category, r.Key, r.SubKey)
 	}
-	l.logf(lg.ERROR, "client(%s) - its registrations could not be removed; they stay until its address identifies again or it goes inactive", client)
-}
-
-// removeProducer removes the client's producer, and reports false if that
-// panicked.
-func (p *tcpServer) removeProducer(client *clientV1) (done bool) {
-	l := p.nsqlookupd
-	defer func() {
-		if r := recover(); r != nil {
-			l.panics.Add(1)
-			l.logf(lg.ERROR, "client(%s) - panic while removing its registrations: %v", client, r)
-		}
-	}()
-	for _, r := range l.db.removePeer(client.peer) {
-		l.logDB(client, "UNREGISTER", r.Category, r.Key, r.SubKey)
-	}
-	return true
+	// Let the producer go now: a stopped eviction timer can hold the
+	// client until the runtime drops the timer.
+	client.producer = nil
 }
 
 // clientV1 is one registration connection.
 type clientV1 struct {
 	net.Conn
-	addr string // the remote address, as logs name the client
-	peer *peer  // nil until IDENTIFY succeeds
+	addr     string             // the remote address, as logs name the client
+	producer *registry.Producer // nil until IDENTIFY succeeds
 
 	// Eviction of a silent producer: after IDENTIFY, evictTimer fires once
 	// readTimeout has passed without a completed command. The fields but
@@ -174,10 +166,15 @@ type clientV1 struct {
 	readTimeout time.Duration
 	commands    int         // commands completed since evictTimer was last reset
 	evicted     atomic.Bool // set when evictTimer fires
+}
 
-	// counts are the commands not yet added to /metrics' counters; they
-	// belong to the connection's goroutine.
-	counts commandCounts
+func newClientV1(conn net.Conn) *clientV1 {
+	return &clientV1{Conn: conn, addr: fmt.Sprint(conn.RemoteAddr())}
+}
+
+// String returns the remote address, as logs name a client.
+func (c *clientV1) String() string {
+	return c.addr
 }
 
 // aLongTimeAgo is a deadline in the past: it makes a blocked read return.
@@ -214,13 +211,4 @@ func (c *clientV1) stopEviction() {
 	if c.evictTimer != nil {
 		c.evictTimer.Stop()
 	}
-}
-
-func newClientV1(conn net.Conn) *clientV1 {
-	return &clientV1{Conn: conn, addr: fmt.Sprint(conn.RemoteAddr())}
-}
-
-// String returns the remote address, as logs name a client.
-func (c *clientV1) String() string {
-	return c.addr
 }

@@ -85,27 +85,6 @@ func Log(logf lg.AppLogFunc) Decorator {
 	}
 }
 
-// Observe calls done with the status of each answer and the time its
-// request started, once the decorators inside it have answered. Put it
-// outside V1 or PlainText, which return the error they answered with. When
-// the handler panics, done gets 500, the status of the panic handler's
-// answer, before the panic goes on.
-func Observe(done func(code int, start time.Time)) Decorator {
-	return func(f APIHandler) APIHandler {
-		return func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
-			start := time.Now()
-			code := errInternal.Code // unless f returns
-			defer func() { done(code, start) }()
-			data, err := f(w, req, ps)
-			code = http.StatusOK
-			if err != nil {
-				code, _ = errStatus(err)
-			}
-			return data, err
-		}
-	}
-}
-
 // PlainText writes the handler's string answer as text/plain, and returns
 // the error it answered with.
 func PlainText(f APIHandler) APIHandler {
@@ -123,8 +102,7 @@ func PlainText(f APIHandler) APIHandler {
 }
 
 // V1 writes the handler's answer as NSQ's V1 API does: a value as JSON, nil
-// as an empty 200, an error as {"message":"..."} with its status. It
-// returns the error it answered with (nil for a 200), for Observe.
+// as an empty 200, an error as {"message":"..."} with its status.
 func V1(f APIHandler) APIHandler {
 	return func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
 		data, err := f(w, req, ps)
@@ -143,17 +121,6 @@ func V1(f APIHandler) APIHandler {
 // JSON is an answer already encoded as JSON: RespondV1 writes it as is,
 // with the JSON content type.
 type JSON []byte
-
-// maxPooledBuffer is the largest PooledJSON buffer put back in its pool.
-const maxPooledBuffer = 64 << 10
-
-// PooledJSON is an answer encoded as JSON in a buffer from Pool: RespondV1
-// writes it as JSON does, then puts the buffer back, so that the hot
-// routes' answers cost no garbage.
-type PooledJSON struct {
-	B    *[]byte
-	Pool interface{ Put(any) } // a *sync.Pool
-}
 
 // JSONStream is a JSON answer written piece by piece, for answers too large
 // to hold whole for each request: RespondV1 sends the headers, then calls it
@@ -192,11 +159,6 @@ func RespondV1(w http.ResponseWriter, code int, data interface{}) int {
 		case nil:
 		case JSON:
 			response, isJSON = d, true
-		case PooledJSON:
-			response, isJSON = *d.B, true
-			if cap(*d.B) <= maxPooledBuffer { // a rare huge answer is not kept
-				defer d.Pool.Put(d.B)
-			}
 		case string:
 			response = []byte(d)
 		case []byte:

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/julienschmidt/httprouter"
 
@@ -63,94 +62,3 @@ func TestLogLine(t *testing.T) {
 		t.Fatalf("got %v; want one INFO access line", lines)
 	}
 }
-
-func TestReqParams(t *testing.T) {
-	req := httptest.NewRequest("GET", "/x?topic=a&topic=b&empty=", nil)
-	rp, err := NewReqParams(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v, err := rp.Get("topic"); v != "a" || err != nil {
-		t.Errorf("topic: got %q, %v; want the first value", v, err)
-	}
-	if v, err := rp.Get("empty"); v != "" || err != nil {
-		t.Errorf("empty: got %q, %v; want present and empty", v, err)
-	}
-	if _, err := rp.Get("absent"); !errors.Is(err, ErrMissingParam) {
-		t.Errorf("absent: got %v; want ErrMissingParam", err)
-	}
-	if _, err := NewReqParams(httptest.NewRequest("GET", "/x?a=%zz", nil)); err == nil {
-		t.Error("malformed query: got nil error")
-	}
-}
-
-func TestObserve(t *testing.T) {
-	tests := []struct {
-		name    string
-		handler APIHandler
-		enc     Decorator
-		code    int
-	}{
-		{"ok", func(http.ResponseWriter, *http.Request, httprouter.Params) (interface{}, error) {
-			return "x", nil
-		}, V1, 200},
-		{"api error", func(http.ResponseWriter, *http.Request, httprouter.Params) (interface{}, error) {
-			return nil, Err{Code: 404, Text: "TOPIC_NOT_FOUND"}
-		}, V1, 404},
-		{"unencodable", func(http.ResponseWriter, *http.Request, httprouter.Params) (interface{}, error) {
-			return make(chan int), nil
-		}, V1, 500},
-		{"plain text error", func(http.ResponseWriter, *http.Request, httprouter.Params) (interface{}, error) {
-			return nil, Err{Code: 400, Text: "BAD"}
-		}, PlainText, 400},
-		{"panic", func(http.ResponseWriter, *http.Request, httprouter.Params) (interface{}, error) {
-			panic("boom")
-		}, V1, 500},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var got []int
-			h := Decorate(tt.handler, tt.enc, Observe(func(code int, start time.Time) {
-				if start.IsZero() || time.Since(start) < 0 {
-					t.Errorf("start: got %v", start)
-				}
-				got = append(got, code)
-			}))
-			w := httptest.NewRecorder()
-			func() {
-				defer func() { recover() }()
-				h(w, httptest.NewRequest("GET", "/x", nil), nil)
-			}()
-			if len(got) != 1 || got[0] != tt.code {
-				t.Fatalf("observed %v; want [%d]", got, tt.code)
-			}
-			if tt.name != "panic" && w.Code != tt.code {
-				t.Fatalf("answered %d; observed %d", w.Code, tt.code)
-			}
-		})
-	}
-}
-
-// TestPooledJSON: a pooled answer is written as JSON is, then its buffer
-// goes back to its pool; an oversized buffer does not.
-func TestPooledJSON(t *testing.T) {
-	for _, size := range []int{16, maxPooledBuffer + 1} {
-		pool := &recordingPool{}
-		buf := make([]byte, 0, size)
-		buf = append(buf, `{"a":1}`...)
-		w := httptest.NewRecorder()
-		RespondV1(w, 200, PooledJSON{B: &buf, Pool: pool})
-		if w.Body.String() != `{"a":1}` || w.Header().Get("Content-Type") != "application/json; charset=utf-8" {
-			t.Fatalf("got %q, %q", w.Body.String(), w.Header().Get("Content-Type"))
-		}
-		if want := size <= maxPooledBuffer; (pool.put == &buf) != want {
-			t.Fatalf("buffer of %d bytes back in its pool: %t; want %t", size, pool.put == &buf, want)
-		}
-	}
-}
-
-// recordingPool keeps what is put in it (a sync.Pool under the race
-// detector drops some of what it is given).
-type recordingPool struct{ put any }
-
-func (p *recordingPool) Put(x any) { p.put = x }

@@ -11,11 +11,8 @@ import (
 	"github.com/lookupd/nsqlookupd/internal/lg"
 )
 
-// Server limits. There is no WriteTimeout: /debug/pprof/profile and
-// /debug/pprof/trace run for as long as ?seconds= asks. Recent Go releases'
-// net/http/pprof extend the write deadline for them, but older ones refuse
-// any duration at or above the server's WriteTimeout, and go.mod allows
-// those toolchains.
+// Server limits. The write timeout is the caller's (an option); net/http/pprof
+// extends it by ?seconds=N for the profiles that take that long.
 const (
 	// ReadHeaderTimeout bounds how long a client may take to send its
 	// request line and headers (a slow-header client holds one goroutine at
@@ -43,11 +40,14 @@ func (l logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// NewServer returns an http.Server for handler with the limits above and its
-// error log sent through logf. A request body, too, must arrive within the
-// server's ReadHeaderTimeout: see boundBody.
-func NewServer(handler http.Handler, logf lg.AppLogFunc) *http.Server {
+// NewServer returns an http.Server for handler with the limits above, an
+// answer abandoned and its connection closed once writeTimeout has passed
+// since its request was read (0: never), and its error log sent through
+// logf. A request body, too, must arrive within the server's
+// ReadHeaderTimeout: see boundBody.
+func NewServer(handler http.Handler, writeTimeout time.Duration, logf lg.AppLogFunc) *http.Server {
 	srv := &http.Server{
+		WriteTimeout:      writeTimeout,
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-
-	"github.com/lookupd/nsqlookupd/internal/protocol"
 )
 
 // ErrMissingParam is returned by ReqParams.Get for an absent parameter.
@@ -34,24 +32,4 @@ func (r *ReqParams) Get(key string) (string, error) {
 		return "", ErrMissingParam
 	}
 	return v[0], nil
-}
-
-// GetTopicChannelArgs returns the topic and channel parameters, checking in
-// order: topic present, topic valid, channel present, channel valid.
-func GetTopicChannelArgs(rp *ReqParams) (string, string, error) {
-	topicName, err := rp.Get("topic")
-	if err != nil {
-		return "", "", Err{Code: http.StatusBadRequest, Text: "MISSING_ARG_TOPIC"}
-	}
-	if !protocol.IsValidTopicName(topicName) {
-		return "", "", Err{Code: http.StatusBadRequest, Text: "INVALID_ARG_TOPIC"}
-	}
-	channelName, err := rp.Get("channel")
-	if err != nil {
-		return "", "", Err{Code: http.StatusBadRequest, Text: "MISSING_ARG_CHANNEL"}
-	}
-	if !protocol.IsValidChannelName(channelName) {
-		return "", "", Err{Code: http.StatusBadRequest, Text: "INVALID_ARG_CHANNEL"}
-	}
-	return topicName, channelName, nil
 }

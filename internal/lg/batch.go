@@ -147,12 +147,6 @@ func (l *BatchedLogger) Flush() { l.w.Flush() }
 
 // Output writes s as one line, as log.Logger.Output does.
 func (l *BatchedLogger) Output(_ int, s string) error {
-	l.Line(s)
-	return nil
-}
-
-// Line writes the concatenation of parts as one line.
-func (l *BatchedLogger) Line(parts ...string) {
 	now := l.now()
 	st := l.stamp.Load()
 	if sec := now.Unix(); st == nil || st.sec != sec {
@@ -162,14 +156,12 @@ func (l *BatchedLogger) Line(parts ...string) {
 	b := l.w.begin()
 	b = append(b, st.text...)
 	b = appendDigits(b, now.Nanosecond()/1000, 6)
-	b = append(b, ' ')
-	for _, p := range parts {
-		b = append(b, p...)
-	}
+	b = append(append(b, ' '), s...)
 	if len(b) == 0 || b[len(b)-1] != '\n' {
 		b = append(b, '\n')
 	}
 	l.w.end(b)
+	return nil
 }
 
 // appendStamp appends now's date and time to the second, and the '.' of

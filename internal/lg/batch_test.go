@@ -95,7 +95,7 @@ func TestBatchedLoggerAsLogLogger(t *testing.T) {
 				want += "\n"
 			}
 		}
-		l.Line("INFO: ", "DB: client(", "a", ") x")
+		Logf(l, INFO, INFO, "DB: client(%s) x", "a")
 		want += prefix + when.Format("2006/01/02 15:04:05.000000 ") + "INFO: DB: client(a) x\n"
 		l.Flush()
 		if got.String() != want {
@@ -112,8 +112,7 @@ func TestBatchedLoggerAsLogLogger(t *testing.T) {
 }
 
 // BenchmarkBatchedLoggerLine logs the daemon's most frequent line to
-// /dev/null, through a BatchedLogger and through log.Logger with fmt as
-// before.
+// /dev/null, through log.Logger and through a BatchedLogger.
 func BenchmarkBatchedLoggerLine(b *testing.B) {
 	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
@@ -131,7 +130,7 @@ func BenchmarkBatchedLoggerLine(b *testing.B) {
 		l := NewBatchedLogger("[nsqlookupd] ", devNull)
 		b.ReportAllocs()
 		for b.Loop() {
-			l.Line("INFO: ", "DB: client(", "127.0.0.1:51234", ") REGISTER category:", "channel", " key:", "topic-000123", " subkey:", "ch-4")
+			Logf(l, INFO, INFO, "DB: client(%s) REGISTER category:%s key:%s subkey:%s", "127.0.0.1:51234", "channel", "topic-000123", "ch-4")
 		}
 		l.Flush()
 	})

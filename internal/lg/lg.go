@@ -88,10 +88,6 @@ func Logf(logger Logger, cfgLevel LogLevel, msgLevel LogLevel, f string, args ..
 	if cfgLevel > msgLevel {
 		return
 	}
-	if b, ok := logger.(*BatchedLogger); ok {
-		b.Line(msgLevel.String(), ": ", fmt.Sprintf(f, args...))
-		return
-	}
 	logger.Output(3, msgLevel.String()+": "+fmt.Sprintf(f, args...))
 }
 

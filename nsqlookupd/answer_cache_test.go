@@ -1,7 +1,6 @@
 package nsqlookupd
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +13,31 @@ import (
 	"github.com/lookupd/nsqlookupd/internal/lg"
 	"github.com/lookupd/nsqlookupd/internal/test"
 )
+
+// TestAnswersShared: the large answers are built once and shared until the
+// registry changes.
+func TestAnswersShared(t *testing.T) {
+	t.Parallel()
+	l := startLookupd(t, nil)
+	l.db.CreateChannel("a", "c")
+	for _, answer := range []struct {
+		name string
+		get  func() any
+	}{
+		{"topics", func() any { return &l.answers.topics(l.db)[0] }},
+		{"channels", func() any { return &l.answers.allChannels(l.db)[0] }},
+		{"lookup", func() any { return &l.answers.allLookup(l.db).channels[0] }},
+	} {
+		first := answer.get()
+		if again := answer.get(); again != first {
+			t.Errorf("%s: built again with nothing changed", answer.name)
+		}
+		l.db.CreateChannel("b", answer.name) // a change
+		if after := answer.get(); after == first {
+			t.Errorf("%s: the same answer after a change", answer.name)
+		}
+	}
+}
 
 // Slow readers cost bounded memory (SPEC §6): many clients that ask for a
 // large answer and never read it must not make the daemon hold a copy
@@ -71,7 +95,7 @@ func TestStalledReadersShareAnswers(t *testing.T) {
 		// 100 producers, 1500 topics of 5 producers and 6 channels, with
 		// long names: 52 500 registrations, a /debug of about 12 MB and
 		// /nodes and wildcard answers of some 300 KiB
-		fillDB(l.db, fillSize{"stall", 100, 1500, 5, 6}, "a-topic-with-a-rather-long-name-%05d", "a-channel-with-a-long-name-%d")
+		fill(l, fillSize{"stall", 100, 1500, 5, 6}, "a-topic-with-a-rather-long-name-%05d", "a-channel-with-a-long-name-%d")
 	})
 
 	for _, path := range []string{"/debug", "/nodes", "/lookup?topic=*", "/channels?topic=*"} {
@@ -114,25 +138,5 @@ func TestStalledReadersShareAnswers(t *testing.T) {
 				c.Close()
 			}
 		})
-	}
-}
-
-// fillDB fills db with sz's shape, as fill does for a new registry, with
-// topic and channel names made by these formats.
-func fillDB(db *registrationDB, sz fillSize, topicName, channelName string) {
-	peers := make([]*peer, sz.P)
-	for i := range peers {
-		peers[i] = testPeer(i)
-		db.addPeer(peers[i])
-	}
-	for t := 0; t < sz.T; t++ {
-		topic := fmt.Sprintf(topicName, t)
-		for k := 0; k < sz.S; k++ {
-			p := peers[(t*sz.S+k)%sz.P]
-			db.register(p, topic, "")
-			for c := 0; c < sz.C; c++ {
-				db.register(p, topic, fmt.Sprintf(channelName, c))
-			}
-		}
 	}
 }
