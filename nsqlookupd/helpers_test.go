@@ -637,7 +637,7 @@ func fill(l *NSQLookupd, sz fillSize, topicName, channelName string) []*registry
 			HTTPPort:         4151,
 			Version:          "1.3.0",
 		}
-		producers[i], _, _ = l.db.AddProducer(info, l.clock.Now())
+		producers[i], _ = l.db.AddProducer(info, l.clock.Now(), nil)
 	}
 	for t := range sz.T {
 		topic := fmt.Sprintf(topicName, t)

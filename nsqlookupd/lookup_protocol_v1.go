@@ -101,6 +101,9 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 	defer w.Flush()
 	defer client.stopEviction()
 
+	// the words of a command: passed to the table's functions, which are
+	// called through values, so the array is on the heap: one a connection
+	var words [maxWords]string
 	for {
 		line, err := reader.ReadSlice('\n')
 		if err != nil {
@@ -122,7 +125,6 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 			break
 		}
 
-		var words [maxWords]string
 		params := splitCommand(strings.TrimSpace(string(line)), &words)
 		i, response, err := p.exec(client, reader, params)
 		l.metrics.command(i, err)
@@ -235,10 +237,10 @@ func (p *lookupProtocolV1) REGISTER(client *clientV1, reader *bufio.Reader, para
 	}
 	channelAdded, topicAdded := p.nsqlookupd.db.Register(client.producer, topic, channel)
 	if channelAdded {
-		p.logDB(client, "REGISTER", "channel", topic, channel)
+		p.nsqlookupd.logDB(client, "REGISTER", registry.Registration{Category: "channel", Key: topic, SubKey: channel})
 	}
 	if topicAdded {
-		p.logDB(client, "REGISTER", "topic", topic, "")
+		p.nsqlookupd.logDB(client, "REGISTER", registry.Registration{Category: "topic", Key: topic})
 	}
 	return okResponse, nil
 }
@@ -256,7 +258,7 @@ func (p *lookupProtocolV1) UNREGISTER(client *clientV1, reader *bufio.Reader, pa
 	db := p.nsqlookupd.db
 	if channel != "" {
 		if db.UnregisterChannel(client.producer, topic, channel) {
-			p.logDB(client, "UNREGISTER", "channel", topic, channel)
+			p.nsqlookupd.logDB(client, "UNREGISTER", registry.Registration{Category: "channel", Key: topic, SubKey: channel})
 		}
 		return okResponse, nil
 	}
@@ -268,14 +270,9 @@ func (p *lookupProtocolV1) UNREGISTER(client *clientV1, reader *bufio.Reader, pa
 			client, "channel", topic, ch)
 	}
 	if removed {
-		p.logDB(client, "UNREGISTER", "topic", topic, "")
+		p.nsqlookupd.logDB(client, "UNREGISTER", registry.Registration{Category: "topic", Key: topic})
 	}
 	return okResponse, nil
-}
-
-// logDB logs a change of the client's registrations.
-func (p *lookupProtocolV1) logDB(client *clientV1, verb, category, key, subkey string) {
-	p.nsqlookupd.logf(lg.INFO, "DB: client(%s) %s category:%s key:%s subkey:%s", client, verb, category, key, subkey)
 }
 
 // IDENTIFY reads the producer's JSON body, records the producer and answers
@@ -310,19 +307,21 @@ func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader *bufio.Reader, para
 	l.logf(lg.INFO, "CLIENT(%s): IDENTIFY Address:%s TCP:%d HTTP:%d Version:%s",
 		client, info.BroadcastAddress, info.TCPPort, info.HTTPPort, info.Version)
 
-	producer, replaced, left := l.db.AddProducer(info, l.clock.Now())
+	// A producer with this connection's address that is still registered
+	// is a dead connection's whose address the kernel reused: it is
+	// replaced. This connection's registrations count; the stale
+	// producer's go, and so does its connection.
+	producer, replaced := l.db.AddProducer(info, l.clock.Now(), func(left []registry.Registration) {
+		for _, r := range left {
+			l.logDB(client, "UNREGISTER", r)
+		}
+	})
 	client.producer = producer
 	if replaced != nil {
-		// The kernel gave this connection the address of one we still
-		// hold: that one is dead. This connection's registrations count;
-		// the stale producer's go, and so does its connection.
-		l.logf(lg.WARN, "client(%s) replaces a stale producer with the same address; closing its connection", client)
-		for _, r := range left {
-			p.logDB(client, "UNREGISTER", r.Category, r.Key, r.SubKey)
-		}
+		l.logf(lg.WARN, "client(%s) replaced a stale producer with the same address; closing its connection", client)
 		l.tcpServer.closeStale(client.addr, client.Conn)
 	}
-	p.logDB(client, "REGISTER", "client", "", "")
+	l.logDB(client, "REGISTER", registry.Registration{Category: "client"})
 	// Identified: the connection may now stay as long as the producer keeps
 	// sending commands.
 	client.SetReadDeadline(time.Time{})

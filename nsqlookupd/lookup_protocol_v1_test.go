@@ -48,7 +48,7 @@ func FuzzCommandLine(f *testing.F) {
 			if err != nil {
 				t.Fatalf("decodeIdentify: %s", err)
 			}
-			client.producer, _, _ = l.db.AddProducer(info, time.Now())
+			client.producer, _ = l.db.AddProducer(info, time.Now(), nil)
 		}
 		params := strings.Split(strings.TrimSpace(line), " ")
 		prot := &lookupProtocolV1{nsqlookupd: l}
@@ -88,7 +88,7 @@ func FuzzCommandLine(f *testing.F) {
 
 		// The connection ends: nothing of the client may remain.
 		if client.producer != nil {
-			l.db.RemoveProducer(client.producer)
+			l.db.RemoveProducer(client.producer, nil)
 		}
 		if st := l.db.Stats(time.Now()); st.Producers != 0 || st.Registrations != 0 {
 			t.Fatalf("%q: got %d producers, %d registrations after RemoveProducer; want 0", line, st.Producers, st.Registrations)

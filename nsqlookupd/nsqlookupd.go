@@ -270,3 +270,10 @@ func (l *NSQLookupd) Exit() {
 func (l *NSQLookupd) logf(level lg.LogLevel, f string, args ...interface{}) {
 	lg.Logf(l.opts.Logger, l.opts.LogLevel, level, f, args...)
 }
+
+// logDB logs a change of a client's registrations at INFO: one line per
+// registration (a fleet's start logs millions), built without fmt.
+func (l *NSQLookupd) logDB(client *clientV1, verb string, r registry.Registration) {
+	lg.Log(l.opts.Logger, l.opts.LogLevel, lg.INFO, "DB: client(", client.addr, ") ", verb,
+		" category:", r.Category, " key:", r.Key, " subkey:", r.SubKey)
+}

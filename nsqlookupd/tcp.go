@@ -145,9 +145,11 @@ func (p *tcpServer) cleanup(client *clientV1) {
 		return
 	}
 	l := p.nsqlookupd
-	for _, r := range l.db.RemoveProducer(client.producer) {
-		l.logf(lg.INFO, "DB: client(%s) UNREGISTER category:%s key:%s subkey:%s", client, r.Category, r.Key, r.SubKey)
-	}
+	l.db.RemoveProducer(client.producer, func(left []registry.Registration) {
+		for _, r := range left {
+			l.logDB(client, "UNREGISTER", r)
+		}
+	})
 	// Let the producer go now: a stopped eviction timer can hold the
 	// client until the runtime drops the timer.
 	client.producer = nil

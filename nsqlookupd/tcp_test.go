@@ -182,44 +182,52 @@ func TestStalledRegistrationReader(t *testing.T) {
 	}
 }
 
-// BenchmarkPipelinedRegister times one pipelined REGISTER (of a
-// registration already held, so the registry does little) over a real
+// BenchmarkPipelinedRegister times one pipelined command over a real
 // loopback connection, read and answered by the IO loop: the hot path that
-// the eviction timer and the write deadline sit on. "off" has both off.
+// the eviction timer and the write deadline sit on. "held" REGISTERs a
+// registration already held, so the registry does little ("off" has both
+// timers off); "logged" REGISTERs and UNREGISTERs an ephemeral channel,
+// each a registry change and a log line, through the daemon's own logger.
 func BenchmarkPipelinedRegister(b *testing.B) {
 	for _, bc := range []struct {
 		name         string
 		readTimeout  time.Duration
 		writeTimeout time.Duration
+		commands     string // a whole number of commands, repeated
+		logger       Logger
 	}{
-		{"off", 0, 0},
-		{"defaults", NewOptions().ProducerReadTimeout, answerWriteTimeout},
+		{"held/off", 0, 0, "REGISTER t c\n", lg.NilLogger{}},
+		{"held/defaults", NewOptions().ProducerReadTimeout, answerWriteTimeout, "REGISTER t c\n", lg.NilLogger{}},
+		{"logged", NewOptions().ProducerReadTimeout, answerWriteTimeout,
+			"REGISTER t c#ephemeral\nUNREGISTER t c#ephemeral\n", lg.NewBatchedLogger("[nsqlookupd] ", io.Discard)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			l := startLookupdWith(b, func(o *Options) {
-				o.Logger = lg.NilLogger{}
+				o.Logger = bc.logger
 				o.ProducerReadTimeout = bc.readTimeout
 			}, func(l *NSQLookupd) { l.tcpServer.writeTimeout = bc.writeTimeout })
 			c := connectProducer(b, l, 1, 11)
 			c.mustOK("REGISTER t c")
-			const batch = 256
-			lines := []byte(strings.Repeat("REGISTER t c\n", batch))
+			per := strings.Count(bc.commands, "\n")
+			const batch = 256 // commands written at a time
+			lines := []byte(strings.Repeat(bc.commands, batch/per))
 			answers := make([]byte, 6*batch)
+			n := (b.N + batch - 1) / batch * batch // whole batches
 			c.conn.SetDeadline(time.Time{})
 			b.ReportAllocs()
 			b.ResetTimer()
 			errc := make(chan error, 1)
 			go func() {
-				for sent := 0; sent < b.N; sent += batch {
-					if _, err := c.conn.Write(lines[:13*min(batch, b.N-sent)]); err != nil {
+				for sent := 0; sent < n; sent += batch {
+					if _, err := c.conn.Write(lines); err != nil {
 						errc <- err
 						return
 					}
 				}
 				errc <- nil
 			}()
-			for got := 0; got < b.N; got += batch {
-				if _, err := io.ReadFull(c.r, answers[:6*min(batch, b.N-got)]); err != nil {
+			for got := 0; got < n; got += batch {
+				if _, err := io.ReadFull(c.r, answers); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -30,8 +30,14 @@ type list[T keyed] struct {
 	n      int   // items in all chunks
 }
 
-// Len returns the number of items.
-func (l *list[T]) Len() int { return l.n }
+// Len returns the number of items. A nil *list is empty, for Len, Get,
+// Delete and From.
+func (l *list[T]) Len() int {
+	if l == nil {
+		return 0
+	}
+	return l.n
+}
 
 // search returns the chunk that holds key or would hold it, where in it,
 // and whether it is there. The list must not be empty.
@@ -49,7 +55,7 @@ func (l *list[T]) search(key string) (ci, i int, ok bool) {
 // Get returns the item with key, as a pointer valid until the list
 // changes.
 func (l *list[T]) Get(key string) (*T, bool) {
-	if l.n == 0 {
+	if l.Len() == 0 {
 		return nil, false
 	}
 	ci, i, ok := l.search(key)
@@ -77,17 +83,24 @@ func (l *list[T]) Insert(v T) bool {
 		l.chunks[ci] = c
 		return true
 	}
-	half := len(c) / 2
-	right := append(make([]T, 0, chunkMax/2+chunkMax/4), c[half:]...)
-	clear(c[half:]) // the left half keeps c's array: let the moved items go
-	l.chunks[ci] = slices.Clip(c[:half])
-	l.chunks = slices.Insert(l.chunks, ci+1, right)
+	l.split(ci, c)
 	return true
+}
+
+// split puts the halves of c, an overflowing chunk, in place of chunk ci,
+// each in an array of its own with room to grow by half: the array c grew
+// into (up to twice chunkMax) goes.
+func (l *list[T]) split(ci int, c []T) {
+	half := len(c) / 2
+	left := append(make([]T, 0, chunkMax/2+chunkMax/4), c[:half]...)
+	right := append(make([]T, 0, chunkMax/2+chunkMax/4), c[half:]...)
+	l.chunks[ci] = left
+	l.chunks = slices.Insert(l.chunks, ci+1, right)
 }
 
 // Delete removes the item with key, and reports whether it was there.
 func (l *list[T]) Delete(key string) bool {
-	if l.n == 0 {
+	if l.Len() == 0 {
 		return false
 	}
 	ci, i, ok := l.search(key)
@@ -111,10 +124,7 @@ func (l *list[T]) Delete(key string) bool {
 		l.chunks[m] = merged
 		l.chunks = slices.Delete(l.chunks, m+1, m+2)
 		if len(merged) > chunkMax {
-			half := len(merged) / 2
-			l.chunks[m] = slices.Clip(merged[:half])
-			l.chunks = slices.Insert(l.chunks, m+1, slices.Clone(merged[half:]))
-			clear(merged[half:])
+			l.split(m, merged)
 		}
 	default:
 		l.chunks[ci] = shrink(c)
@@ -129,7 +139,7 @@ func (l *list[T]) Delete(key string) bool {
 // yields every item. To go on after the item with key k, ask From(k+"\x00").
 func (l *list[T]) From(from string) iter.Seq[T] {
 	return func(yield func(T) bool) {
-		if l.n == 0 {
+		if l.Len() == 0 {
 			return
 		}
 		ci, i, _ := l.search(from)

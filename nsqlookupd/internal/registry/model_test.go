@@ -434,6 +434,13 @@ func (r *modelRun) same(what string, got, want any) {
 	}
 }
 
+// removeProducer is RemoveProducer, returning what it reports.
+func removeProducer(db *DB, p *Producer) []Registration {
+	var left []Registration
+	db.RemoveProducer(p, func(rs []Registration) { left = append(left, rs...) })
+	return left
+}
+
 func out1(e Entry) modelProducer {
 	mp := modelProducer{id: e.Producer.ID, lastUpdate: e.Producer.LastUpdate().UnixNano()}
 	if !e.Tombstoned.IsZero() {
@@ -479,7 +486,8 @@ func (r *modelRun) step(o modelOp) {
 	var desc string
 	switch op % 13 {
 	case 0, 1: // a producer connects (a new one for the ID; the old one may be live)
-		np, old, left := r.db.AddProducer(modelInfo(i), r.now)
+		var left []Registration
+		np, old := r.db.AddProducer(modelInfo(i), r.now, func(rs []Registration) { left = append(left, rs...) })
 		desc = fmt.Sprintf("AddProducer(%s)", np.ID)
 		r.producers[i] = np
 		mold, mleft := r.m.addProducer(np)
@@ -514,7 +522,7 @@ func (r *modelRun) step(o modelOp) {
 			return
 		}
 		desc = fmt.Sprintf("RemoveProducer(%s)", p.ID)
-		r.same(desc, r.db.RemoveProducer(p), r.m.removeProducer(p))
+		r.same(desc, removeProducer(r.db, p), r.m.removeProducer(p))
 	case 8:
 		if c%2 == 0 {
 			desc = fmt.Sprintf("CreateTopic(%q)", topic)

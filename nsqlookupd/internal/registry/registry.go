@@ -57,8 +57,8 @@
 // Every change checks and allocates what it needs before its first store,
 // so a panic inside one (a bug: no input can cause one) leaves the
 // registry as it was. A change of several topics (RemoveProducer, a
-// wildcard DeleteTopic or Tombstone) is whole topic by topic: run again,
-// it finishes what a panic interrupted.
+// wildcard DeleteTopic or Tombstone) is whole topic by topic, and
+// RemoveProducer, run again, finishes what a panic interrupted.
 //
 // # Invariants
 //
@@ -67,7 +67,9 @@
 //  1. topics and order hold the same topics, each under its own name, and
 //     exactly those that are registered or have a channel.
 //  2. A topic's producer entries are sorted by ID, without repeats, and
-//     each is a live producer (in producers).
+//     each is a live producer (in producers). (Between the batches of a
+//     RemoveProducer, the producer's entries not yet removed are not: run
+//     Check when no change is under way.)
 //  3. A topic with producer entries is registered.
 //  4. A channel's producers are live, without repeats, and each has an
 //     entry in the channel's topic.
@@ -160,8 +162,8 @@ type Entry struct {
 type topic struct {
 	name       string
 	registered bool
-	producers  []entry // the topic registration's, sorted by ID
-	channels   list[channel]
+	producers  []entry        // the topic registration's, sorted by ID
+	channels   *list[channel] // nil without channels: most topics of a flood have none
 }
 
 func (t *topic) key() string { return t.name }
@@ -220,19 +222,26 @@ func (db *DB) changed() { db.gen.Add(1) }
 // AddProducer adds the producer info describes, as of now, to the client
 // registration and returns it. A live producer with the same ID (the
 // kernel gave a dead connection's address to a new one) is removed first,
-// as on its disconnect, and returned with the registrations it left.
-func (db *DB) AddProducer(info Info, now time.Time) (p, replaced *Producer, left []Registration) {
+// as on its disconnect (see RemoveProducer, which calls left), and
+// returned.
+func (db *DB) AddProducer(info Info, now time.Time, left func([]Registration)) (p, replaced *Producer) {
 	p = &Producer{Info: info, topics: make(map[*topic]int32)}
 	p.lastUpdate.Store(now.UnixNano())
 	db.mu.Lock()
-	defer db.mu.Unlock()
 	if old, ok := db.producers.Get(info.ID); ok {
 		replaced = *old
-		left = db.removeProducerLocked(replaced)
+		db.producers.Delete(info.ID)
+		replaced.gone = true
 	}
 	db.producers.Insert(p)
 	db.changed()
-	return p, replaced, left
+	db.mu.Unlock()
+	if replaced != nil {
+		// p registers nothing before this returns: the topics keep one
+		// entry per ID
+		db.removeTopics(replaced, []Registration{{Category: "client"}}, left)
+	}
+	return p, replaced
 }
 
 // Ping records that p is alive at now.
@@ -267,6 +276,9 @@ func (db *DB) Register(p *Producer, topicName, channelName string) (channelAdded
 	}
 	if channelAdded {
 		if c == nil {
+			if t.channels == nil {
+				t.channels = new(list[channel])
+			}
 			t.channels.Insert(channel{name: strings.Clone(channelName), producers: []*Producer{p}})
 			db.channels++
 		} else {
@@ -423,7 +435,9 @@ func (db *DB) dropChannelLocked(t *topic, name string) {
 		p.topics[t]--
 	}
 	db.registrations -= len(c.producers)
-	t.channels.Delete(name)
+	if t.channels.Delete(name); t.channels.Len() == 0 {
+		t.channels = nil
+	}
 	db.channels--
 }
 
@@ -446,42 +460,64 @@ func (db *DB) gcLocked(t *topic) {
 	}
 }
 
-// RemoveProducer removes p from every registration it holds, and from the
-// client registration; an ephemeral registration it leaves empty goes. It
-// returns the registrations p left, the client one first; none if p had
-// gone already.
-func (db *DB) RemoveProducer(p *Producer) []Registration {
+// removeBatch is how many topics a producer's removal leaves per hold of
+// the lock.
+const removeBatch = 256
+
+// RemoveProducer removes p from the client registration, then from every
+// registration it holds; an ephemeral registration it leaves empty goes.
+// It calls left, when not nil, with the registrations p leaves, the client
+// one first, a batch at a time and without the lock: a producer of a
+// million registrations holds writers up, and memory, for one batch at a
+// time. From the first batch on, p is gone: its calls change nothing, and
+// Nodes no longer lists it. Called again, for a removal a panic cut short,
+// it finishes it.
+func (db *DB) RemoveProducer(p *Producer, left func([]Registration)) {
+	var batch []Registration
 	db.mu.Lock()
-	defer db.mu.Unlock()
-	if p.gone {
-		return nil
+	if !p.gone {
+		db.producers.Delete(p.ID)
+		p.gone = true
+		db.changed()
+		batch = append(batch, Registration{Category: "client"})
 	}
-	return db.removeProducerLocked(p)
+	db.mu.Unlock()
+	db.removeTopics(p, batch, left)
 }
 
-func (db *DB) removeProducerLocked(p *Producer) []Registration {
-	n := 1 + len(p.topics)
-	for _, channels := range p.topics {
-		n += int(channels)
-	}
-	left := make([]Registration, 1, n)
-	left[0] = Registration{Category: "client"}
-	for t := range p.topics {
-		i, _ := entryIndex(t.producers, p)
-		for _, c := range db.leaveTopicLocked(t, p, i, true) {
-			left = append(left, Registration{"channel", t.name, c})
+// removeTopics removes p, which has gone, from its topics and channels, a
+// batch at a time, and reports each batch, after batch, to left.
+func (db *DB) removeTopics(p *Producer, batch []Registration, left func([]Registration)) {
+	for done := false; !done; {
+		db.mu.Lock()
+		n := 0
+		for t := range p.topics {
+			if n == removeBatch {
+				break
+			}
+			n++
+			i, _ := entryIndex(t.producers, p)
+			for _, c := range db.leaveTopicLocked(t, p, i, true) {
+				batch = append(batch, Registration{"channel", t.name, c})
+			}
+			batch = append(batch, Registration{"topic", t.name, ""})
+			if len(t.producers) == 0 && protocol.IsEphemeral(t.name) {
+				db.setRegisteredLocked(t, false)
+			}
+			db.gcLocked(t)
 		}
-		left = append(left, Registration{"topic", t.name, ""})
-		if len(t.producers) == 0 && protocol.IsEphemeral(t.name) {
-			db.setRegisteredLocked(t, false)
+		if done = len(p.topics) == 0; done {
+			p.topics = nil
 		}
-		db.gcLocked(t)
+		if n > 0 {
+			db.changed()
+		}
+		db.mu.Unlock()
+		if left != nil && len(batch) > 0 {
+			left(batch)
+		}
+		batch = batch[:0]
 	}
-	db.producers.Delete(p.ID)
-	p.gone = true
-	p.topics = nil
-	db.changed()
-	return left
 }
 
 // CreateTopic adds the topic registration if it is not there.
@@ -512,6 +548,9 @@ func (db *DB) CreateChannel(topicName, channelName string) {
 	}
 	if t == nil {
 		t = db.addTopicLocked(topicName)
+	}
+	if t.channels == nil {
+		t.channels = new(list[channel])
 	}
 	if t.channels.Insert(channel{name: strings.Clone(channelName)}) {
 		db.channels++
@@ -548,7 +587,7 @@ func (db *DB) DeleteTopic(topicName string) []Registration {
 			db.registrations -= len(c.producers)
 		}
 		db.channels -= t.channels.Len()
-		t.channels = list[channel]{}
+		t.channels = nil
 		if t.registered {
 			for _, e := range t.producers {
 				db.buryLocked(e.tomb)

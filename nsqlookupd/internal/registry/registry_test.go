@@ -41,7 +41,7 @@ func fill(tb testing.TB, sz fillSize) (*DB, []*Producer) {
 	db := New(time.Minute)
 	producers := make([]*Producer, sz.P)
 	for i := range producers {
-		producers[i], _, _ = db.AddProducer(testInfo(i), time.Now())
+		producers[i], _ = db.AddProducer(testInfo(i), time.Now(), nil)
 	}
 	for t := range sz.T {
 		topic := fmt.Sprintf("topic%d", t)
@@ -83,10 +83,10 @@ func TestIndexesConsistent(t *testing.T) {
 		t.Fatalf("Stats: got %+v", s)
 	}
 	for _, p := range producers {
-		if left := db.RemoveProducer(p); len(left) == 0 || left[0] != (Registration{Category: "client"}) {
+		if left := removeProducer(db, p); len(left) == 0 || left[0] != (Registration{Category: "client"}) {
 			t.Fatalf("RemoveProducer: left %v; want the client registration first", left)
 		}
-		if left := db.RemoveProducer(p); left != nil {
+		if left := removeProducer(db, p); left != nil {
 			t.Fatalf("RemoveProducer again: left %v; want nothing", left)
 		}
 	}
@@ -109,7 +109,7 @@ func TestIndexesConsistent(t *testing.T) {
 func TestWalks(t *testing.T) {
 	t.Parallel()
 	db := New(time.Minute)
-	p, _, _ := db.AddProducer(testInfo(0), time.Now())
+	p, _ := db.AddProducer(testInfo(0), time.Now(), nil)
 	var topics, channels []string
 	for i := range 3*walkBatch + 5 {
 		topics = append(topics, fmt.Sprintf("t%04d", i))
@@ -234,9 +234,10 @@ func TestStatsTakesNoWriteLock(t *testing.T) {
 func TestReplaceProducer(t *testing.T) {
 	t.Parallel()
 	db := New(time.Minute)
-	old, _, _ := db.AddProducer(testInfo(0), time.Now())
+	old, _ := db.AddProducer(testInfo(0), time.Now(), nil)
 	db.Register(old, "t", "c#ephemeral")
-	p, replaced, left := db.AddProducer(testInfo(0), time.Now())
+	var left []Registration
+	p, replaced := db.AddProducer(testInfo(0), time.Now(), func(rs []Registration) { left = append(left, rs...) })
 	if replaced != old || len(left) != 3 {
 		t.Fatalf("AddProducer: replaced %v, left %v; want the old producer and its 3 registrations", replaced, left)
 	}
@@ -328,8 +329,8 @@ func BenchmarkDisconnect(b *testing.B) {
 		p := producers[0]
 		topics, _, _ := db.NodeTopics(p)
 		for b.Loop() {
-			db.RemoveProducer(p)
-			p, _, _ = db.AddProducer(p.Info, time.Now())
+			db.RemoveProducer(p, nil)
+			p, _ = db.AddProducer(p.Info, time.Now(), nil)
 			for _, t := range topics {
 				for c := range sz.C {
 					db.Register(p, t.Name, fmt.Sprintf("ch%d", c))
@@ -356,7 +357,7 @@ func BenchmarkRegisterChannelFlood(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			db := New(time.Minute)
-			p, _, _ := db.AddProducer(testInfo(0), time.Now())
+			p, _ := db.AddProducer(testInfo(0), time.Now(), nil)
 			rng := rand.New(rand.NewPCG(uint64(n), 1))
 			name := func() string { return fmt.Sprintf("c%016x#ephemeral", rng.Uint64()) }
 			for range n {
@@ -376,4 +377,58 @@ func BenchmarkRegisterChannelFlood(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestRemoveProducerBatches: a producer of many topics leaves a batch at a
+// time, each registration reported once; a removal cut short by a panic in
+// the caller's function is finished by the next call.
+func TestRemoveProducerBatches(t *testing.T) {
+	t.Parallel()
+	db := New(time.Minute)
+	p, _ := db.AddProducer(testInfo(0), time.Now(), nil)
+	const topics = 3*removeBatch + 5
+	for i := range topics {
+		db.Register(p, fmt.Sprintf("t%04d", i), "c")
+	}
+	seen := map[Registration]int{}
+	calls := 0
+	record := func(rs []Registration) {
+		calls++
+		n := 0
+		for _, r := range rs {
+			seen[r]++
+			if r.Category == "topic" {
+				n++
+			}
+		}
+		if n > removeBatch {
+			t.Errorf("a batch of %d topics; want at most %d", n, removeBatch)
+		}
+		if calls == 2 {
+			panic("cut short")
+		}
+	}
+	func() {
+		defer func() { recover() }()
+		db.RemoveProducer(p, record)
+	}()
+	if calls != 2 || len(db.Nodes()) != 0 {
+		t.Fatalf("after the panic: %d calls, %d producers listed; want 2 and none", calls, len(db.Nodes()))
+	}
+	if a, b := db.Register(p, "new", ""); a || b {
+		t.Fatal("a producer being removed registered")
+	}
+	db.RemoveProducer(p, record)
+	if want := 1 + 2*topics; len(seen) != want {
+		t.Fatalf("reported %d registrations; want %d", len(seen), want)
+	}
+	for r, n := range seen {
+		if n != 1 {
+			t.Fatalf("%v reported %d times", r, n)
+		}
+	}
+	if s := db.Stats(time.Now()); s.Registrations != 0 || s.Topics != topics {
+		t.Fatalf("Stats after the removal: %+v", s)
+	}
+	check(t, db)
 }
