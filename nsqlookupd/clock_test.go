@@ -6,6 +6,7 @@ import (
 )
 
 func TestFakeClock(t *testing.T) {
+	t.Parallel()
 	c := newFakeClock()
 	start := c.Now()
 	fired := make(chan string, 3)

@@ -459,6 +459,37 @@ func (c *tcpClient) mustOK(line string) {
 	}
 }
 
+// profiling is held while a test takes a CPU profile or an execution
+// trace: a process runs one of each at a time.
+var profiling sync.Mutex
+
+// lockProfiling takes profiling if path (or a profile's name) asks for a
+// CPU profile or a trace, and returns what releases it.
+func lockProfiling(path string) (unlock func()) {
+	if !strings.Contains(path, "profile") && !strings.Contains(path, "trace") {
+		return func() {}
+	}
+	profiling.Lock()
+	return profiling.Unlock
+}
+
+// httpGet GETs path with a client that waits up to timeout, and returns
+// the response with its body read.
+func httpGet(tb testing.TB, l *NSQLookupd, path string, timeout time.Duration) (*http.Response, string) {
+	tb.Helper()
+	client := &http.Client{Timeout: timeout}
+	resp, err := client.Get("http://" + l.RealHTTPAddr().String() + path)
+	if err != nil {
+		tb.Fatalf("GET %s: %s", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatalf("GET %s: reading body: %s", path, err)
+	}
+	return resp, string(body)
+}
+
 // httpDo sends a request to the daemon's HTTP address (no redirects
 // followed) and returns the response with its body read.
 func httpDo(tb testing.TB, l *NSQLookupd, method, path string) (*http.Response, string) {

@@ -271,6 +271,7 @@ func garbageAnswer(in []byte) string {
 }
 
 func TestHostileInput(t *testing.T) {
+	t.Parallel()
 	tlsFiles := newTLSFiles(t)
 	l := startLookupdWith(t, tlsFiles.withHTTPS(func(o *Options) {
 		o.IdentifyTimeout = hostileIdentifyTimeout

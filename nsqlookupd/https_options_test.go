@@ -26,6 +26,7 @@ import (
 // TestHTTPSMinVersion: the HTTPS port refuses clients whose newest TLS
 // version is older than --tls-min-version.
 func TestHTTPSMinVersion(t *testing.T) {
+	t.Parallel()
 	f := newTLSFiles(t)
 	tests := []struct {
 		min        string
@@ -71,6 +72,7 @@ func TestHTTPSMinVersion(t *testing.T) {
 // --tls-root-ca-file (or no CA file, for the empty policy). Every policy also makes the plain port answer
 // TLS_REQUIRED.
 func TestHTTPSClientAuth(t *testing.T) {
+	t.Parallel()
 	f := newTLSFiles(t)
 	clientCA := test.NewCA(t, "client CA")
 	trusted := clientCA.Issue(t, "trusted client").TLS(t)
@@ -129,6 +131,7 @@ func TestHTTPSClientAuth(t *testing.T) {
 // old files, is served from the next connection on; a broken pair is
 // logged and the previous one kept.
 func TestCertificateRenewal(t *testing.T) {
+	t.Parallel()
 	f := newTLSFiles(t)
 	logs := newLogLines(t)
 	l := startLookupd(t, f.withHTTPS(func(o *Options) { o.Logger = logs }))
@@ -209,6 +212,7 @@ func TestCertificateRenewal(t *testing.T) {
 // TestHTTPSBadConfig: every bad TLS configuration is an error from New
 // (which main logs as one FATAL line), before anything listens.
 func TestHTTPSBadConfig(t *testing.T) {
+	t.Parallel()
 	f := newTLSFiles(t)
 	other := newTLSFiles(t)
 	dir := t.TempDir()

@@ -81,6 +81,7 @@ func httpsURL(l *NSQLookupd, path string) string {
 // headers (but Date) and body must be the same bytes. The access lines
 // say which port answered.
 func TestHTTPSSameAsHTTP(t *testing.T) {
+	t.Parallel()
 	f := newTLSFiles(t)
 	logs := newLogLines(t)
 	l := startLookupd(t, f.withHTTPS(func(o *Options) { o.Logger = logs }))
@@ -183,6 +184,7 @@ func TestHTTPSSameAsHTTP(t *testing.T) {
 // TestHTTPSExit: Exit closes the HTTPS port with the others, in bounded
 // time, with an HTTPS keep-alive connection open.
 func TestHTTPSExit(t *testing.T) {
+	t.Parallel()
 	f := newTLSFiles(t)
 	logs := newLogLines(t)
 	opts := NewOptions()
@@ -260,6 +262,7 @@ func rawAnswer(t *testing.T, addr, method, path string) string {
 // request nsqd's 403, byte for byte, and does nothing else; the HTTPS
 // port serves as usual.
 func TestTLSRequired(t *testing.T) {
+	t.Parallel()
 	f := newTLSFiles(t)
 	logs := newLogLines(t)
 	l := startLookupd(t, f.withHTTPS(func(o *Options) {
@@ -297,6 +300,7 @@ func TestTLSRequired(t *testing.T) {
 // and speaks HTTP/1.1 only, as nsqd's HTTPS does, even to a client that
 // offers HTTP/2.
 func TestHTTPSServerLimits(t *testing.T) {
+	t.Parallel()
 	f := newTLSFiles(t)
 	l := startLookupd(t, f.withHTTPS(nil))
 	h, s := l.httpServer, l.httpsServer
@@ -325,6 +329,7 @@ func TestHTTPSServerLimits(t *testing.T) {
 // first tries to send a close_notify alert, with a write deadline of its
 // own of 5 s, to a client that does not read.
 func TestHTTPSWriteTimeout(t *testing.T) {
+	t.Parallel()
 	const writeTimeout = 300 * time.Millisecond
 	f := newTLSFiles(t)
 	states := &connStates{closed: make(map[string]time.Time)}

@@ -177,6 +177,7 @@ func FuzzIdentifyBody(f *testing.F) {
 }
 
 func TestProtocolErrors(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 	valid := identifyJSON(4150, 4151)
 	identified := identifyCmd(valid)
@@ -242,6 +243,7 @@ func TestProtocolErrors(t *testing.T) {
 }
 
 func TestIdentifyResponse(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 	c := dial(t, l)
 	got := c.identifyRaw(identifyJSON(4150, 4151))
@@ -257,6 +259,7 @@ func TestIdentifyResponse(t *testing.T) {
 }
 
 func TestCommands(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 
 	// PING before IDENTIFY is allowed and changes nothing
@@ -298,6 +301,7 @@ func TestCommands(t *testing.T) {
 // TestIdentifyDecoding covers the encoding/json rules of SPEC §4: keys match
 // case-insensitively, unknown keys are ignored, topology fields are kept.
 func TestIdentifyDecoding(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 	c := dial(t, l)
 	body := `{"BROADCAST_ADDRESS":"10.0.0.9","Tcp_Port":7,"http_port":8,"version":"1.3.1",` +
@@ -316,6 +320,7 @@ func TestIdentifyDecoding(t *testing.T) {
 }
 
 func TestDecodeIdentify(t *testing.T) {
+	t.Parallel()
 	const ok = `"broadcast_address":"a","tcp_port":1,"http_port":2,"version":"v"`
 	tests := []struct {
 		body, wantErr      string
@@ -375,6 +380,7 @@ func FuzzSplitCommand(f *testing.F) {
 // client ends its side so that the daemon sees the end of the input; the
 // registry is then read once the connection is gone.
 func TestUnterminatedLineNotExecuted(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		send string
@@ -427,6 +433,7 @@ func TestUnterminatedLineNotExecuted(t *testing.T) {
 }
 
 func TestEphemeral(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 	a := connectProducer(t, l, 1, 11)
 	b := connectProducer(t, l, 2, 12)
@@ -480,6 +487,7 @@ func TestEphemeral(t *testing.T) {
 // TestSameIdentityTwoProducers: two connections with the same IDENTIFY body
 // are two producers, keyed by their remote addresses.
 func TestSameIdentityTwoProducers(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 	a := connectProducer(t, l, 1, 11)
 	b := connectProducer(t, l, 1, 11)

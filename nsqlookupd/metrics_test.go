@@ -106,6 +106,7 @@ func (s samples) keys() []string {
 // TestMetricsFreshDaemon checks that a fresh daemon shows every series of
 // SPEC §7, with the Go and process collectors.
 func TestMetricsFreshDaemon(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 	s := scrape(t, l)
 	for _, k := range []string{
@@ -165,6 +166,7 @@ func readRegistryGauges(tb testing.TB, l *NSQLookupd) registryGauges {
 // REGISTER, UNREGISTER, HTTP creates and deletes, tombstones and their
 // expiry (on the fake clock) and disconnects.
 func TestMetricsRegistry(t *testing.T) {
+	t.Parallel()
 	clock := newFakeClock()
 	l := startLookupdWith(t, func(o *Options) { o.TombstoneLifetime = 45 * time.Second },
 		func(l *NSQLookupd) { l.clock = clock })
@@ -235,6 +237,7 @@ func TestMetricsRegistry(t *testing.T) {
 // TestMetricsTCP checks the connection gauges and counters and the
 // command counters, with their labels.
 func TestMetricsTCP(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 	before := scrape(t, l)
 
@@ -294,6 +297,7 @@ func TestMetricsTCP(t *testing.T) {
 // TestMetricsEvictions checks that a producer closed for silence counts as
 // an eviction and leaves the registry gauges.
 func TestMetricsEvictions(t *testing.T) {
+	t.Parallel()
 	const timeout = time.Minute
 	l, clk, _ := startWithClock(t, timeout)
 	p := connectProducer(t, l, 1, 11)
@@ -315,6 +319,7 @@ func TestMetricsEvictions(t *testing.T) {
 // exactly its own series: route pattern or not_found, method_not_allowed,
 // redirect; method, unknown ones as "other"; status.
 func TestMetricsHTTP(t *testing.T) {
+	t.Parallel()
 	logs := newLogLines(t)
 	l := startLookupd(t, func(o *Options) { o.Logger = logs })
 	cases := []struct {
@@ -382,6 +387,7 @@ func TestMetricsHTTP(t *testing.T) {
 // TestMetricsWithoutPprof checks that /metrics stays with --disable-pprof,
 // and that the pprof paths count as not found.
 func TestMetricsWithoutPprof(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, func(o *Options) { o.DisablePprof = true })
 	before := scrape(t, l)
 	if _, ok := before[durationCount("/debug/pprof/heap")]; ok {
@@ -399,6 +405,7 @@ func TestMetricsWithoutPprof(t *testing.T) {
 // TestMetricsPanics injects a panic into a registration connection and into
 // HTTP handlers of both kinds, and checks that each one counts.
 func TestMetricsPanics(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 	c := dial(t, l)
 	c.write(panicVerb + "\n")
@@ -444,6 +451,7 @@ func TestMetricsPanics(t *testing.T) {
 // topics: the set of series must not change, and every request must be
 // counted.
 func TestMetricsCardinality(t *testing.T) {
+	t.Parallel()
 	l := startLookupdWith(t, func(o *Options) { o.Logger = lg.NilLogger{} }, nil)
 	before := scrape(t, l)
 	const requestsSent, workers = 10000, 4

@@ -164,6 +164,7 @@ func TestRaceStress(t *testing.T) {
 }
 
 func TestExitTwiceAndBounded(t *testing.T) {
+	t.Parallel()
 	opts := NewOptions()
 	opts.Logger = test.NewTestLogger(t)
 	opts.TCPAddress, opts.HTTPAddress = "127.0.0.1:0", "127.0.0.1:0"
@@ -206,6 +207,7 @@ func TestExitTwiceAndBounded(t *testing.T) {
 }
 
 func TestExitWithoutMain(t *testing.T) {
+	t.Parallel()
 	opts := NewOptions()
 	opts.Logger = test.NewTestLogger(t)
 	opts.TCPAddress, opts.HTTPAddress = "127.0.0.1:0", "127.0.0.1:0"
@@ -220,6 +222,7 @@ func TestExitWithoutMain(t *testing.T) {
 }
 
 func TestNewListenFailure(t *testing.T) {
+	t.Parallel()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

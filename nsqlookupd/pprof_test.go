@@ -8,7 +8,9 @@
 package nsqlookupd
 
 import (
+	"compress/gzip"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -25,6 +27,7 @@ import (
 
 // TestPprofRoutes checks every profiling route of SPEC §5 and §6 answers.
 func TestPprofRoutes(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 	tests := []struct {
 		method, path, contains string
@@ -45,6 +48,7 @@ func TestPprofRoutes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			defer lockProfiling(tt.path)()
 			resp, body := httpDo(t, l, tt.method, tt.path)
 			if resp.StatusCode != 200 || len(body) == 0 {
 				t.Fatalf("got %d with %d bytes; want 200 with a body", resp.StatusCode, len(body))
@@ -65,6 +69,7 @@ var hrefRE = regexp.MustCompile(`href=['"]([^'"]+)['"]`)
 
 // TestPprofIndexLinks follows every link of the index at /debug/pprof/.
 func TestPprofIndexLinks(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 	_, index := httpDo(t, l, "GET", "/debug/pprof/")
 	links := hrefRE.FindAllStringSubmatch(index, -1)
@@ -83,7 +88,9 @@ func TestPprofIndexLinks(t *testing.T) {
 			q.Set("seconds", "1") // the default is 30s
 			u.RawQuery = q.Encode()
 		}
+		unlock := lockProfiling(u.Path)
 		resp, _ := httpDo(t, l, "GET", u.String())
+		unlock()
 		if resp.StatusCode != 200 {
 			t.Errorf("link %q -> %s: got %d; want 200", m[1], u, resp.StatusCode)
 		}
@@ -91,6 +98,7 @@ func TestPprofIndexLinks(t *testing.T) {
 }
 
 func TestPprofDisabled(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, func(o *Options) { o.DisablePprof = true })
 	for _, path := range []string{"/debug/pprof", "/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/profile?seconds=1"} {
 		resp, body := httpDo(t, l, "GET", path)
@@ -159,6 +167,7 @@ func contend(t *testing.T, l *NSQLookupd) {
 // TestGoToolReadsProfiles runs `go tool pprof` on every profile the daemon
 // serves, and `go tool trace` on its execution trace.
 func TestGoToolReadsProfiles(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs go tool pprof; skipped in -short mode")
 	}
@@ -171,6 +180,7 @@ func TestGoToolReadsProfiles(t *testing.T) {
 	base := "http://" + l.RealHTTPAddr().String() + "/debug/pprof/"
 	for _, name := range []string{"profile", "heap", "allocs", "goroutine", "block", "mutex", "threadcreate"} {
 		t.Run(name, func(t *testing.T) {
+			defer lockProfiling(name)()
 			// pprof sets the CPU profile's duration itself: -seconds, not ?seconds=
 			cmd := exec.Command(goBin, "tool", "pprof", "-raw", "-seconds=1", base+name)
 			// PPROF_TMPDIR keeps pprof's saved copies out of $HOME; HOME itself
@@ -183,7 +193,9 @@ func TestGoToolReadsProfiles(t *testing.T) {
 		})
 	}
 	t.Run("trace", func(t *testing.T) {
+		unlock := lockProfiling("trace")
 		resp, body := httpDo(t, l, "GET", "/debug/pprof/trace?seconds=1")
+		unlock()
 		if resp.StatusCode != 200 {
 			t.Fatalf("trace: got %d", resp.StatusCode)
 		}
@@ -196,4 +208,47 @@ func TestGoToolReadsProfiles(t *testing.T) {
 			t.Fatalf("go tool trace: %v\n%.2000s", err, out)
 		}
 	})
+}
+
+// TestPprofOutlivesWriteTimeout: profile and trace run for their whole
+// seconds=N, longer than the write timeout, and return complete answers:
+// net/http/pprof extends the server's write timeout by N itself. The CPU
+// profile of go tool pprof's default, 30 s, outlives a write timeout of a
+// hundredth of that.
+func TestPprofOutlivesWriteTimeout(t *testing.T) {
+	t.Parallel()
+	const writeTimeout = 300 * time.Millisecond
+	l := startLookupd(t, func(o *Options) { o.HTTPWriteTimeout = writeTimeout })
+	tests := []struct {
+		path string
+		min  time.Duration
+	}{
+		{"/debug/pprof/profile", 30 * time.Second},
+		{"/debug/pprof/profile?seconds=1", time.Second},
+		{"/debug/pprof/trace?seconds=0.8", 800 * time.Millisecond},
+		{"/debug/pprof/heap?seconds=1", time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			defer lockProfiling(tt.path)()
+			start := time.Now()
+			resp, body := httpGet(t, l, tt.path, tt.min+ioTimeout) // fails on a cut answer
+			if took := time.Since(start); resp.StatusCode != 200 || took < tt.min {
+				t.Fatalf("got %d after %s; want 200 after at least %s", resp.StatusCode, took, tt.min)
+			}
+			if strings.Contains(tt.path, "trace") {
+				if !strings.HasPrefix(body, "go 1.") {
+					t.Fatalf("trace starts %q; want a Go trace header", body[:min(len(body), 16)])
+				}
+				return
+			}
+			zr, err := gzip.NewReader(strings.NewReader(body))
+			if err != nil {
+				t.Fatalf("profile of %d bytes: %s", len(body), err)
+			}
+			if _, err := io.Copy(io.Discard, zr); err != nil {
+				t.Fatalf("profile of %d bytes is not a whole gzip stream: %s", len(body), err)
+			}
+		})
+	}
 }

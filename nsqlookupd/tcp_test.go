@@ -27,6 +27,7 @@ import (
 // after its last command, not a nanosecond before. A producer that PINGed
 // meanwhile stays.
 func TestSilentProducerEvicted(t *testing.T) {
+	t.Parallel()
 	const timeout = 45 * time.Second // not the default: the option is used
 	l, clk, logs := startWithClock(t, timeout)
 	silent := connectProducer(t, l, 1, 11)
@@ -64,6 +65,7 @@ func TestSilentProducerEvicted(t *testing.T) {
 // TestPingingProducerKept: a producer that PINGs within every timeout stays
 // for many timeouts; once it stops, it is evicted.
 func TestPingingProducerKept(t *testing.T) {
+	t.Parallel()
 	const timeout = time.Minute
 	l, clk, _ := startWithClock(t, timeout)
 	p := connectProducer(t, l, 1, 11)
@@ -86,6 +88,7 @@ func TestPingingProducerKept(t *testing.T) {
 // TestProducerReadTimeoutDisabled: with the timeout 0, no timer is armed and
 // a silent producer stays.
 func TestProducerReadTimeoutDisabled(t *testing.T) {
+	t.Parallel()
 	l, clk, _ := startWithClock(t, 0)
 	p := connectProducer(t, l, 1, 11)
 	p.mustOK("REGISTER t c")
@@ -106,6 +109,7 @@ func TestProducerReadTimeoutDisabled(t *testing.T) {
 // keep a producer alive. Each byte is read by the daemon before the clock
 // moves, so a daemon that counted any input as life would keep it.
 func TestDribblingProducerEvicted(t *testing.T) {
+	t.Parallel()
 	const timeout = time.Minute
 	l, clk, _ := startWithClock(t, timeout)
 	p := connectProducer(t, l, 1, 11)
@@ -129,6 +133,7 @@ func TestDribblingProducerEvicted(t *testing.T) {
 // write timeout; the close is logged, the producer leaves, and another
 // producer is not disturbed.
 func TestStalledRegistrationReader(t *testing.T) {
+	t.Parallel()
 	const writeTimeout = 200 * time.Millisecond
 	logs := newLogLines(t)
 	l := startLookupdWith(t, func(o *Options) { o.Logger = logs }, func(l *NSQLookupd) {
@@ -344,6 +349,7 @@ func funcPC() uintptr {
 // closes, its registrations go, the counter reads 1, and nobody else
 // notices.
 func TestRecoverPanic(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 	v := newVictim(t, l)
 	other := connectProducer(t, l, 5250, 5251)
@@ -377,6 +383,7 @@ func TestRecoverPanic(t *testing.T) {
 }
 
 func TestDisconnectCleanup(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, nil)
 	a := connectProducer(t, l, 1, 11)
 	b := connectProducer(t, l, 2, 12)
@@ -415,6 +422,7 @@ func TestDisconnectCleanup(t *testing.T) {
 }
 
 func TestIdentifyTimeout(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, func(o *Options) { o.IdentifyTimeout = 200 * time.Millisecond })
 	// identified first: by the time the later silent connections are
 	// closed, its own deadline would have passed had IDENTIFY not lifted it
@@ -430,6 +438,7 @@ func TestIdentifyTimeout(t *testing.T) {
 // TestIdentifyTimeoutDisabled: with --identify-timeout 0 no deadline is set
 // (one in the past would close the connection before its magic is read).
 func TestIdentifyTimeoutDisabled(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, func(o *Options) { o.IdentifyTimeout = 0 })
 	p := connectProducer(t, l, 1, 11)
 	p.mustOK("REGISTER t")
@@ -467,6 +476,7 @@ func dialFrom(t *testing.T, local *net.TCPAddr, host string, port int) *tcpClien
 // remote address are made by connecting from one local address to two
 // loopback addresses of a daemon listening on all of them.
 func TestReusedPeerID(t *testing.T) {
+	t.Parallel()
 	l := startLookupd(t, func(o *Options) { o.TCPAddress = "0.0.0.0:0" })
 	port := l.RealTCPAddr().Port
 	probe, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
