@@ -39,7 +39,7 @@ func TestAnswersShared(t *testing.T) {
 	}
 }
 
-// Slow readers cost bounded memory (SPEC §6): many clients that ask for a
+// Slow readers cost bounded memory (docs/differences.md, Slow readers): many clients that ask for a
 // large answer and never read it must not make the daemon hold a copy
 // each. /debug is written as it is encoded, a registration at a time;
 // /nodes from each producer's entry, encoded once and shared; the

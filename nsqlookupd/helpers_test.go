@@ -97,7 +97,7 @@ func (t *fakeTimer) Stop() bool {
 	return pending
 }
 
-// Production faults (SPEC §6, "dead peers leave", "slow readers"): silent
+// Production faults (docs/differences.md, Dead peers leave, and Slow readers): silent
 // and dribbling producers, and peers that stop reading their answers.
 
 // logLines is a Logger that keeps every line and passes it on to the test
@@ -586,7 +586,7 @@ func sizePrefix(n int32) string {
 	return string(b[:])
 }
 
-// TestProtocolErrors runs every error row of SPEC §3 over a real
+// TestProtocolErrors runs every error of docs/wire.md, TCP registration protocol, over a real
 // connection: the framed answer byte for byte, then the close.
 // identifyCmd is an IDENTIFY command with body.
 func identifyCmd(body string) string {

@@ -21,7 +21,7 @@ import (
 	"github.com/lookupd/nsqlookupd/internal/test"
 )
 
-// Hostile input over real TCP and HTTP (SPEC §6, "never crash, never
+// Hostile input over real TCP and HTTP (docs/differences.md, Hostile input: "never crash, never
 // balloon"). One daemon takes every attack in turn; after each one the same
 // health check proves it still serves everyone else.
 
@@ -258,7 +258,7 @@ func garbage(seed int64, n int) []byte {
 	return b
 }
 
-// garbageAnswer is the answer SPEC §3 gives to in sent after the magic:
+// garbageAnswer is the answer docs/wire.md gives to in sent after the magic:
 // the first line's first word is an unknown command, unless the line is
 // too long.
 func garbageAnswer(in []byte) string {
@@ -375,7 +375,7 @@ func TestHostileInput(t *testing.T) {
 		{"pings then long line", tcpCase{send: []byte("PING\nPING\n" + strings.Repeat("z", longLine)),
 			want: []string{"OK", "OK", "E_INVALID command line longer than 4096 bytes"}}.run},
 
-		// Random bytes, fixed seeds: the answers are computed from SPEC §3.
+		// Random bytes, fixed seeds: the answers are computed from docs/wire.md's rules.
 		{"random bytes no magic", tcpCase{noMagic: true, send: random, want: []string{"E_BAD_PROTOCOL"}}.run},
 		{"random bytes after magic", tcpCase{send: random, want: []string{garbageAnswer(random)}}.run},
 		{"random line after magic", tcpCase{send: randomLine, want: []string{garbageAnswer(randomLine)}}.run},

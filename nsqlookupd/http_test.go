@@ -78,7 +78,7 @@ func apiErr(method, path string, status int, msg string) httpCase {
 		contentType: jsonType, nsqHeader: true}
 }
 
-// TestHTTPReadRoutes checks every GET route of SPEC §4 byte for byte
+// TestHTTPReadRoutes checks every GET route of docs/wire.md, HTTP API, byte for byte
 // against a registry holding one producer.
 func TestHTTPReadRoutes(t *testing.T) {
 	t.Parallel()
@@ -330,7 +330,7 @@ func TestHTTPWriteTimeoutPerRequest(t *testing.T) {
 	}
 }
 
-// TestAccessLogStatus: each request's access line (SPEC §1: "<status>
+// TestAccessLogStatus: each request's access line (docs/wire.md, Process and configuration: "<status>
 // <METHOD> <request-uri> (<remote addr>) <duration>", at INFO) carries the
 // status the client got, whichever way the answer was made.
 func TestAccessLogStatus(t *testing.T) {

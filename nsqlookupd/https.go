@@ -1,6 +1,6 @@
 package nsqlookupd
 
-// HTTPS (SPEC §8): nsqd v1.3.0's TLS options for the HTTP API. This file
+// HTTPS (docs/wire.md, HTTPS): nsqd v1.3.0's TLS options for the HTTP API. This file
 // checks them, builds the tls.Config (with a certificate that follows
 // renewals on disk) and holds the plain port's answer when TLS is required.
 

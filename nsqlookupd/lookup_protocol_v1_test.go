@@ -19,7 +19,7 @@ import (
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
 )
 
-// wireCodes are the error codes SPEC §3 lets the server send.
+// wireCodes are the error codes the TCP protocol sends (docs/wire.md).
 var wireCodes = map[string]bool{
 	"E_BAD_PROTOCOL": true, "E_INVALID": true, "E_BAD_BODY": true,
 	"E_BAD_TOPIC": true, "E_BAD_CHANNEL": true,
@@ -61,7 +61,7 @@ func FuzzCommandLine(f *testing.F) {
 				t.Fatalf("%q: got error %T %v; want a *protocol.ClientErr", line, err, err)
 			}
 			if !wireCodes[ce.Code] || ce.Error() != ce.Code+" "+ce.Desc {
-				t.Fatalf("%q: got error %q (code %q); want a SPEC §3 code", line, ce.Error(), ce.Code)
+				t.Fatalf("%q: got error %q (code %q); want a code of docs/wire.md", line, ce.Error(), ce.Code)
 			}
 		} else if string(resp) != "OK" {
 			t.Fatalf("%q: got answer %q; want OK", line, resp)
@@ -110,7 +110,7 @@ func FuzzCommandLine(f *testing.F) {
 }
 
 // FuzzIdentifyBody decodes IDENTIFY bodies: a body is accepted with every
-// required field set, or refused with one of SPEC §3's two answers.
+// required field set, or refused with one of docs/wire.md's two answers.
 func FuzzIdentifyBody(f *testing.F) {
 	for _, s := range []string{
 		identifyJSON(4150, 4151), "", "null", "{}", "[]", "abc", `{"tcp_port":1.5}`,
@@ -156,7 +156,7 @@ func FuzzIdentifyBody(f *testing.F) {
 					t.Fatalf("got %q for invalid JSON %q; want failed to decode", ce.Error(), body)
 				}
 			default:
-				t.Fatalf("got error %q; want one of SPEC §3's IDENTIFY errors", ce.Error())
+				t.Fatalf("got error %q; want one of docs/wire.md's IDENTIFY errors", ce.Error())
 			}
 			return
 		}
@@ -298,7 +298,7 @@ func TestCommands(t *testing.T) {
 	}
 }
 
-// TestIdentifyDecoding covers the encoding/json rules of SPEC §4: keys match
+// TestIdentifyDecoding covers the encoding/json rules of docs/wire.md, TCP registration protocol: keys match
 // case-insensitively, unknown keys are ignored, topology fields are kept.
 func TestIdentifyDecoding(t *testing.T) {
 	t.Parallel()
@@ -376,7 +376,7 @@ func FuzzSplitCommand(f *testing.F) {
 }
 
 // TestUnterminatedLineNotExecuted: a last command line without "\n" is
-// never executed, however the client ends the connection (SPEC §4). The
+// never executed, however the client ends the connection (docs/wire.md). The
 // client ends its side so that the daemon sees the end of the input; the
 // registry is then read once the connection is gone.
 func TestUnterminatedLineNotExecuted(t *testing.T) {

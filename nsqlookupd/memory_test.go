@@ -17,7 +17,7 @@ import (
 )
 
 // Memory: what connections and registrations cost must go away with them
-// (SPEC §6, "no leaks"). Figures are logged so they can be quoted.
+// (docs/differences.md, No leaks). Figures are logged so they can be quoted.
 
 // liveHeap returns the live heap after a full collection.
 func liveHeap() uint64 {

@@ -104,7 +104,7 @@ func (s samples) keys() []string {
 }
 
 // TestMetricsFreshDaemon checks that a fresh daemon shows every series of
-// SPEC §7, with the Go and process collectors.
+// docs/wire.md, Metrics, with the Go and process collectors.
 func TestMetricsFreshDaemon(t *testing.T) {
 	t.Parallel()
 	l := startLookupd(t, nil)
@@ -600,7 +600,7 @@ func (w *discardWriter) WriteHeader(int)             {}
 
 // BenchmarkScrape times one whole scrape of /metrics (registry sizes, the
 // Go and process collectors, the request counts, the text encoding) at
-// each registry size. SPEC §7 wants it flat.
+// each registry size. docs/wire.md, Metrics, wants it flat.
 func BenchmarkScrape(b *testing.B) {
 	for _, sz := range registrySizes {
 		b.Run(sz.name, func(b *testing.B) {

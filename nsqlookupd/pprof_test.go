@@ -25,7 +25,7 @@ import (
 	"github.com/lookupd/nsqlookupd/internal/test"
 )
 
-// TestPprofRoutes checks every profiling route of SPEC §5 and §6 answers.
+// TestPprofRoutes checks every profiling route (docs/wire.md, Profiling) answers.
 func TestPprofRoutes(t *testing.T) {
 	t.Parallel()
 	l := startLookupd(t, nil)

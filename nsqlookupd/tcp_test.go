@@ -262,7 +262,7 @@ func checkFrames(out, identifyAnswer []byte) error {
 		case bytes.HasPrefix(body, []byte("E_")):
 			code, _, _ := strings.Cut(string(body), " ")
 			if !wireCodes[code] {
-				return fmt.Errorf("frame %d: got error code %q; want one of SPEC §3", i, code)
+				return fmt.Errorf("frame %d: got error code %q; want one of docs/wire.md's", i, code)
 			}
 			if len(out) > 0 {
 				return fmt.Errorf("frame %d: got %d bytes after error %q; want the connection closed", i, len(out), body)
