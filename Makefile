@@ -26,12 +26,13 @@ bench: build
 
 # bench-go: the registry and protocol benchmarks (testing.B)
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem ./nsqlookupd
+	$(GO) test -run '^$$' -bench . -benchmem ./nsqlookupd ./nsqlookupd/internal/registry
 
 # fuzz: each fuzz target for FUZZTIME; failing inputs land in testdata/fuzz
 fuzz:
-	for t in FuzzCommandLine FuzzIdentifyBody FuzzConn; do \
+	for t in FuzzCommandLine FuzzIdentifyBody FuzzConn FuzzSplitCommand; do \
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./nsqlookupd || exit 1; done
+	$(GO) test -run '^$$' -fuzz '^FuzzModel$$' -fuzztime $(FUZZTIME) ./nsqlookupd/internal/registry
 	$(GO) test -run '^$$' -fuzz '^FuzzNames$$' -fuzztime $(FUZZTIME) ./internal/protocol
 
 # mutate: mutation testing of the daemon's package (gremlins); about an hour, not in CI.
