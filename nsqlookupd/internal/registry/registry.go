@@ -45,8 +45,8 @@
 //     cost what the producer holds, not the registry's size.
 //   - each producer's version: /nodes answers are cached per producer
 //     (the churn phase of the load harness) and rebuilt when it changes.
-//   - the channel and registration counts: Stats costs the same at any size
-//     (a /metrics scrape).
+//   - the counts of registered topics, channels and registrations: Stats
+//     costs the same at any size (a /metrics scrape).
 //   - the tombstone list (tombstones): Stats counts the tombstones younger
 //     than their lifetime without walking the registry.
 //   - topicsPeak and shrink: maps and slices give back what a burst took
@@ -54,11 +54,11 @@
 //
 // # Faults
 //
-// Every change checks and allocates what it needs before its first store,
-// so a panic inside one (a bug: no input can cause one) leaves the
-// registry as it was. A change of several topics (RemoveProducer, a
-// wildcard DeleteTopic or Tombstone) is whole topic by topic, and
-// RemoveProducer, run again, finishes what a panic interrupted.
+// Every change makes all its checks before its first store, and a change
+// of several topics (RemoveProducer, a wildcard DeleteTopic or Tombstone)
+// is whole topic by topic. RemoveProducer, which calls its caller's
+// function between batches, is restartable: called again after a panic cut
+// it short, it finishes the removal.
 //
 // # Invariants
 //
@@ -76,8 +76,9 @@
 //  5. A live producer's topics hold exactly the topics that have an entry
 //     for it, each with the number of that topic's channels that hold it.
 //  6. producers holds each live producer once, in ID order, and none gone.
-//  7. channels and registrations count what they name (a registration is
-//     a producer entry of a topic or a producer of a channel).
+//  7. registered, channels and registrations count what they name (a
+//     registration is a producer entry of a topic or a producer of a
+//     channel).
 //  8. An entry's tombstone is not dead, and a tombstone in tombstones
 //     that is not dead is one entry's.
 //  9. Topic and channel names hold no ':' (the order of /debug's keys
