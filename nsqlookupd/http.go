@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -260,15 +261,39 @@ func (s *httpServer) doLookup(w http.ResponseWriter, req *http.Request, ps httpr
 			return err
 		}), nil
 	}
-	channels, producers, ok := s.nsqlookupd.db.Lookup(topicName)
+	// the copies and the answer in buffers kept from request to request
+	sc := lookupScratches.Get().(*lookupScratch)
+	channels, producers, ok := s.nsqlookupd.db.Lookup(topicName, sc.channels[:0], sc.producers[:0])
+	defer func() {
+		if cap(channels)+cap(producers) <= 4096 { // a rare huge topic is not kept
+			clear(channels) // let what they point to go
+			clear(producers)
+			sc.channels, sc.producers = channels[:0], producers[:0]
+			lookupScratches.Put(sc)
+		}
+	}()
 	if !ok {
 		return nil, errTopicNotFound
 	}
-	b := append(make([]byte, 0, 64+16*len(channels)+160*len(producers)), `{"channels":`...)
+	buf := lookupBuffers.Get().(*[]byte)
+	b := append((*buf)[:0], `{"channels":`...)
 	b = appendNames(b, channels)
 	b = s.appendActive(append(b, `,"producers":`...), producers, now)
-	return http_api.JSON(append(b, '}')), nil
+	*buf = append(b, '}')
+	return http_api.PooledJSON{B: buf, Pool: &lookupBuffers}, nil
 }
+
+// The buffers of /lookup, the hot route, kept from request to request: its
+// copies of a topic, and its answer while it is written.
+type lookupScratch struct {
+	channels  []string
+	producers []registry.Entry
+}
+
+var (
+	lookupScratches = sync.Pool{New: func() any { return new(lookupScratch) }}
+	lookupBuffers   = sync.Pool{New: func() any { return new([]byte) }}
+)
 
 // isActive reports whether p has PINGed within the inactive producer
 // timeout at now.
@@ -290,8 +315,7 @@ func (s *httpServer) appendActive(b []byte, entries []registry.Entry, now time.T
 			b = append(b, ',')
 		}
 		first = false
-		b = appendProducer(b, &e.Producer.Info)
-		b = append(b, '}')
+		b = append(b, s.nsqlookupd.answers.producer(s.nsqlookupd.db, e.Producer)...)
 	}
 	return append(b, ']')
 }

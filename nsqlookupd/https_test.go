@@ -134,6 +134,7 @@ func TestHTTPSSameAsHTTP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			defer lockProfiling(tt.path)()
 			hResp, hBody, err := do(plain, tt.method, "http://"+l.RealHTTPAddr().String()+tt.path)
 			if err != nil {
 				t.Fatalf("HTTP: %s", err)

@@ -104,6 +104,7 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 	// the words of a command: passed to the table's functions, which are
 	// called through values, so the array is on the heap: one a connection
 	var words [maxWords]string
+	var loopErr error
 	for {
 		line, err := reader.ReadSlice('\n')
 		if err != nil {
@@ -119,8 +120,7 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 				l.logf(lg.WARN, "CLIENT(%s): no command for %s (producer-read-timeout): evicting producer %s:%d",
 					client, client.readTimeout, client.producer.BroadcastAddress, client.producer.TCPPort)
 			default:
-				l.logf(lg.INFO, "PROTOCOL(V1): [%s] exiting ioloop", client)
-				return err
+				loopErr = err
 			}
 			break
 		}
@@ -137,7 +137,7 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 	}
 
 	l.logf(lg.INFO, "PROTOCOL(V1): [%s] exiting ioloop", client)
-	return nil
+	return loopErr
 }
 
 // exec runs the command params names and returns its index in

@@ -79,7 +79,7 @@ func FuzzCommandLine(f *testing.F) {
 					t.Fatalf("%q: got channel %q; want the third word, valid", line, channel)
 				}
 				if params[0] == "REGISTER" && identified {
-					if _, producers, ok := l.db.Lookup(topic); !ok || len(producers) != 1 {
+					if _, producers, ok := l.db.Lookup(topic, nil, nil); !ok || len(producers) != 1 {
 						t.Fatalf("%q: topic %q has %d producers (found %v); want 1", line, topic, len(producers), ok)
 					}
 				}

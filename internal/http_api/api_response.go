@@ -122,6 +122,17 @@ func V1(f APIHandler) APIHandler {
 // with the JSON content type.
 type JSON []byte
 
+// maxPooledBuffer is the largest PooledJSON buffer put back in its pool.
+const maxPooledBuffer = 64 << 10
+
+// PooledJSON is an answer encoded as JSON in a buffer from Pool: RespondV1
+// writes it as JSON does, then puts the buffer back, so that a hot route's
+// answers cost the garbage collector nothing.
+type PooledJSON struct {
+	B    *[]byte
+	Pool interface{ Put(any) } // a *sync.Pool
+}
+
 // JSONStream is a JSON answer written piece by piece, for answers too large
 // to hold whole for each request: RespondV1 sends the headers, then calls it
 // with a buffered writer. It returns the first write error.
@@ -159,6 +170,11 @@ func RespondV1(w http.ResponseWriter, code int, data interface{}) int {
 		case nil:
 		case JSON:
 			response, isJSON = d, true
+		case PooledJSON:
+			response, isJSON = *d.B, true
+			if cap(*d.B) <= maxPooledBuffer { // a rare huge answer is not kept
+				defer d.Pool.Put(d.B)
+			}
 		case string:
 			response = []byte(d)
 		case []byte:

@@ -62,3 +62,27 @@ func TestLogLine(t *testing.T) {
 		t.Fatalf("got %v; want one INFO access line", lines)
 	}
 }
+
+// TestPooledJSON: a pooled answer is written as JSON is, then its buffer
+// goes back to its pool; an oversized buffer does not.
+func TestPooledJSON(t *testing.T) {
+	for _, size := range []int{16, maxPooledBuffer + 1} {
+		pool := &recordingPool{}
+		buf := make([]byte, 0, size)
+		buf = append(buf, `{"a":1}`...)
+		w := httptest.NewRecorder()
+		RespondV1(w, 200, PooledJSON{B: &buf, Pool: pool})
+		if w.Body.String() != `{"a":1}` || w.Header().Get("Content-Type") != "application/json; charset=utf-8" {
+			t.Fatalf("got %q, %q", w.Body.String(), w.Header().Get("Content-Type"))
+		}
+		if want := size <= maxPooledBuffer; (pool.put == &buf) != want {
+			t.Fatalf("buffer of %d bytes back in its pool: %t; want %t", size, pool.put == &buf, want)
+		}
+	}
+}
+
+// recordingPool keeps what is put in it (a sync.Pool under the race
+// detector drops some of what it is given).
+type recordingPool struct{ put any }
+
+func (p *recordingPool) Put(x any) { p.put = x }

@@ -567,7 +567,7 @@ func (r *modelRun) compare() {
 	r.same("Topics", r.db.Topics(), r.m.topics())
 	for _, topic := range append([]string{Wildcard}, modelTopics...) {
 		r.same("Channels("+topic+")", r.db.Channels(topic), r.m.channels(topic))
-		chs, ps, ok := r.db.Lookup(topic)
+		chs, ps, ok := r.db.Lookup(topic, nil, nil)
 		mchs, mps, mok := r.m.lookup(topic)
 		r.same("Lookup("+topic+")", fmt.Sprint(normalize(chs), normalize(ps), ok),
 			fmt.Sprint(normalize(mchs), normalize(mps), mok))

@@ -80,19 +80,25 @@ func (e entry) out() Entry {
 	return x
 }
 
-// Lookup returns the channels of the topic and its producer entries, by
-// ID; ok is false when there is no such topic registration. For the
-// wildcard: every topic's channels, and each producer once, in its least
-// tombstoned entry (one without a tombstone, else the one tombstoned
-// first); ok is false when no topic is registered.
-func (db *DB) Lookup(topicName string) (channels []string, producers []Entry, ok bool) {
-	channels, producers = []string{}, []Entry{}
+// Lookup appends to channels and producers (either may be nil) the
+// channels of the topic and its producer entries, by ID, and returns them;
+// ok is false when there is no such topic registration. For the wildcard:
+// every topic's channels, and each producer once, in its least tombstoned
+// entry (one without a tombstone, else the one tombstoned first); ok is
+// false when no topic is registered. The slices returned are never nil.
+func (db *DB) Lookup(topicName string, channels []string, producers []Entry) ([]string, []Entry, bool) {
+	if channels == nil {
+		channels = []string{}
+	}
+	if producers == nil {
+		producers = []Entry{}
+	}
 	if topicName != Wildcard {
 		db.mu.RLock()
 		defer db.mu.RUnlock()
 		t := db.topics[topicName]
 		if t == nil || !t.registered {
-			return nil, nil, false
+			return channels, producers, false
 		}
 		producers = slices.Grow(producers, len(t.producers))
 		for _, e := range t.producers {
@@ -101,6 +107,7 @@ func (db *DB) Lookup(topicName string) (channels []string, producers []Entry, ok
 		return appendChannels(channels, t), producers, true
 	}
 
+	ok := false
 	best := make(map[*Producer]entry)
 	db.walk(func(t *topic) {
 		channels = appendChannels(channels, t)
@@ -112,12 +119,13 @@ func (db *DB) Lookup(topicName string) (channels []string, producers []Entry, ok
 		}
 	})
 	if !ok {
-		return nil, nil, false
+		return channels[:0], producers, false
 	}
+	n := len(producers)
 	for _, e := range best {
 		producers = append(producers, e.out())
 	}
-	slices.SortFunc(producers, func(a, b Entry) int { return strings.Compare(a.Producer.ID, b.Producer.ID) })
+	slices.SortFunc(producers[n:], func(a, b Entry) int { return strings.Compare(a.Producer.ID, b.Producer.ID) })
 	slices.Sort(channels)
 	return channels, producers, true
 }

@@ -127,7 +127,7 @@ func TestWalks(t *testing.T) {
 	if got := db.Channels(Wildcard); !slices.Equal(got, channels) {
 		t.Fatalf("Channels(*): got %d names; want %d in order", len(got), len(channels))
 	}
-	if got, _, _ := db.Lookup(Wildcard); !slices.Equal(got, channels) {
+	if got, _, _ := db.Lookup(Wildcard, nil, nil); !slices.Equal(got, channels) {
 		t.Fatalf("Lookup(*): got %d channels; want %d", len(got), len(channels))
 	}
 	keys := 0
@@ -156,7 +156,7 @@ func TestTombstone(t *testing.T) {
 	if n := db.Tombstone("topic0", "nobody:1", now); n != 0 {
 		t.Fatalf("tombstoned %d entries for an unknown node; want 0", n)
 	}
-	_, entries, _ := db.Lookup("topic0")
+	_, entries, _ := db.Lookup("topic0", nil, nil)
 	for _, e := range entries {
 		if got, want := !e.Tombstoned.IsZero(), e.Producer == producers[0]; got != want {
 			t.Fatalf("topic0: %s tombstoned %t; want %t", e.Producer.ID, got, want)
@@ -248,7 +248,7 @@ func TestReplaceProducer(t *testing.T) {
 		t.Fatal("a replaced producer unregistered")
 	}
 	db.Register(p, "t", "")
-	_, entries, _ := db.Lookup("t")
+	_, entries, _ := db.Lookup("t", nil, nil)
 	if len(entries) != 1 || entries[0].Producer != p {
 		t.Fatalf("Lookup(t): %v; want only the new producer", entries)
 	}
@@ -272,7 +272,7 @@ func BenchmarkLookup(b *testing.B) {
 	benchSizes(b, func(b *testing.B, db *DB, _ []*Producer, sz fillSize) {
 		i := 0
 		for b.Loop() {
-			db.Lookup(fmt.Sprintf("topic%d", i%sz.T))
+			db.Lookup(fmt.Sprintf("topic%d", i%sz.T), nil, nil)
 			i++
 		}
 	})
