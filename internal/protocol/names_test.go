@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// validName is the rule of SPEC §2 as v1.3.0 writes it: a regular
-// expression plus a length of 1 to 64. isValidName is a hand-written
-// equivalent; the tests below hold it to this reference.
+// validName is the name rule of docs/wire.md, Data model, as v1.3.0
+// writes it: a regular expression plus a length of 1 to 64. isValidName is
+// a hand-written equivalent; the tests below hold it to this reference.
 var validName = regexp.MustCompile(`^[.a-zA-Z0-9_-]+(#ephemeral)?$`)
 
 func referenceValid(name string) bool {

@@ -17,31 +17,35 @@ import (
 )
 
 // This file holds what the differential test (diff_test.go) forgives: what
-// v1.3.0 leaves random and the differences SPEC section 6 allows. Each
-// allowance is written out where it applies, names its SPEC line and is as
-// narrow as the difference; anything else is compared exactly.
+// v1.3.0 leaves random and the deliberate differences of
+// docs/differences.md. Each allowance is written out where it applies,
+// names its heading there and is as narrow as the difference; anything
+// else is compared exactly.
 //
 // Random in v1.3.0:
 //   - the order of every list (map order): normalise sorts them, and
-//     checkSorted checks that ours came sorted (SPEC §6 Deterministic output);
+//     checkSorted checks that ours came sorted (docs/differences.md,
+//     Deterministic output);
 //   - producers' addresses and the daemons' own ports: labels (normalise,
 //     identifyAnswer); timestamps: a placeholder (normalise);
 //   - which topic entry of a producer /lookup?topic=* and
 //     /topic/tombstone?topic=* take: lookupStarAllowance, and
 //     wildcardTombstoneDeterministic keeps the latter out of sequences.
 //
-// SPEC §6:
-//   - topology fields in ours only (normalise);
+// docs/differences.md:
+//   - topology fields in ours only (normalise; Topology fields);
 //   - our texts for an over-long line and an over-the-cap IDENTIFY size
-//     (renderTCP);
-//   - Connection: close after a request with a body (renderHTTP);
-//   - IPv6 tombstone node forms (bracketNode: v1.3.0 also gets its own form);
+//     (renderTCP; Hostile input, Error texts);
+//   - Connection: close after a request with a body (renderHTTP; Hostile
+//     input);
+//   - IPv6 tombstone node forms (bracketNode: v1.3.0 also gets its own form;
+//     IPv6 tombstones);
 //   - ephemeral registrations a gone producer left empty, which v1.3.0
-//     keeps (reconcileDisconnect removes them from v1.3.0 too).
+//     keeps (reconcileDisconnect removes them from v1.3.0 too; No leaks).
 
-// Texts of our own bounds (SPEC §6 "Never crash, never balloon on hostile
-// input": "bounded IDENTIFY body and command line (a clear E_BAD_BODY … /
-// E_INVALID … error, then close)").
+// Texts of our own bounds (docs/differences.md, Hostile input and Error
+// texts: an IDENTIFY body size out of range and an over-long command line
+// each get a framed E_BAD_BODY / E_INVALID error, then the close).
 const (
 	maxIdentifyBody = 64 << 10
 	maxCommandLine  = 4096
@@ -53,7 +57,8 @@ const (
 )
 
 // zeroTime is time.Time{}.UnixNano(): /debug's tombstoned_at for an entry
-// never tombstoned (SPEC §4), the one timestamp compared as it is.
+// never tombstoned (docs/wire.md, HTTP API), the one timestamp compared as
+// it is.
 const zeroTime = "-6795364578871345152"
 
 // jnode is a JSON value that keeps the order of an object's keys, so that
@@ -209,9 +214,10 @@ func (z *norm) label(addr string) string {
 	return addr
 }
 
-// checkSorted reports where our answer breaks SPEC §6 "Deterministic output.
-// Lists are sorted (v1.3.0 returns map order)": every list of names sorted,
-// producers sorted by remote address (/debug: by id), a node's topics sorted.
+// checkSorted reports where our answer breaks docs/differences.md,
+// Deterministic output (every list sorted, where v1.3.0 gives map order):
+// every list of names sorted, producers sorted by remote address (/debug:
+// by id), a node's topics sorted.
 // It runs on our raw answer, before normalise reorders anything.
 func checkSorted(n *jnode, path string) error {
 	switch n.kind {
@@ -239,7 +245,7 @@ func checkSorted(n *jnode, path string) error {
 			}
 		}
 		if !slices.IsSorted(keys) {
-			return fmt.Errorf("ours: %s not sorted: %q (SPEC §6: lists are sorted)", path, keys)
+			return fmt.Errorf("ours: %s not sorted: %q (docs/differences.md, Deterministic output)", path, keys)
 		}
 	}
 	return nil
@@ -271,10 +277,10 @@ func (z *norm) normalise(n *jnode) {
 		for _, f := range n.obj {
 			switch f.key {
 			case "topology_zone", "topology_region":
-				// SPEC §6: "Extra producer fields topology_zone /
-				// topology_region (from newer nsqd) are accepted in
-				// IDENTIFY and echoed in /lookup, /nodes and /debug
-				// when present." v1.3.0 drops them.
+				// docs/differences.md, Topology fields: ours keeps
+				// the string topology_zone / topology_region of newer
+				// nsqd's IDENTIFY and shows them in /lookup, /nodes
+				// and /debug. v1.3.0 drops them.
 				if z.side == ours && f.val.kind == 's' {
 					z.dropped = true
 					z.use("topology field not in v1.3.0's answer")
@@ -352,9 +358,9 @@ func (z *norm) renderHTTP(st step, a httpAnswer, drop map[string]bool) (string, 
 	slices.Sort(keys)
 	if a.close {
 		if z.side == ours && st.body != "" {
-			// SPEC §6: "HTTP server timeouts and bounded request
-			// bodies": a request that carries a body gets its
-			// connection closed after the answer.
+			// docs/differences.md, Hostile input: a request that
+			// carries a body gets its connection closed after the
+			// answer.
 			z.use("Connection: close after a request body")
 		} else {
 			b.WriteString("Connection: close\n")
@@ -387,10 +393,11 @@ type tcpAnswer struct {
 func (z *norm) renderTCP(st step, a tcpAnswer) string {
 	frames := slices.Clone(a.frames)
 	if st.longLine && z.side == ours && len(frames) == 1 && frames[0] == lineTooLong && a.closed {
-		// SPEC §6: "bounded … command line (a clear … E_INVALID …
-		// error, then close)": v1.3.0 reads the line whatever its
-		// length and executes it; we refuse it. diff_test closes
-		// v1.3.0's connection after such a step.
+		// docs/differences.md, Hostile input: a command line over
+		// 4096 bytes gets a framed E_INVALID, then the close. v1.3.0
+		// reads the line whatever its length and executes it; we
+		// refuse it. diff_test closes v1.3.0's connection after such
+		// a step.
 		z.use("line over 4096 bytes")
 		return "<line over 4096 bytes refused>"
 	}
@@ -403,10 +410,11 @@ func (z *norm) renderTCP(st step, a tcpAnswer) string {
 		}
 		if st.oversize > maxIdentifyBody && z.side == ours &&
 			f == fmt.Sprintf("E_BAD_BODY IDENTIFY body size %d out of range (1 to %d)", st.oversize, maxIdentifyBody) {
-			// SPEC §6: "bounded IDENTIFY body … (a clear E_BAD_BODY …
-			// error, then close)": we refuse the size before reading;
-			// v1.3.0 allocates it and fails when the half-closed body
-			// ends short.
+			// docs/differences.md, Hostile input: an IDENTIFY body
+			// size over the cap gets a framed E_BAD_BODY, then the
+			// close. We refuse the size before reading; v1.3.0
+			// allocates it and fails when the half-closed body ends
+			// short.
 			frames[i] = refTruncatedBody
 			z.use("IDENTIFY size over 64 KiB")
 		}
@@ -464,9 +472,10 @@ func parseNodes(body string) ([]nodeEntry, error) {
 // lookupStarAllowance returns the producers ours may list in
 // /lookup?topic=* that v1.3.0 did not: v1.3.0 takes, for each producer, the
 // entry of whichever topic its map walk meets first and shows the producer
-// if that entry is not tombstoned; we show it if any entry is not (SPEC §4
-// gives the wildcard; the rule "each producer once, in its least tombstoned
-// entry" is ours, where v1.3.0's pick is random). So a producer may be
+// if that entry is not tombstoned; we show it if any entry is not
+// (docs/wire.md, HTTP API, gives the wildcard; docs/differences.md,
+// Wildcards, gives the rule "each producer once, in its least tombstoned
+// entry", ours where v1.3.0's pick is random). So a producer may be
 // missing from v1.3.0's answer only if, by v1.3.0's own /nodes, it is
 // tombstoned in some topic and not in another. Labels, by ref's names.
 func lookupStarAllowance(refNodes []nodeEntry, names map[string]string) map[string]bool {
@@ -481,9 +490,9 @@ func lookupStarAllowance(refNodes []nodeEntry, names map[string]string) map[stri
 
 // bracketNode returns the node form v1.3.0 builds ("::1:4151") for a node
 // as nsqadmin names it with net.JoinHostPort ("[::1]:4151"), and whether
-// node was one. SPEC §6 "IPv6 tombstones": /topic/tombstone?node= matches
-// both forms; v1.3.0 only its own. diff_test sends v1.3.0 the plain form
-// too, so that it tombstones what we do.
+// node was one. docs/differences.md, IPv6 tombstones: /topic/tombstone?node=
+// matches both forms; v1.3.0 only its own. diff_test sends v1.3.0 the plain
+// form too, so that it tombstones what we do.
 func bracketNode(node string) (string, bool) {
 	if !strings.HasPrefix(node, "[") {
 		return "", false
@@ -573,13 +582,13 @@ func commandLines(data string) []string {
 	}
 }
 
-// reconcileDisconnect applies SPEC §6 "No leaks. An ephemeral registration
-// left empty when its producer's connection drops is removed too (v1.3.0
-// keeps it forever)" to v1.3.0: of the registrations the producer held
-// when its connection ended, the ephemeral ones now empty are removed from
-// v1.3.0 as we remove them, through a helper connection's UNREGISTER (which
-// removes an ephemeral registration only if it is empty). Then both
-// registries agree again, and later steps compare exactly.
+// reconcileDisconnect applies docs/differences.md, No leaks (an ephemeral
+// registration a gone producer leaves empty is removed; v1.3.0 keeps it)
+// to v1.3.0: of the registrations the producer held when its connection
+// ended, the ephemeral ones now empty are removed from v1.3.0 as we remove
+// them, through a helper connection's UNREGISTER (which removes an
+// ephemeral registration only if it is empty). Then both registries agree
+// again, and later steps compare exactly.
 func (p *pair) reconcileDisconnect(held map[registration]bool) error {
 	var cmds []string
 	for r := range held {
@@ -614,7 +623,7 @@ func (p *pair) reconcileDisconnect(held map[registration]bool) error {
 // /topic/tombstone?topic=*&node=node the same on every run: it tombstones,
 // of each producer, the entry of whichever topic its map walk meets first,
 // so a matching producer must be in one topic at most. (We tombstone every
-// entry; SPEC is silent on the wildcard here.)
+// entry: docs/differences.md, Wildcards.)
 func (p *pair) wildcardTombstoneDeterministic(node string) (bool, error) {
 	nodes, err := p.sides[ref].nodes()
 	if err != nil {

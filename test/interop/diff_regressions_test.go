@@ -11,13 +11,13 @@ var diffRegressions = []struct {
 	steps []step // these steps
 }{
 	{
-		// Found by a random sequence; open (registration_db.go's
-		// unregisterTopic). SPEC §3: UNREGISTER T removes the producer
-		// from every channel of T, then from (topic T), and removes T if
-		// it is ephemeral and left empty. It removes no channel, and
-		// v1.3.0 removes none: an ephemeral channel goes when emptied by
-		// UNREGISTER T C, not by UNREGISTER T. We removed every empty
-		// ephemeral channel of T.
+		// Found by a random sequence; fixed in what is now the registry's
+		// UnregisterTopic. docs/wire.md, Data model: UNREGISTER T removes
+		// the producer from every channel of T, then from (topic T), and
+		// removes T if it is ephemeral and left empty. It removes no
+		// channel, and v1.3.0 removes none: an ephemeral channel goes when
+		// emptied by UNREGISTER T C, not by UNREGISTER T. We removed every
+		// empty ephemeral channel of T.
 		name: "unregister topic keeps emptied ephemeral channels",
 		steps: []step{
 			tcpConnect(0), tcpIdentify(0, producerA),
@@ -53,10 +53,11 @@ var diffRegressions = []struct {
 		},
 	},
 	{
-		// Found by a random sequence. SPEC §6 IPv6 tombstones: a node named
-		// as nsqadmin names it ("[::1]:5151") tombstones the producer
-		// that broadcasts ::1 (diff_test sends v1.3.0 its own form too);
-		// we matched only v1.3.0's form. Fixed by peerInfo.isNode.
+		// Found by a random sequence. docs/differences.md, IPv6
+		// tombstones: a node named as nsqadmin names it ("[::1]:5151")
+		// tombstones the producer that broadcasts ::1 (diff_test sends
+		// v1.3.0 its own form too); we matched only v1.3.0's form. Fixed
+		// by what is now the registry's Info.IsNode.
 		name: "tombstone with nsqadmin's IPv6 node form",
 		steps: []step{
 			tcpConnect(0),

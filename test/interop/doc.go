@@ -20,11 +20,12 @@
 // (diff_test.go) runs it beside ours and sends both the same seeded random
 // sequences of registration traffic, HTTP reads and admin requests, and
 // malformed input of both kinds, and compares every answer after
-// normalising only what v1.3.0 leaves random and the differences SPEC
-// section 6 allows (diff_norm_test.go). A divergence prints its seed and
-// first differing step; diff_regressions_test.go keeps each one found as a
-// named sequence. Flags, after -args: -diff.seqs=N runs N sequences (400 by
-// default), -diff.steps=N makes them longer, -diff.seed=S replays one.
+// normalising only what v1.3.0 leaves random and the differences
+// docs/differences.md lists (diff_norm_test.go). A divergence prints its
+// seed and first differing step; diff_regressions_test.go keeps each one
+// found as a named sequence. Flags, after -args: -diff.seqs=N runs N
+// sequences (400 by default), -diff.steps=N makes them longer,
+// -diff.seed=S replays one.
 //
 // Two tests play production faults. TestHostDeath runs nsqd v1.3.0 as NSQ
 // ships it (github.com/nsqio/nsq/apps/nsqd, a tool of this module, built

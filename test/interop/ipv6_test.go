@@ -19,8 +19,8 @@ import (
 // TestIPv6Tombstone: the daemon and an nsqd both on [::1]; the nsqd's
 // registration shows in /lookup, and nsqadmin's tombstone of the node
 // hides it there. nsqadmin names the node "[::1]:<http port>"
-// (net.JoinHostPort), which v1.3.0 never matches (SPEC §6, IPv6
-// tombstones).
+// (net.JoinHostPort), which v1.3.0 never matches (docs/differences.md,
+// IPv6 tombstones).
 //
 // nsqadmin's tombstone also deletes the topic on the nsqd, which then
 // unregisters it from the daemon: that alone would hide the nsqd. So the
