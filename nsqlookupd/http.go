@@ -1,7 +1,6 @@
 package nsqlookupd
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/pprof"
@@ -320,24 +319,6 @@ func (s *httpServer) appendActive(b []byte, entries []registry.Entry, now time.T
 	return append(b, ']')
 }
 
-// appendProducer appends a producer as /lookup and /nodes list it, in the
-// field order of v1.3.0's PeerInfo, without its closing '}'.
-func appendProducer(b []byte, info *registry.Info) []byte {
-	b = appendJSONString(append(b, `{"remote_address":`...), info.ID)
-	b = appendJSONString(append(b, `,"hostname":`...), info.Hostname)
-	b = appendJSONString(append(b, `,"broadcast_address":`...), info.BroadcastAddress)
-	b = strconv.AppendInt(append(b, `,"tcp_port":`...), int64(info.TCPPort), 10)
-	b = strconv.AppendInt(append(b, `,"http_port":`...), int64(info.HTTPPort), 10)
-	b = appendJSONString(append(b, `,"version":`...), info.Version)
-	if info.TopologyZone != "" {
-		b = appendJSONString(append(b, `,"topology_zone":`...), info.TopologyZone)
-	}
-	if info.TopologyRegion != "" {
-		b = appendJSONString(append(b, `,"topology_region":`...), info.TopologyRegion)
-	}
-	return b
-}
-
 // doNodes writes each active producer's entry as the node cache keeps it
 // encoded: concurrent answers share those bytes.
 func (s *httpServer) doNodes(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
@@ -367,62 +348,6 @@ func (s *httpServer) doNodes(w http.ResponseWriter, req *http.Request, ps httpro
 		_, err := io.WriteString(w, "]}")
 		return err
 	}), nil
-}
-
-// appendNode appends a producer as /nodes lists it: its fields, then its
-// topics and whether each tombstone there is younger than lifetime at
-// built; and returns the first time the answer changes (a tombstone's
-// expiry).
-func appendNode(b []byte, info *registry.Info, topics []registry.NodeTopic, built time.Time, lifetime time.Duration) ([]byte, time.Time) {
-	validUntil := time.Unix(1<<62, 0)
-	b = append(appendProducer(b, info), `,"tombstones":[`...)
-	for i, t := range topics {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		expiry := t.Tombstoned.Add(lifetime)
-		tombstoned := !t.Tombstoned.IsZero() && built.Before(expiry)
-		if tombstoned && expiry.Before(validUntil) {
-			validUntil = expiry
-		}
-		b = strconv.AppendBool(b, tombstoned)
-	}
-	b = append(b, `],"topics":[`...)
-	for i, t := range topics {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, t.Name)
-	}
-	return append(b, "]}"...), validUntil
-}
-
-// appendNames appends names as a JSON array of strings.
-func appendNames(b []byte, names []string) []byte {
-	b = append(b, '[')
-	for i, name := range names {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, name)
-	}
-	return append(b, ']')
-}
-
-// appendJSONString appends s as a JSON string, as encoding/json writes it.
-// Topic and channel names are [.a-zA-Z0-9_#-] only, so they are written as
-// they are; any other string is left to encoding/json.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20, c >= 0x80, c == '"', c == '\\', c == '<', c == '>', c == '&':
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // zeroTimeUnixNano is Go's zero time in unix ns: v1.3.0's tombstoned_at

@@ -440,21 +440,6 @@ func TestLookupWildcardEntry(t *testing.T) {
 	check("when the oldest tombstones expire", []int{1, 2, 3, 4})
 }
 
-// TestAppendJSONString: names are written as they are when encoding/json
-// would write them so, and escaped exactly as it does otherwise.
-func TestAppendJSONString(t *testing.T) {
-	t.Parallel()
-	for _, s := range []string{"", "topic-1.a_b#ephemeral", `q"uote`, `back\slash`, "<tag>&", "é", "\x00\n"} {
-		want, _ := json.Marshal(s)
-		if got := appendJSONString([]byte("x"), s); string(got) != "x"+string(want) {
-			t.Errorf("appendJSONString(%q) = %s; want x%s", s, got, want)
-		}
-	}
-	if got := appendNames(nil, []string{"a", `b"`}); string(got) != `["a","b\""]` {
-		t.Errorf("appendNames = %s", got)
-	}
-}
-
 // TestDebug: /debug is byte for byte what encoding/json makes of
 // v1.3.0's map of maps (keys sorted at both levels), for producers with and
 // without the topology fields, tombstoned or not.
