@@ -370,11 +370,10 @@ func (db *DB) DeleteTopic(topicName string) []Registration {
 	defer db.mu.Unlock()
 	var removed []Registration
 	for _, t := range db.matchingLocked(topicName) {
+		// a channel's producers have entries in the topic (invariant 4):
+		// their counts of t's channels go with those entries, below
 		for c := range t.channels.From("") {
 			removed = append(removed, Registration{"channel", t.name, c.name})
-			for _, p := range c.producers {
-				p.topics[t]--
-			}
 			db.registrations -= len(c.producers)
 		}
 		db.channels -= t.channels.Len()

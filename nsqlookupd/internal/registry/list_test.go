@@ -170,3 +170,25 @@ func BenchmarkListInsert(b *testing.B) {
 		})
 	}
 }
+
+// TestListMergeLast: the last chunk, fallen under chunkMin, merges with the
+// one before it.
+func TestListMergeLast(t *testing.T) {
+	t.Parallel()
+	var l list[name]
+	want := map[string]bool{}
+	for i := 0; len(l.chunks) < 3; i++ {
+		k := fmt.Sprintf("n%05d", i)
+		l.Insert(name(k))
+		want[k] = true
+	}
+	last := slices.Clone(l.chunks[2])
+	for _, k := range last[:len(last)-chunkMin+1] {
+		l.Delete(string(k))
+		delete(want, string(k))
+		checkList(t, &l, want)
+	}
+	if len(l.chunks) != 2 {
+		t.Fatalf("%d chunks; want the last merged into the one before", len(l.chunks))
+	}
+}

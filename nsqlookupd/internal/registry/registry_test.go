@@ -394,6 +394,9 @@ func TestRemoveProducerBatches(t *testing.T) {
 	calls := 0
 	record := func(rs []Registration) {
 		calls++
+		if len(rs) == 0 {
+			t.Error("an empty batch reported")
+		}
 		n := 0
 		for _, r := range rs {
 			seen[r]++
@@ -431,4 +434,186 @@ func TestRemoveProducerBatches(t *testing.T) {
 		t.Fatalf("Stats after the removal: %+v", s)
 	}
 	check(t, db)
+}
+
+// TestGeneration: every change that can change an answer moves the
+// generation (the daemon's shared answers are keyed by it), and every
+// change of a producer's topics or tombstones moves its version (its /nodes
+// entry is); a change that changes nothing moves neither.
+func TestGeneration(t *testing.T) {
+	t.Parallel()
+	db := New(time.Minute)
+	p, _ := db.AddProducer(testInfo(0), time.Now(), nil)
+	version := func() uint64 { return db.Nodes()[0].Version }
+	for _, step := range []struct {
+		name    string
+		do      func()
+		changed bool // the answers
+		node    bool // p's topics or tombstones
+	}{
+		{"Register topic", func() { db.Register(p, "t", "") }, true, true},
+		{"Register channel", func() { db.Register(p, "t", "c") }, true, false},
+		{"Register again", func() { db.Register(p, "t", "c") }, false, false},
+		{"Tombstone", func() { db.Tombstone("t", "host0:4151", time.Now()) }, true, true},
+		{"Tombstone nobody", func() { db.Tombstone("t", "nobody:1", time.Now()) }, false, false},
+		{"UnregisterChannel", func() { db.UnregisterChannel(p, "t", "c") }, true, false},
+		{"UnregisterTopic", func() { db.UnregisterTopic(p, "t") }, true, true},
+		{"CreateTopic", func() { db.CreateTopic("u") }, true, false},
+		{"CreateTopic again", func() { db.CreateTopic("u") }, false, false},
+		{"CreateChannel", func() { db.CreateChannel("u", "d") }, true, false},
+		{"Register in u", func() { db.Register(p, "u", "") }, true, true},
+		{"DeleteChannel", func() { db.DeleteChannel("u", "d") }, true, false},
+		{"DeleteChannel absent", func() { db.DeleteChannel("u", "d") }, false, false},
+		{"DeleteTopic", func() { db.DeleteTopic("u") }, true, true},
+		{"DeleteTopic absent", func() { db.DeleteTopic("u") }, false, false},
+	} {
+		gen, v := db.Generation(), version()
+		step.do()
+		if got := db.Generation() != gen; got != step.changed {
+			t.Errorf("%s: generation moved %t; want %t", step.name, got, step.changed)
+		}
+		if got := version() != v; got != step.node {
+			t.Errorf("%s: the producer's version moved %t; want %t", step.name, got, step.node)
+		}
+		check(t, db)
+	}
+	db.Register(p, "v#ephemeral", "")
+	gen := db.Generation()
+	db.RemoveProducer(p, func([]Registration) {
+		if db.Generation() <= gen {
+			t.Errorf("a batch of RemoveProducer left the generation at %d", gen)
+		}
+		gen = db.Generation()
+	})
+}
+
+// TestCheckFindsBreaches breaks each invariant by hand and expects Check to
+// name it.
+func TestCheckFindsBreaches(t *testing.T) {
+	t.Parallel()
+	build := func() (*DB, []*Producer) {
+		db := New(time.Minute)
+		var ps []*Producer
+		for i := range 3 {
+			p, _ := db.AddProducer(testInfo(i), time.Now(), nil)
+			db.Register(p, "t", "c")
+			ps = append(ps, p)
+		}
+		db.Tombstone("t", "host0:4151", time.Now())
+		check(t, db)
+		return db, ps
+	}
+	for _, tt := range []struct {
+		invariant int
+		breakIt   func(db *DB, ps []*Producer)
+	}{
+		{1, func(db *DB, _ []*Producer) { db.topics["x"] = db.topics["t"] }},
+		{1, func(db *DB, _ []*Producer) { db.CreateTopic("u"); db.topics["u"].registered = false; db.registered-- }},
+		{1, func(db *DB, _ []*Producer) {
+			db.CreateChannel("t", "b")
+			t := db.topics["t"]
+			t.channels.chunks[0][0], t.channels.chunks[0][1] = t.channels.chunks[0][1], t.channels.chunks[0][0]
+		}},
+		{2, func(db *DB, _ []*Producer) {
+			t := db.topics["t"]
+			t.producers[0], t.producers[1] = t.producers[1], t.producers[0]
+		}},
+		{2, func(db *DB, ps []*Producer) { db.producers.Delete(ps[0].ID) }},
+		{3, func(db *DB, _ []*Producer) { db.topics["t"].registered = false; db.registered-- }},
+		{4, func(db *DB, ps []*Producer) {
+			c, _ := db.topics["t"].channels.Get("c")
+			c.producers = append(c.producers, ps[0])
+		}},
+		{5, func(db *DB, ps []*Producer) { ps[1].topics[db.topics["t"]]++ }},
+		{6, func(db *DB, ps []*Producer) { ps[2].gone = true }},
+		{7, func(db *DB, _ []*Producer) { db.registrations++ }},
+		{7, func(db *DB, _ []*Producer) { db.channels-- }},
+		{8, func(db *DB, _ []*Producer) { db.topics["t"].producers[0].tomb.dead = true }},
+		{9, func(db *DB, ps []*Producer) { db.Register(ps[0], "a:b", "") }},
+	} {
+		db, ps := build()
+		tt.breakIt(db, ps)
+		err := db.Check()
+		if want := fmt.Sprintf("invariant %d:", tt.invariant); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("invariant %d broken: Check says %v", tt.invariant, err)
+		}
+	}
+}
+
+func TestCompareKeys(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		a, b string
+		want int
+	}{
+		{"a", "a", 0},
+		{"a", "b", -1},
+		{"a", "a.b", 1},  // "a:" after "a.b:": '.' < ':'
+		{"a.b", "a", -1}, // and the other way round
+		{"a", "aa", -1},  // 'a' > ':'
+		{"aa", "a", 1},
+		{"a", "a-1", 1}, // '-' < ':'
+		{"A", "a", -1},
+	} {
+		if got := compareKeys(tt.a, tt.b); got != tt.want {
+			t.Errorf("compareKeys(%q, %q) = %d; want %d", tt.a, tt.b, got, tt.want)
+		}
+		if got, want := compareKeys(tt.a, tt.b), strings.Compare(tt.a+":", tt.b+":"); got != want {
+			t.Errorf("compareKeys(%q, %q) = %d; the keys compare %d", tt.a, tt.b, got, want)
+		}
+	}
+}
+
+// TestLookupNeverNil: answers are empty lists, never null.
+func TestLookupNeverNil(t *testing.T) {
+	t.Parallel()
+	db := New(time.Minute)
+	db.CreateTopic("t")
+	channels, producers, ok := db.Lookup("t", nil, nil)
+	if !ok || channels == nil || producers == nil {
+		t.Fatalf("Lookup(t): %v, %v, %t; want empty lists, true", channels, producers, ok)
+	}
+	if channels, producers, _ := db.Lookup(Wildcard, nil, nil); channels == nil || producers == nil {
+		t.Fatalf("Lookup(*): %v, %v; want empty lists", channels, producers)
+	}
+	for _, names := range [][]string{db.Channels("t"), db.Channels("nope"), db.Channels(Wildcard), New(time.Minute).Topics()} {
+		if names == nil {
+			t.Fatal("a list of names is nil")
+		}
+	}
+}
+
+// TestTopicsMapShrinks: the topic map is made again once a deletion has
+// left it a quarter of its peak, and the registry answers as before.
+func TestTopicsMapShrinks(t *testing.T) {
+	t.Parallel()
+	db := New(time.Minute)
+	for i := range 1000 {
+		db.CreateChannel(fmt.Sprintf("t%04d", i), "c")
+	}
+	for i := range 700 {
+		db.DeleteTopic(fmt.Sprintf("t%04d", i))
+	}
+	if db.topicsPeak != 1000 {
+		t.Fatalf("peak %d with 300 of 1000 topics left; want 1000 (not made again yet)", db.topicsPeak)
+	}
+	db.DeleteTopic("t0700")
+	if db.topicsPeak != 1000 {
+		t.Fatalf("peak %d with 299 left; want 1000", db.topicsPeak)
+	}
+	for i := 701; i < 750; i++ {
+		db.DeleteTopic(fmt.Sprintf("t%04d", i))
+	}
+	if db.topicsPeak != 250 || len(db.Topics()) != 250 {
+		t.Fatalf("peak %d, %d topics, after deletions down to a quarter; want 250 and 250", db.topicsPeak, len(db.Topics()))
+	}
+	check(t, db)
+	small := New(time.Minute)
+	for i := range 63 {
+		small.CreateTopic(fmt.Sprint(i))
+	}
+	small.DeleteTopic(Wildcard)
+	if small.topicsPeak != 63 {
+		t.Fatalf("a map of 63 topics was made again (peak %d): below 64 it is kept", small.topicsPeak)
+	}
 }
