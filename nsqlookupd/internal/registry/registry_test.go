@@ -422,6 +422,7 @@ func TestRemoveProducerBatches(t *testing.T) {
 		t.Fatal("a producer being removed registered")
 	}
 	db.RemoveProducer(p, record)
+	db.RemoveProducer(p, record) // nothing left: nothing reported
 	if want := 1 + 2*topics; len(seen) != want {
 		t.Fatalf("reported %d registrations; want %d", len(seen), want)
 	}
@@ -477,14 +478,19 @@ func TestGeneration(t *testing.T) {
 		}
 		check(t, db)
 	}
-	db.Register(p, "v#ephemeral", "")
-	gen := db.Generation()
+	for i := range removeBatch + 5 {
+		db.Register(p, fmt.Sprintf("v%d#ephemeral", i), "")
+	}
+	gen, batches := db.Generation(), 0
 	db.RemoveProducer(p, func([]Registration) {
-		if db.Generation() <= gen {
-			t.Errorf("a batch of RemoveProducer left the generation at %d", gen)
+		if batches++; db.Generation() <= gen {
+			t.Errorf("batch %d of RemoveProducer left the generation at %d", batches, gen)
 		}
 		gen = db.Generation()
 	})
+	if batches != 2 {
+		t.Errorf("RemoveProducer reported %d batches; want 2", batches)
+	}
 }
 
 // TestCheckFindsBreaches breaks each invariant by hand and expects Check to
@@ -519,13 +525,26 @@ func TestCheckFindsBreaches(t *testing.T) {
 			t.producers[0], t.producers[1] = t.producers[1], t.producers[0]
 		}},
 		{2, func(db *DB, ps []*Producer) { db.producers.Delete(ps[0].ID) }},
+		{2, func(db *DB, _ []*Producer) {
+			t := db.topics["t"]
+			t.producers[1] = t.producers[0]
+		}},
 		{3, func(db *DB, _ []*Producer) { db.topics["t"].registered = false; db.registered-- }},
+		{1, func(db *DB, _ []*Producer) {
+			db.CreateChannel("t", "b")
+			t := db.topics["t"]
+			t.channels.chunks[0][1].name = "b"
+		}},
 		{4, func(db *DB, ps []*Producer) {
 			c, _ := db.topics["t"].channels.Get("c")
 			c.producers = append(c.producers, ps[0])
 		}},
 		{5, func(db *DB, ps []*Producer) { ps[1].topics[db.topics["t"]]++ }},
 		{6, func(db *DB, ps []*Producer) { ps[2].gone = true }},
+		{6, func(db *DB, _ []*Producer) {
+			c := db.producers.chunks[0]
+			c[0], c[1] = c[1], c[0]
+		}},
 		{7, func(db *DB, _ []*Producer) { db.registrations++ }},
 		{7, func(db *DB, _ []*Producer) { db.channels-- }},
 		{8, func(db *DB, _ []*Producer) { db.topics["t"].producers[0].tomb.dead = true }},
@@ -608,12 +627,14 @@ func TestTopicsMapShrinks(t *testing.T) {
 		t.Fatalf("peak %d, %d topics, after deletions down to a quarter; want 250 and 250", db.topicsPeak, len(db.Topics()))
 	}
 	check(t, db)
-	small := New(time.Minute)
-	for i := range 63 {
-		small.CreateTopic(fmt.Sprint(i))
-	}
-	small.DeleteTopic(Wildcard)
-	if small.topicsPeak != 63 {
-		t.Fatalf("a map of 63 topics was made again (peak %d): below 64 it is kept", small.topicsPeak)
+	for _, n := range []int{63, 64} {
+		small := New(time.Minute)
+		for i := range n {
+			small.CreateTopic(fmt.Sprint(i))
+		}
+		small.DeleteTopic(Wildcard)
+		if made := small.topicsPeak < n; made != (n >= 64) {
+			t.Fatalf("a map of %d topics, all deleted: made again %t; want %t (from 64 on)", n, made, n >= 64)
+		}
 	}
 }
