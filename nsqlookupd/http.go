@@ -61,33 +61,35 @@ func newHTTPServer(l *NSQLookupd) *httpServer {
 	s.api("GET", "/channels", s.doChannels, log, http_api.V1)
 	s.api("GET", "/nodes", s.doNodes, log, http_api.V1)
 
-	s.api("POST", "/topic/create", s.doCreateTopic, log, http_api.V1)
-	s.api("POST", "/topic/delete", s.doDeleteTopic, log, http_api.V1)
-	s.api("POST", "/channel/create", s.doCreateChannel, log, http_api.V1)
-	s.api("POST", "/channel/delete", s.doDeleteChannel, log, http_api.V1)
-	s.api("POST", "/topic/tombstone", s.doTombstoneTopicProducer, log, http_api.V1)
+	s.adminAPI("POST", "/topic/create", s.doCreateTopic, log, http_api.V1)
+	s.adminAPI("POST", "/topic/delete", s.doDeleteTopic, log, http_api.V1)
+	s.adminAPI("POST", "/channel/create", s.doCreateChannel, log, http_api.V1)
+	s.adminAPI("POST", "/channel/delete", s.doDeleteChannel, log, http_api.V1)
+	s.adminAPI("POST", "/topic/tombstone", s.doTombstoneTopicProducer, log, http_api.V1)
 
 	// Not access-logged (a scrape every 15 s would flood the log), and
 	// served with --disable-pprof too.
 	s.plain("GET", "/metrics", m.handler, metricsCodes)
 
+	// The admin POSTs above and the pprof routes below are declared
+	// through adminAPI and adminPlain: behind the access rules (access.go).
 	if !l.opts.DisablePprof {
 		// v1.3.0's routes, then the index at /debug/pprof/ (where its
 		// relative links resolve) and the profiles it links to.
-		s.plain("GET", "/debug/pprof", http.HandlerFunc(pprof.Index), pprofCodes)
-		s.plain("GET", "/debug/pprof/", http.HandlerFunc(pprof.Index), pprofCodes)
-		s.plain("GET", "/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline), pprofCodes)
-		s.plain("GET", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol), pprofCodes)
-		s.plain("POST", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol), pprofCodes)
+		s.adminPlain("GET", "/debug/pprof", http.HandlerFunc(pprof.Index), pprofCodes)
+		s.adminPlain("GET", "/debug/pprof/", http.HandlerFunc(pprof.Index), pprofCodes)
+		s.adminPlain("GET", "/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline), pprofCodes)
+		s.adminPlain("GET", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol), pprofCodes)
+		s.adminPlain("POST", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol), pprofCodes)
 		// These answer after ?seconds=N (profile 30 and trace 1 by
 		// default; the others only when asked for a delta): their write
 		// deadline is N past the HTTP write timeout.
-		s.plain("GET", "/debug/pprof/profile",
+		s.adminPlain("GET", "/debug/pprof/profile",
 			http_api.ExtendWriteDeadline(http.HandlerFunc(pprof.Profile), 30, writeTimeout), pprofCodes)
-		s.plain("GET", "/debug/pprof/trace",
+		s.adminPlain("GET", "/debug/pprof/trace",
 			http_api.ExtendWriteDeadline(http.HandlerFunc(pprof.Trace), 1, writeTimeout), pprofCodes)
 		for _, name := range []string{"allocs", "block", "goroutine", "heap", "mutex", "threadcreate"} {
-			s.plain("GET", "/debug/pprof/"+name, http_api.ExtendWriteDeadline(pprof.Handler(name), 0, writeTimeout), pprofCodes)
+			s.adminPlain("GET", "/debug/pprof/"+name, http_api.ExtendWriteDeadline(pprof.Handler(name), 0, writeTimeout), pprofCodes)
 		}
 	}
 	return s

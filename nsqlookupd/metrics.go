@@ -170,6 +170,7 @@ const (
 	code301
 	code307
 	code400
+	code403 // access control (access.go)
 	code404
 	code405
 	code500
@@ -177,7 +178,7 @@ const (
 	numCodes
 )
 
-var codeNames = [numCodes]string{"200", "301", "307", "400", "404", "405", "500", "other"}
+var codeNames = [numCodes]string{"200", "301", "307", "400", "403", "404", "405", "500", "other"}
 
 func codeIndex(code int) int {
 	switch code {
@@ -189,6 +190,8 @@ func codeIndex(code int) int {
 		return code307
 	case http.StatusBadRequest:
 		return code400
+	case http.StatusForbidden:
+		return code403
 	case http.StatusNotFound:
 		return code404
 	case http.StatusMethodNotAllowed:
