@@ -51,7 +51,7 @@ func nsqlookupdFlagSet(opts *nsqlookupd.Options) *flag.FlagSet {
 	// access control (nsqlookupd/access.go); lists: repeat the flag or separate items with commas
 	flagSet.Var(newListFlag(opts.TCPAllow), "tcp-allow", "CIDR or address that may register over TCP; others are reset at accept (may be given multiple times, or comma-separated; default: any)")
 	flagSet.Var(newListFlag(opts.HTTPAdminAllow), "http-admin-allow", "CIDR or address that may use the admin POSTs and /debug/pprof on the HTTP and HTTPS ports; others get 403 (may be given multiple times, or comma-separated; default: any)")
-	flagSet.Bool("http-admin-require-client-cert", opts.HTTPAdminRequireClientCert, "the admin POSTs and /debug/pprof need a client certificate verified against --tls-root-ca-file (HTTPS only); reads need none")
+	flagSet.Bool("http-admin-require-client-cert", opts.HTTPAdminRequireClientCert, "the admin POSTs and /debug/pprof need a client certificate verified against --tls-root-ca-file (over HTTPS; on the plain port they answer 403 TLS_REQUIRED); reads need none")
 	flagSet.Var(newListFlag(opts.HTTPAdminClientAllowedSANs), "http-admin-client-allowed-san", "with --http-admin-require-client-cert, a subject alternative name (DNS, email, IP or URI) the certificate must carry (may be given multiple times, or comma-separated; default: any)")
 
 	return flagSet
