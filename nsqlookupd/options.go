@@ -9,7 +9,8 @@ import (
 )
 
 // Options configures an NSQLookupd. The flag tags name the command-line
-// flags; each config-file key is the flag name with "-" replaced by "_".
+// flags; each config-file key is the flag name with "-" replaced by "_",
+// or the cfg tag of a list (its plural name, as nsqd names its lists).
 type Options struct {
 	// LogLevel is the least severe level logged (default INFO).
 	LogLevel lg.LogLevel `flag:"log-level"`
