@@ -60,30 +60,32 @@ func newHTTPServer(l *NSQLookupd) *httpServer {
 	s.api("GET", "/channels", s.doChannels, log, http_api.V1)
 	s.api("GET", "/nodes", s.doNodes, log, http_api.V1)
 
-	s.api("POST", "/topic/create", s.doCreateTopic, log, http_api.V1)
-	s.api("POST", "/topic/delete", s.doDeleteTopic, log, http_api.V1)
-	s.api("POST", "/channel/create", s.doCreateChannel, log, http_api.V1)
-	s.api("POST", "/channel/delete", s.doDeleteChannel, log, http_api.V1)
-	s.api("POST", "/topic/tombstone", s.doTombstoneTopicProducer, log, http_api.V1)
+	s.adminAPI("POST", "/topic/create", s.doCreateTopic, log, http_api.V1)
+	s.adminAPI("POST", "/topic/delete", s.doDeleteTopic, log, http_api.V1)
+	s.adminAPI("POST", "/channel/create", s.doCreateChannel, log, http_api.V1)
+	s.adminAPI("POST", "/channel/delete", s.doDeleteChannel, log, http_api.V1)
+	s.adminAPI("POST", "/topic/tombstone", s.doTombstoneTopicProducer, log, http_api.V1)
 
 	// Not access-logged (a scrape every 15 s would flood the log), and
 	// served with --disable-pprof too.
 	s.plain("GET", "/metrics", l.metrics.handler)
 
+	// The admin POSTs above and the pprof routes below are declared
+	// through adminAPI and adminPlain: behind the access rules (access.go).
 	if !l.opts.DisablePprof {
 		// v1.3.0's routes, then the index at /debug/pprof/ (where its
 		// relative links resolve) and the profiles it links to. The
 		// server's write timeout is extended by ?seconds=N for those that
 		// take it (net/http/pprof does that itself).
-		s.plain("GET", "/debug/pprof", http.HandlerFunc(pprof.Index))
-		s.plain("GET", "/debug/pprof/", http.HandlerFunc(pprof.Index))
-		s.plain("GET", "/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
-		s.plain("GET", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
-		s.plain("POST", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
-		s.plain("GET", "/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
-		s.plain("GET", "/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+		s.adminPlain("GET", "/debug/pprof", http.HandlerFunc(pprof.Index))
+		s.adminPlain("GET", "/debug/pprof/", http.HandlerFunc(pprof.Index))
+		s.adminPlain("GET", "/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
+		s.adminPlain("GET", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		s.adminPlain("POST", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		s.adminPlain("GET", "/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		s.adminPlain("GET", "/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
 		for _, name := range []string{"allocs", "block", "goroutine", "heap", "mutex", "threadcreate"} {
-			s.plain("GET", "/debug/pprof/"+name, pprof.Handler(name))
+			s.adminPlain("GET", "/debug/pprof/"+name, pprof.Handler(name))
 		}
 	}
 	return s

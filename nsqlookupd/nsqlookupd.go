@@ -82,6 +82,8 @@ type NSQLookupd struct {
 
 	// metrics is what GET /metrics reports.
 	metrics *metrics
+	// access holds the access rules (access.go).
+	access *access
 }
 
 // identifyAnswer is the IDENTIFY response; its fields are in the order
@@ -163,6 +165,7 @@ func New(opts *Options) (*NSQLookupd, error) {
 
 	l.tcpServer = newTCPServer(l)
 	l.metrics = newMetrics(l)
+	l.access = newAccess(l) // access control: access.go
 	router := newHTTPServer(l)
 	var plain http.Handler = router
 	if l.httpsListener != nil {

@@ -97,6 +97,9 @@ func (p *tcpServer) closeStale(addr string, conn net.Conn) {
 func (p *tcpServer) Handle(conn net.Conn) {
 	l := p.nsqlookupd
 	defer conn.Close()
+	if !l.access.allowTCP(conn) { // access control (access.go): refused before a byte is read
+		return
+	}
 	if !p.track(conn) {
 		return
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"runtime"
 	"strings"
@@ -163,11 +164,19 @@ func TestExampleConfig(t *testing.T) {
 	}
 	opts := nsqlookupd.NewOptions()
 	flagSet := nsqlookupdFlagSet(opts)
+	keys := optionKeys() // config key -> flag name
 	for key, v := range cfg {
-		f := flagSet.Lookup(strings.ReplaceAll(key, "_", "-"))
+		name, ok := keys[key]
+		if !ok {
+			name = strings.ReplaceAll(key, "_", "-")
+		}
+		f := flagSet.Lookup(name)
 		if f == nil {
 			t.Errorf("example key %s names no flag", key)
 			continue
+		}
+		if list, ok := v.([]interface{}); ok && len(list) == 0 && f.DefValue == "" {
+			continue // an empty list: no item, the default
 		}
 		if fmt.Sprint(v) != f.DefValue && !sameDuration(v, f.DefValue) && !(key == "log_level" && v == "info") {
 			t.Errorf("example %s = %v; the default is %s", key, v, f.DefValue)
@@ -175,15 +184,36 @@ func TestExampleConfig(t *testing.T) {
 	}
 	// and every option (but --config, --version, --verbose and the
 	// host-specific broadcast address) is listed
+	flags := map[string]string{} // flag name -> config key
+	for key, name := range keys {
+		flags[name] = key
+	}
 	flagSet.VisitAll(func(f *flag.Flag) {
 		switch f.Name {
 		case "config", "version", "verbose", "broadcast-address":
 			return
 		}
-		if _, ok := cfg[strings.ReplaceAll(f.Name, "-", "_")]; !ok {
-			t.Errorf("flag --%s is missing from the example config", f.Name)
+		key, ok := flags[f.Name]
+		if !ok {
+			key = strings.ReplaceAll(f.Name, "-", "_")
+		}
+		if _, ok := cfg[key]; !ok {
+			t.Errorf("flag --%s is missing from the example config (as %s)", f.Name, key)
 		}
 	})
+}
+
+// optionKeys maps the config key of each option to its flag name, as
+// go-options resolves them (a list's key is its cfg tag).
+func optionKeys() map[string]string {
+	keys := map[string]string{}
+	typ := reflect.TypeOf(nsqlookupd.Options{})
+	for i := 0; i < typ.NumField(); i++ {
+		if f := typ.Field(i); f.Tag.Get("flag") != "" {
+			keys[configKey(f)] = f.Tag.Get("flag")
+		}
+	}
+	return keys
 }
 
 // sameDuration reports whether v is a duration string equal to the

@@ -48,8 +48,33 @@ func nsqlookupdFlagSet(opts *nsqlookupd.Options) *flag.FlagSet {
 	flagSet.String("tls-min-version", opts.TLSMinVersion, "minimum TLS version accepted: 'tls1.0', 'tls1.1', 'tls1.2' or 'tls1.3'")
 	flagSet.Bool("tls-required", opts.TLSRequired, "require TLS for HTTP clients: the HTTP port answers every request 403 TLS_REQUIRED with the HTTPS port")
 
+	// access control (nsqlookupd/access.go); lists: repeat the flag or separate items with commas
+	flagSet.Var(newListFlag(opts.TCPAllow), "tcp-allow", "CIDR or address that may register over TCP; others are reset at accept (may be given multiple times, or comma-separated; default: any)")
+	flagSet.Var(newListFlag(opts.HTTPAdminAllow), "http-admin-allow", "CIDR or address that may use the admin POSTs and /debug/pprof on the HTTP and HTTPS ports; others get 403 (may be given multiple times, or comma-separated; default: any)")
+	flagSet.Bool("http-admin-require-client-cert", opts.HTTPAdminRequireClientCert, "the admin POSTs and /debug/pprof need a client certificate verified against --tls-root-ca-file (over HTTPS; on the plain port they answer 403 TLS_REQUIRED); reads need none")
+	flagSet.Var(newListFlag(opts.HTTPAdminClientAllowedSANs), "http-admin-client-allowed-san", "with --http-admin-require-client-cert, a subject alternative name (DNS, email, IP or URI) the certificate must carry (may be given multiple times, or comma-separated; default: any)")
+
 	return flagSet
 }
+
+// listFlag is a list option's flag: each use adds its comma-separated
+// items (nsqd's list flags are repeated; commas are accepted too). Get
+// returns the items, for go-options.
+type listFlag []string
+
+func newListFlag(items []string) *listFlag {
+	l := listFlag(append([]string(nil), items...))
+	return &l
+}
+
+func (l *listFlag) Set(s string) error {
+	*l = append(*l, strings.Split(s, ",")...)
+	return nil
+}
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Get() interface{} { return []string(*l) }
 
 // loadConfig reads the TOML file at path ("" means none) and checks each
 // known key's value, so that a bad file is one clear error instead of a
@@ -82,7 +107,14 @@ func validateConfig(cfg map[string]interface{}, opts *nsqlookupd.Options) error 
 	typ := reflect.TypeOf(*opts)
 	for i := 0; i < typ.NumField(); i++ {
 		field := typ.Field(i)
-		name := strings.ReplaceAll(field.Tag.Get("flag"), "-", "_")
+		name := configKey(field)
+		// A list's key is plural (cfg tag): the flag's own name in the
+		// file would be ignored, leaving the option off.
+		if flagKey := strings.ReplaceAll(field.Tag.Get("flag"), "-", "_"); flagKey != name {
+			if _, ok := cfg[flagKey]; ok {
+				return fmt.Errorf("%s: the config key of --%s is %s", flagKey, field.Tag.Get("flag"), name)
+			}
+		}
 		v, ok := cfg[name]
 		if name == "" || !ok || name == "log_level" {
 			continue
@@ -92,6 +124,16 @@ func validateConfig(cfg map[string]interface{}, opts *nsqlookupd.Options) error 
 		}
 	}
 	return nil
+}
+
+// configKey returns the config-file key of an Options field: its cfg tag
+// (a list's plural name), else the flag name with "-" replaced by "_", as
+// go-options resolves it; "" for a field that is no option.
+func configKey(field reflect.StructField) string {
+	if name := field.Tag.Get("cfg"); name != "" {
+		return name
+	}
+	return strings.ReplaceAll(field.Tag.Get("flag"), "-", "_")
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
@@ -118,6 +160,19 @@ func checkValue(t reflect.Type, v interface{}) error {
 	case t.Kind() == reflect.Int:
 		if _, ok := v.(int64); !ok {
 			return fmt.Errorf("want an integer, got %v", v)
+		}
+	case t.Kind() == reflect.Slice: // an array of strings, or one string of comma-separated items
+		if _, ok := v.(string); ok {
+			return nil
+		}
+		items, ok := v.([]interface{})
+		for _, item := range items {
+			if _, isString := item.(string); !isString {
+				ok = false
+			}
+		}
+		if !ok {
+			return fmt.Errorf("want an array of strings, got %v", v)
 		}
 	}
 	return nil

@@ -69,6 +69,13 @@ func NewCA(tb testing.TB, name string) *CA {
 // 127.0.0.1, ::1 and localhost, as a server and as a client.
 func (ca *CA) Issue(tb testing.TB, commonName string) Pair {
 	tb.Helper()
+	return ca.IssueWith(tb, commonName, nil)
+}
+
+// IssueWith is Issue with the certificate's template changed by modify
+// (its subject alternative names, say) before it is signed.
+func (ca *CA) IssueWith(tb testing.TB, commonName string, modify func(*x509.Certificate)) Pair {
+	tb.Helper()
 	key := newKey(tb)
 	tmpl := &x509.Certificate{
 		SerialNumber: newSerial(tb),
@@ -79,6 +86,9 @@ func (ca *CA) Issue(tb testing.TB, commonName string) Pair {
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		DNSNames:     []string{"localhost"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	if modify != nil {
+		modify(tmpl)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
