@@ -35,7 +35,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzModel$$' -fuzztime $(FUZZTIME) ./nsqlookupd/internal/registry
 	$(GO) test -run '^$$' -fuzz '^FuzzNames$$' -fuzztime $(FUZZTIME) ./internal/protocol
 
-# mutate: mutation testing of the daemon's package (gremlins); about an hour, not in CI.
+# mutate: mutation testing of the daemon's package and the registry (gremlins); about two hours, not in CI.
 # Each surviving (LIVED) mutant is a change no test notices; mutation.json lists them.
 mutate:
 	$(GO) run github.com/go-gremlins/gremlins/cmd/gremlins@v0.5.0 unleash --tags mutation --workers 1 --timeout-coefficient 3 -o mutation.json ./nsqlookupd
