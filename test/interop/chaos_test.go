@@ -146,6 +146,28 @@ func runChaos(t *testing.T, seed uint64, schedule []fault, tm chaosTimings, look
 		defer close(done)
 		k.run(stop)
 	}()
+	go func() { // a line a minute, for long runs (-v shows it as it comes)
+		tick := time.NewTicker(time.Minute)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			st := h.snapshot()
+			k.mu.Lock()
+			nv := len(k.violations)
+			k.mu.Unlock()
+			started := 0
+			for _, e := range h.eventsSince(0) {
+				if !e.heal && e.note == "" {
+					started++
+				}
+			}
+			t.Logf("chaos: %.0fs: %d of %d faults begun, %d in progress, %d violations so far", time.Since(began).Seconds(), started, len(schedule), len(st.active), nv)
+		}
+	}()
 	newNemesis(c, h, seed).run(schedule)
 	close(stop)
 	<-done
