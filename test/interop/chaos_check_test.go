@@ -534,8 +534,10 @@ func (k *checker) check(s *sample) {
 		if f.Kind != linkCut && f.Kind != nsqdStop || !slices.ContainsFunc(s.after.active, func(g fault) bool { return g.ID == f.ID }) {
 			continue
 		}
+		// the bound runs from the fault, or from a lookupd's return if it
+		// was stopped or dead meanwhile (it could drop no one then)
 		began := k.startOf(f)
-		asked, gone := 0, true
+		asked, gone, latest := 0, true, began
 		for j := range s.views {
 			if !s.queryable(j) {
 				continue
@@ -545,14 +547,19 @@ func (k *checker) check(s *sample) {
 			gone = gone && !present
 			k.seen[f.ID] = k.seen[f.ID] || present
 			from := laterOf(began, s.before.upSince[j])
+			latest = laterOf(latest, from)
 			if present && s.at.Sub(from) > k.tm.disappearBound() && !k.goneFlag[[2]int{f.ID, j}] {
 				k.goneFlag[[2]int{f.ID, j}] = true
-				k.violate(s, "%s: lookupd%d still lists nsqd%d %.1fs after the fault (bound %s)", f, j+1, f.NSQD+1, s.at.Sub(from).Seconds(), k.tm.disappearBound())
+				k.violate(s, "%s: lookupd%d still lists nsqd%d %.1fs after the fault or its own return (bound %s)", f, j+1, f.NSQD+1, s.at.Sub(from).Seconds(), k.tm.disappearBound())
 			}
 		}
 		if _, done := k.gone[f.ID]; asked > 0 && gone && k.seen[f.ID] && !done {
-			k.gone[f.ID], k.goneKind[f.ID] = s.at.Sub(began), f.Kind
-			k.h.note(f, "gone from every lookupd asked %.1fs after it began", s.at.Sub(began).Seconds())
+			k.gone[f.ID], k.goneKind[f.ID] = s.at.Sub(latest), f.Kind
+			what := "the fault"
+			if latest.After(began) {
+				what = "the last return of a lookupd"
+			}
+			k.h.note(f, "gone from every lookupd asked %.1fs after %s", s.at.Sub(latest).Seconds(), what)
 		}
 	}
 

@@ -426,7 +426,7 @@ func (res *chaosResult) summary() string {
 	p50, p99, mx := quantiles(res.allConverged())
 	fmt.Fprintf(w, "all\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t\t\t\n", tot[0], tot[1], tot[2], tot[3], tot[4], p50, p99, mx)
 	w.Flush()
-	fmt.Fprintln(&b, "(converged: the lookupds agreed with the truth again, seconds after the heal; superseded: another fault on the same target began first; late: past the bound, a violation; gone: how soon a cut or frozen nsqd left every lookupd)")
+	fmt.Fprintln(&b, "(converged: the lookupds agreed with the truth again, seconds after the heal; superseded: another fault on the same target began first; late: past the bound, a violation; gone: how soon a cut or frozen nsqd left every lookupd, from the fault or the later return of a stopped or dead lookupd)")
 
 	fmt.Fprintf(&b, "\nmessages: %d publish attempts, %d acknowledged, %d distinct consumed, %d lost, %d duplicate deliveries, %d consumed though not acknowledged (drain %.1fs)\n",
 		res.attempts, res.acked, res.consumed, res.lost, res.dups, res.unacked, res.drain.Seconds())
