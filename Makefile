@@ -3,8 +3,11 @@ BINDIR ?= $(PREFIX)/bin
 GO ?= go
 FUZZTIME ?= 60s
 PRESET ?= small
+SEED ?= 0
+FAULTS ?= 300
+DURATION ?= 30m
 
-.PHONY: test build run bench bench-go fuzz mutate lint clean install
+.PHONY: test build run bench bench-go fuzz mutate lint clean install chaos soak
 
 # test (default): every test of both modules, race detector on
 test:
@@ -39,6 +42,21 @@ fuzz:
 # Each surviving (LIVED) mutant is a change no test notices; mutation.json lists them.
 mutate:
 	$(GO) run github.com/go-gremlins/gremlins/cmd/gremlins@v0.5.0 unleash --tags mutation --workers 1 --timeout-coefficient 3 -o mutation.json ./nsqlookupd
+
+# chaos: TestChaos, FAULTS faults drawn from SEED (0: the clock), ~4 s each; table build/chaos-summary.txt (printed last), log build/chaos.log
+chaos:
+	bash scripts/install-test-deps.sh
+	mkdir -p build
+	rm -f build/chaos-summary.txt
+	cd test/interop && $(GO) test -race -count=1 -timeout 0 -run '^TestChaos$$' -v \
+		-args -chaos.seed=$(SEED) -chaos.faults=$(FAULTS) -chaos.summary=$(CURDIR)/build/chaos-summary.txt \
+		> $(CURDIR)/build/chaos.log 2>&1; status=$$?; \
+	if [ -s $(CURDIR)/build/chaos-summary.txt ]; then cat $(CURDIR)/build/chaos-summary.txt; \
+	else tail -n 50 $(CURDIR)/build/chaos.log; fi; exit $$status
+
+# soak: the churn phase's load on the built daemon for DURATION (medium preset), /metrics every 10 s; writes build/soak.csv and build/soak.svg
+soak: build
+	$(GO) run ./bench -preset medium -soak $(DURATION) -soak-out build/soak -daemon-flag=--log-level=warn -binary build/nsqlookupd
 
 # lint: gofmt, go vet and staticcheck in both modules, and a go mod tidy check
 lint:

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -147,6 +148,7 @@ type churner struct {
 
 	lat                    []time.Duration // round trip of each command
 	registers, unregisters int
+	done                   atomic.Int64 // commands answered, read while it runs
 }
 
 // run sends churn commands on pace's schedule until ctx ends. Every answer
@@ -171,6 +173,7 @@ func (c *churner) run(ctx context.Context, nm *naming, pace *pacer, timeout time
 			return err
 		}
 		c.lat = append(c.lat, rtt)
+		c.done.Add(1)
 		if op.register {
 			c.registers++
 		} else {

@@ -111,29 +111,13 @@ func (s *session) churnPhase(ctx context.Context) error {
 	st := &churnStats{Conns: o.churnConns, TargetRate: o.churnRate}
 	s.res.Churn = st
 
-	logger.Printf("%s: churn: connecting %d connections", s.res.Target, o.churnConns)
-	layout := churnLayout{o.churnConns}
-	assign := make([][]int, layout.n)
-	for j := range assign {
-		assign[j] = layout.topicsOf(j, o.Topics)
-	}
 	began := time.Now()
-	cf, _, err := connectFleet(ctx, s.t.tcpAddr, nm, o.Producers, assign, 0, o.ioTimeout, s.checkIdentify)
+	churners, layout, err := s.connectChurn(ctx)
 	if err != nil {
-		return fmt.Errorf("churn: %w", err)
-	}
-	s.fleets = append(s.fleets, cf)
-	cf.startKeepalive(o.pingInterval)
-	err = forEach(ctx, len(cf.prods), 0, func(j int) error {
-		_, _, _, err := cf.prods[j].registerSequential(nm, nil, o.ioTimeout)
 		return err
-	})
-	if err != nil {
-		return fmt.Errorf("churn: registering topics: %w", err)
 	}
 	st.SetupSeconds = time.Since(began).Seconds()
 	e := s.exp
-	e.churn = &layout
 
 	spec := loadSpec{clients: o.clients, duration: o.churnDuration, seed: o.seed + 10, url: s.lookupURL}
 	logger.Printf("%s: churn: /lookup load without churn", s.res.Target)
@@ -150,16 +134,9 @@ func (s *session) churnPhase(ctx context.Context) error {
 		errOnce  sync.Once
 		churnErr error
 		interval = churnInterval(layout.n, o.churnRate)
-		churners = make([]*churner, layout.n)
 		start    = time.Now()
 	)
-	for j := range churners {
-		c := &churner{
-			p:     cf.prods[j],
-			state: churnState{j: j, topics: assign[j], maxLive: churnMaxLive},
-			rng:   rand.New(rand.NewPCG(o.seed, uint64(1000+j))),
-		}
-		churners[j] = c
+	for j, c := range churners {
 		pace := &pacer{start: start.Add(interval * time.Duration(j) / time.Duration(layout.n)), interval: interval, maxLag: churnMaxLag}
 		wg.Add(1)
 		go func() {
@@ -227,6 +204,42 @@ func (s *session) churnPhase(ctx context.Context) error {
 		s.res.Verify.RecheckTopics = n
 	}
 	return nil
+}
+
+// connectChurn connects the -churn-conns churn connections (producers P,
+// P+1, ...), registers each one's topics one command at a time, and
+// returns their churners, ready to run; s.exp then expects them.
+func (s *session) connectChurn(ctx context.Context) ([]*churner, churnLayout, error) {
+	o, nm := s.o, s.nm
+	logger.Printf("%s: churn: connecting %d connections", s.res.Target, o.churnConns)
+	layout := churnLayout{o.churnConns}
+	assign := make([][]int, layout.n)
+	for j := range assign {
+		assign[j] = layout.topicsOf(j, o.Topics)
+	}
+	cf, _, err := connectFleet(ctx, s.t.tcpAddr, nm, o.Producers, assign, 0, o.ioTimeout, s.checkIdentify)
+	if err != nil {
+		return nil, layout, fmt.Errorf("churn: %w", err)
+	}
+	s.fleets = append(s.fleets, cf)
+	cf.startKeepalive(o.pingInterval)
+	err = forEach(ctx, len(cf.prods), 0, func(j int) error {
+		_, _, _, err := cf.prods[j].registerSequential(nm, nil, o.ioTimeout)
+		return err
+	})
+	if err != nil {
+		return nil, layout, fmt.Errorf("churn: registering topics: %w", err)
+	}
+	s.exp.churn = &layout
+	churners := make([]*churner, layout.n)
+	for j := range churners {
+		churners[j] = &churner{
+			p:     cf.prods[j],
+			state: churnState{j: j, topics: assign[j], maxLive: churnMaxLive},
+			rng:   rand.New(rand.NewPCG(o.seed, uint64(1000+j))),
+		}
+	}
+	return churners, layout, nil
 }
 
 // verifyUnderChurn checks a sample of topics and /nodes while churn runs.

@@ -181,6 +181,11 @@ type options struct {
 	churnNodes       bool
 	blockProfile     string
 	blockProfileRate int
+
+	soak         time.Duration
+	soakEvery    time.Duration
+	soakOut      string
+	soakReadRate float64
 }
 
 // listFlag is a repeatable flag whose values may also be comma separated.
@@ -237,6 +242,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.churnNodes, "churn-nodes", true, "one client polls /nodes back to back during both parts of the churn phase")
 	fs.StringVar(&o.blockProfile, "block-profile", "", "save the daemon's block profile taken over the churn part of the churn phase to this `file` (several targets: file.N.ext); binaries that have --block-profile-rate are started with it")
 	fs.IntVar(&o.blockProfileRate, "block-profile-rate", 10000, "--block-profile-rate given to the daemons with -block-profile (ns blocked per sample)")
+	fs.DurationVar(&o.soak, "soak", 0, "run a soak of this `duration` instead of the phases: the churn phase's load (churn, and /lookup paced to -soak-read-rate), /metrics sampled every -soak-every, answers verified, growth checked; writes -soak-out .csv and .svg")
+	fs.DurationVar(&o.soakEvery, "soak-every", 10*time.Second, "interval between two samples of a soak")
+	fs.StringVar(&o.soakOut, "soak-out", "soak", "a soak's output `path`, without extension: PATH.csv and PATH.svg")
+	fs.Float64Var(&o.soakReadRate, "soak-read-rate", 500, "/lookup requests a second of a soak's -clients readers, in all")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: go run ./bench [flags]\n\n"+
 			"Simulates P nsqd producers over the nsqlookupd TCP protocol against one or more\n"+
@@ -339,6 +348,18 @@ func (o *options) validate() error {
 	case o.blockProfile != "" && o.blockProfileRate < 1:
 		return fmt.Errorf("-block-profile-rate %d: want >= 1", o.blockProfileRate)
 	}
+	switch {
+	case o.soak < 0:
+		return fmt.Errorf("-soak %v: want >= 0", o.soak)
+	case o.soak > 0 && o.soakEvery <= 0:
+		return fmt.Errorf("-soak-every %v: want > 0", o.soakEvery)
+	case o.soak > 0 && !(o.soakReadRate > 0):
+		return fmt.Errorf("-soak-read-rate %v: want > 0", o.soakReadRate)
+	case o.soak > 0 && o.churnConns == 0:
+		return errors.New("-soak runs the churn phase's load: -churn-conns must be > 0")
+	case o.soak > 0 && len(o.binaries) > 1:
+		return errors.New("-soak measures one daemon: give one -binary")
+	}
 	if o.verify == 0 {
 		o.verify = 200
 		if o.Topics <= 1000 {
@@ -366,6 +387,17 @@ func run(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.soak > 0 {
+		res, err := runSoak(ctx, o)
+		if res != nil {
+			printSoak(os.Stdout, res, o)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: soak FAILED:", err)
+			return 1
+		}
+		return 0
+	}
 
 	rep := &report{
 		Machine: machineInfo{

@@ -5,6 +5,10 @@
 #                   checks that operators can turn a CPU profile into a PDF.
 #   iproute2 (ip):  test/interop runs a real nsqd in its own network namespace
 #                   (ip netns, a veth pair) and cuts its link: a host death.
+#   iptables:       test/interop's chaos test makes a link lossy and slow
+#                   (what netem does, which this kernel lacks): an iptables
+#                   rule in the nsqd's namespace hands its packets to the
+#                   test through NFQUEUE.
 #   prometheus (prometheus, promtool): test/interop runs a real Prometheus
 #                   server against the daemon (on a free loopback port, with
 #                   its own config and data directory: the package's service
@@ -29,10 +33,10 @@ as_root() {
 }
 
 # command -> the Debian package that provides it
-declare -A package=([dot]=graphviz [ip]=iproute2 [prometheus]=prometheus [promtool]=prometheus)
+declare -A package=([dot]=graphviz [ip]=iproute2 [iptables]=iptables [prometheus]=prometheus [promtool]=prometheus)
 
 missing=()
-for cmd in dot ip prometheus promtool; do
+for cmd in dot ip iptables prometheus promtool; do
 	if command -v "$cmd" >/dev/null 2>&1; then
 		log "${package[$cmd]} already installed ($(command -v "$cmd")); nothing to do"
 	else

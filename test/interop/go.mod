@@ -5,6 +5,7 @@ go 1.24
 require (
 	github.com/nsqio/go-nsq v1.1.0
 	github.com/nsqio/nsq v1.3.0
+	golang.org/x/sys v0.10.0
 )
 
 require (
@@ -16,7 +17,6 @@ require (
 	github.com/julienschmidt/httprouter v1.3.0 // indirect
 	github.com/mreiferson/go-options v1.0.0 // indirect
 	github.com/nsqio/go-diskqueue v1.1.0 // indirect
-	golang.org/x/sys v0.10.0 // indirect
 )
 
 tool (

@@ -1,0 +1,602 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The soak (-soak DURATION): the churn phase's load, held for DURATION
+// against one daemon, for what only time shows: memory or goroutines that
+// creep up, latency that drifts, an answer that goes wrong after an hour.
+//
+// After the fleet has registered and been verified, -churn-conns
+// connections churn #ephemeral channels at -churn-rate, as in the churn
+// phase, and -clients readers ask /lookup of random topics. Unlike the
+// churn phase's readers, which run flat out to measure throughput, these
+// are paced to -soak-read-rate requests a second in all: a saturated
+// daemon on a shared machine shows the scheduler and the GC pacer in its
+// RSS and latency, and a leak hides in that noise; at a fixed load every
+// window does the same work, so what grows, grows with time. Every
+// -soak-every the harness scrapes /metrics (RSS, heap in use, goroutines,
+// open descriptors, registrations, the /lookup latency histogram), takes
+// the readers' latencies of the window, and verifies a sample of topics
+// and /nodes: a wrong answer fails the soak at once. At the end the churn
+// connections unregister their last channels and the answers are checked
+// exactly.
+//
+// It writes every sample to FILE.csv and a chart of them to FILE.svg
+// (-soak-out FILE), and fails if RSS, the heap or the goroutines grow,
+// after the first tenth of the run (the warm-up), faster than the limits
+// below: least-squares slopes over the samples.
+
+// Growth limits of a soak, per hour of run. A leak of one byte per churn
+// command at the default 2 000 commands/s is 7.2 MB an hour; one
+// goroutine a minute is 60 an hour. At a fixed load the fleet's RSS and
+// heap wander by a megabyte or two around their level, which over a
+// 30-minute run fits slopes well within these.
+const (
+	// soakMinCheck: a shorter soak reports its slopes without failing on
+	// them; over a few minutes a megabyte's wander is a steep slope.
+	soakMinCheck              = 10 * time.Minute
+	soakRSSLimitMBPerHour     = 4.0
+	soakHeapLimitMBPerHour    = 4.0
+	soakGoroutineLimitPerHour = 10.0
+)
+
+// soakSample is one row of the soak's CSV.
+type soakSample struct {
+	Seconds       float64
+	RSSBytes      float64
+	HeapBytes     float64 // go_memstats_heap_inuse_bytes
+	Goroutines    float64
+	FDs           float64
+	Registrations float64
+	Producers     float64
+	LookupPerSec  float64 // the readers' answers in the window
+	LookupP50ms   float64 // the readers' latency in the window
+	LookupP99ms   float64
+	DaemonMeanMs  float64 // /lookup's time in the daemon, from its histogram, over the window
+	ChurnPerSec   float64
+	Verified      int // topics verified in the window
+}
+
+var soakColumns = []string{
+	"seconds", "rss_bytes", "heap_inuse_bytes", "goroutines", "open_fds", "registrations", "producers",
+	"lookup_per_second", "lookup_p50_ms", "lookup_p99_ms", "daemon_lookup_mean_ms", "churn_commands_per_second", "topics_verified",
+}
+
+func (s soakSample) record() []string {
+	f := func(v float64, prec int) string { return strconv.FormatFloat(v, 'f', prec, 64) }
+	return []string{
+		f(s.Seconds, 1), f(s.RSSBytes, 0), f(s.HeapBytes, 0), f(s.Goroutines, 0), f(s.FDs, 0),
+		f(s.Registrations, 0), f(s.Producers, 0), f(s.LookupPerSec, 1), f(s.LookupP50ms, 3), f(s.LookupP99ms, 3),
+		f(s.DaemonMeanMs, 4), f(s.ChurnPerSec, 1), strconv.Itoa(s.Verified),
+	}
+}
+
+// writeSoakCSV writes the samples, a header first.
+func writeSoakCSV(w io.Writer, samples []soakSample) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(soakColumns); err != nil {
+		return err
+	}
+	for _, s := range samples {
+		if err := cw.Write(s.record()); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// slope returns the least-squares slope of ys over xs (0 with fewer than
+// two distinct xs).
+func slope(xs, ys []float64) float64 {
+	n := float64(len(xs))
+	if len(xs) < 2 || len(xs) != len(ys) {
+		return 0
+	}
+	var sx, sy float64
+	for i := range xs {
+		sx += xs[i]
+		sy += ys[i]
+	}
+	mx, my := sx/n, sy/n
+	var num, den float64
+	for i := range xs {
+		num += (xs[i] - mx) * (ys[i] - my)
+		den += (xs[i] - mx) * (xs[i] - mx)
+	}
+	if den == 0 {
+		return 0
+	}
+	return num / den
+}
+
+// growth is one checked slope.
+type growth struct {
+	name    string
+	unit    string  // of the slope, per hour
+	perHour float64 // the fitted slope
+	limit   float64
+	// intercept and from: the fitted line, y = intercept + perHour*hours,
+	// over the samples from seconds on (for the chart)
+	intercept, from float64
+}
+
+func (g growth) ok() bool { return g.perHour <= g.limit }
+
+func (g growth) String() string {
+	verdict := "ok"
+	if !g.ok() {
+		verdict = "TOO FAST"
+	}
+	return fmt.Sprintf("%s grows %+.2f %s/h (limit %g): %s", g.name, g.perHour, g.unit, g.limit, verdict)
+}
+
+// soakGrowth fits RSS, heap and goroutines over the samples after the
+// warm-up (the first tenth of the run).
+func soakGrowth(samples []soakSample, total time.Duration) []growth {
+	warm := total.Seconds() / 10
+	var hours []float64
+	var rss, heap, gor []float64
+	for _, s := range samples {
+		if s.Seconds < warm {
+			continue
+		}
+		hours = append(hours, s.Seconds/3600)
+		rss = append(rss, s.RSSBytes/1e6)
+		heap = append(heap, s.HeapBytes/1e6)
+		gor = append(gor, s.Goroutines)
+	}
+	fit := func(name, unit string, ys []float64, limit float64) growth {
+		g := growth{name: name, unit: unit, perHour: slope(hours, ys), limit: limit, from: warm}
+		if len(ys) > 0 {
+			var mx, my float64
+			for i := range ys {
+				mx += hours[i]
+				my += ys[i]
+			}
+			mx, my = mx/float64(len(ys)), my/float64(len(ys))
+			g.intercept = my - g.perHour*mx
+		}
+		return g
+	}
+	return []growth{
+		fit("RSS", "MB", rss, soakRSSLimitMBPerHour),
+		fit("heap in use", "MB", heap, soakHeapLimitMBPerHour),
+		fit("goroutines", "goroutines", gor, soakGoroutineLimitPerHour),
+	}
+}
+
+// parseMetrics reads the Prometheus text format: each sample's value by
+// its series as written ("name" or `name{label="v"}`).
+func parseMetrics(r io.Reader) (map[string]float64, error) {
+	out := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i <= 0 {
+			return nil, fmt.Errorf("metrics: malformed line %q", line)
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("metrics: line %q: %w", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out, sc.Err()
+}
+
+// soakMetricNames are the series a sample needs.
+var soakMetricNames = []string{
+	"process_resident_memory_bytes", "go_memstats_heap_inuse_bytes", "go_goroutines", "process_open_fds",
+	"nsqlookupd_registrations", "nsqlookupd_producers",
+	`nsqlookupd_http_request_duration_seconds_sum{route="/lookup"}`,
+	`nsqlookupd_http_request_duration_seconds_count{route="/lookup"}`,
+}
+
+// shortDuration writes d without its zero tails: 30m, 1h, 1h30m, 90s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// latWindow collects the readers' latencies between two samples.
+type latWindow struct {
+	mu  sync.Mutex
+	lat []time.Duration
+}
+
+func (w *latWindow) add(d time.Duration) {
+	w.mu.Lock()
+	w.lat = append(w.lat, d)
+	w.mu.Unlock()
+}
+
+func (w *latWindow) take() []time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.lat
+	w.lat = make([]time.Duration, 0, len(out))
+	return out
+}
+
+// soakReader asks /lookup of random topics on pace's schedule until ctx
+// ends; every answer must be 200.
+func (s *session) soakReader(ctx context.Context, c int, pace *pacer, win *latWindow) error {
+	r := rand.New(rand.NewPCG(s.o.seed+20, uint64(c)))
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if d := pace.wait(time.Now()); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-timer.C:
+			}
+		} else if ctx.Err() != nil {
+			return nil
+		}
+		url := s.lookupURL(r)
+		t0 := time.Now()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := s.h.c.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("GET %s: %w", url, err)
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("GET %s: reading body: %w", url, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+		}
+		win.add(time.Since(t0))
+	}
+}
+
+// soakResult is what a soak measured.
+type soakResult struct {
+	samples  []soakSample
+	growth   []growth
+	verified int // topics verified in all
+	csvPath  string
+	svgPath  string
+}
+
+// runSoak runs the soak against the one target of o (see above).
+func runSoak(ctx context.Context, o *options) (res *soakResult, err error) {
+	binary := ""
+	if len(o.binaries) == 1 {
+		binary = o.binaries[0]
+	}
+	s := &session{o: o, res: &result{Target: binary}}
+	if binary != "" {
+		logger.Printf("%s: starting", binary)
+		if s.t, err = startDaemon(ctx, binary, "soak", o.daemonFlags, o.logDir, o.startupTimeout); err != nil {
+			return nil, err
+		}
+	} else {
+		s.res.Target = o.addrHTTP
+		s.t = &target{tcpAddr: o.addrTCP, httpAddr: o.addrHTTP, pid: o.pid}
+	}
+	t := s.t
+	defer func() {
+		if err != nil {
+			if aerr := t.alive(); aerr != nil {
+				err = fmt.Errorf("%w; %v", err, aerr)
+			}
+			t.keepLog = ctx.Err() == nil
+		}
+		for _, f := range s.fleets {
+			f.stopKeepalive()
+		}
+		t.stop()
+		for _, f := range s.fleets {
+			f.close()
+		}
+		if t.keepLog && t.logPath != "" {
+			logger.Printf("daemon log kept in %s", t.logPath)
+		}
+	}()
+	s.h = newHTTPClient(t.httpAddr, o.clients+2, o.httpTimeout)
+	defer s.h.close()
+
+	// the fleet, registered and verified
+	s.nm = newNaming(newRunID(), o.workload)
+	assign := assignTopics(o.Producers, o.Topics, o.PerTopic)
+	s.exp = expectation{w: o.workload, nm: s.nm, assign: assign, strict: binary != ""}
+	logger.Printf("soak: registering %d producers, %d REGISTER commands", o.Producers, o.registers())
+	f, _, err := connectFleet(ctx, t.tcpAddr, s.nm, 0, assign, o.concurrency, o.ioTimeout, s.checkIdentify)
+	if err != nil {
+		return nil, err
+	}
+	s.fleets = append(s.fleets, f)
+	f.startKeepalive(o.pingInterval)
+	if _, err := f.registerAll(ctx, s.nm, o.concurrency, modePipelined); err != nil {
+		return nil, err
+	}
+	if _, err := verify(ctx, s.h, s.exp, o.verify, o.clients, o.seed); err != nil {
+		return nil, fmt.Errorf("verification before the soak: %w", err)
+	}
+	s.lookupURLs = make([]string, len(s.nm.topics))
+	for i, topic := range s.nm.topics {
+		s.lookupURLs[i] = s.h.base + "/lookup?topic=" + topic
+	}
+	churners, layout, err := s.connectChurn(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	// the load, for the whole duration
+	logger.Printf("soak: %s of churn (%g commands/s) and /lookup (%g requests/s), a sample every %s",
+		shortDuration(o.soak), o.churnRate, o.soakReadRate, o.soakEvery)
+	lctx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	var (
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		loadErr error
+		win     latWindow
+		start   = time.Now()
+	)
+	fail := func(err error) { errOnce.Do(func() { loadErr = err; stopLoad() }) }
+	interval := churnInterval(layout.n, o.churnRate)
+	for j, c := range churners {
+		pace := &pacer{start: start.Add(interval * time.Duration(j) / time.Duration(layout.n)), interval: interval, maxLag: churnMaxLag}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.run(lctx, s.nm, pace, o.ioTimeout); err != nil {
+				fail(err)
+			}
+		}()
+	}
+	readInterval := time.Duration(float64(o.clients) / o.soakReadRate * float64(time.Second))
+	for c := range o.clients {
+		pace := &pacer{start: start.Add(readInterval * time.Duration(c) / time.Duration(o.clients)), interval: readInterval, maxLag: churnMaxLag}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.soakReader(lctx, c, pace, &win); err != nil {
+				fail(err)
+			}
+		}()
+	}
+	churned := func() int {
+		n := 0
+		for _, c := range churners {
+			n += int(c.done.Load())
+		}
+		return n
+	}
+
+	res = &soakResult{csvPath: o.soakOut + ".csv", svgPath: o.soakOut + ".svg"}
+	var prev map[string]float64
+	prevAt, prevChurn := start, 0
+	e := s.exp
+	e.ephemeralOK = true
+	deadline := start.Add(o.soak)
+	tick := time.NewTicker(o.soakEvery)
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		at := time.Now()
+		m, err := s.scrape(ctx)
+		if err != nil {
+			fail(err)
+			break
+		}
+		smp := soakSample{
+			Seconds:       at.Sub(start).Seconds(),
+			RSSBytes:      m["process_resident_memory_bytes"],
+			HeapBytes:     m["go_memstats_heap_inuse_bytes"],
+			Goroutines:    m["go_goroutines"],
+			FDs:           m["process_open_fds"],
+			Registrations: m["nsqlookupd_registrations"],
+			Producers:     m["nsqlookupd_producers"],
+		}
+		lat := win.take()
+		secs := at.Sub(prevAt).Seconds()
+		if p50, p99, _ := summarize(lat); n > 0 && secs > 0 {
+			smp.LookupPerSec, smp.LookupP50ms, smp.LookupP99ms = float64(len(lat))/secs, ms(p50), ms(p99)
+			ch := churned()
+			smp.ChurnPerSec = float64(ch-prevChurn) / secs
+			prevChurn = ch
+			sumK := `nsqlookupd_http_request_duration_seconds_sum{route="/lookup"}`
+			cntK := `nsqlookupd_http_request_duration_seconds_count{route="/lookup"}`
+			if dc := m[cntK] - prev[cntK]; dc > 0 {
+				smp.DaemonMeanMs = (m[sumK] - prev[sumK]) / dc * 1000
+			}
+		}
+		prev, prevAt = m, at
+		// a sample of topics, and /nodes, every window
+		vn, err := e.checkTopics(lctx, s.h, min(50, o.Topics), o.clients, o.seed+uint64(300+n))
+		if err == nil {
+			err = e.checkNodes(lctx, s.h)
+		}
+		if err != nil && lctx.Err() == nil {
+			fail(fmt.Errorf("verification at %s: %w", shortDuration(at.Sub(start).Round(time.Second)), err))
+		}
+		smp.Verified = vn
+		res.verified += vn
+		res.samples = append(res.samples, smp)
+		if n%6 == 0 {
+			logger.Printf("soak: %s: rss %.1f MB, heap %.1f MB, %v goroutines, %v fds, %v registrations, /lookup p99 %.2f ms",
+				shortDuration(at.Sub(start).Round(time.Second)), smp.RSSBytes/1e6, smp.HeapBytes/1e6, smp.Goroutines, smp.FDs, smp.Registrations, smp.LookupP99ms)
+		}
+		if lctx.Err() != nil || !time.Now().Before(deadline) {
+			break
+		}
+		select {
+		case <-lctx.Done():
+		case <-tick.C:
+		case <-time.After(time.Until(deadline)):
+		}
+	}
+	stopLoad()
+	wg.Wait()
+	if err := writeSoakFiles(res, o); err != nil {
+		return res, err
+	}
+	if loadErr != nil {
+		return res, loadErr
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+
+	// the end: the churn connections leave their last channels, and every
+	// answer is exact again
+	for _, c := range churners {
+		if err := c.unregisterLive(s.nm, o.ioTimeout); err != nil {
+			return res, fmt.Errorf("after the soak: %w", err)
+		}
+	}
+	e.ephemeralOK = false
+	if _, err := e.checkTopics(ctx, s.h, -1, o.clients, o.seed+200); err != nil {
+		return res, fmt.Errorf("verification after the soak: %w", err)
+	}
+	if err := e.checkNodes(ctx, s.h); err != nil {
+		return res, fmt.Errorf("verification after the soak: %w", err)
+	}
+	for _, f := range s.fleets {
+		if err := f.checkAlive(ctx, o.concurrency); err != nil {
+			return res, err
+		}
+	}
+	res.growth = soakGrowth(res.samples, o.soak)
+	for _, g := range res.growth {
+		if !g.ok() && o.soak >= soakMinCheck {
+			return res, fmt.Errorf("%s", g)
+		}
+	}
+	return res, t.alive()
+}
+
+// scrape reads the daemon's /metrics and wants every series the soak
+// samples.
+func (s *session) scrape(ctx context.Context) (map[string]float64, error) {
+	var m map[string]float64
+	err := s.h.getStream(ctx, "/metrics", func(r io.Reader) (err error) {
+		m, err = parseMetrics(r)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range soakMetricNames {
+		if _, ok := m[name]; !ok {
+			return nil, fmt.Errorf("GET /metrics: no %s", name)
+		}
+	}
+	return m, nil
+}
+
+// writeSoakFiles writes the CSV and the chart, with the growth fitted so
+// far (the chart shows the fitted lines).
+func writeSoakFiles(res *soakResult, o *options) error {
+	res.growth = soakGrowth(res.samples, o.soak)
+	var b strings.Builder
+	if err := writeSoakCSV(&b, res.samples); err != nil {
+		return err
+	}
+	if err := os.WriteFile(res.csvPath, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	title := fmt.Sprintf("nsqlookupd soak, %s", shortDuration(o.soak))
+	subtitle := fmt.Sprintf("%s preset (%d nsqd, %d topics, %d registrations); %d connections churning #ephemeral channels at %g commands/s; /lookup at %g requests/s; a sample every %s",
+		o.Preset, o.Producers, o.Topics, o.registers(), o.churnConns, o.churnRate, o.soakReadRate, o.soakEvery)
+	b.Reset()
+	if err := writeSoakSVG(&b, title, subtitle, res.samples, res.growth); err != nil {
+		return err
+	}
+	return os.WriteFile(res.svgPath, []byte(b.String()), 0o644)
+}
+
+// printSoak prints the soak's summary, its last line the one scripts read.
+func printSoak(w io.Writer, res *soakResult, o *options) {
+	if len(res.samples) == 0 {
+		return
+	}
+	first, last := res.samples[0], res.samples[len(res.samples)-1]
+	col := func(get func(soakSample) float64) (lo, hi float64) {
+		lo, hi = math.Inf(1), math.Inf(-1)
+		for _, s := range res.samples {
+			lo, hi = min(lo, get(s)), max(hi, get(s))
+		}
+		return lo, hi
+	}
+	fmt.Fprintf(w, "soak of %s: %d samples, one every %s; %d topics verified under churn\n", shortDuration(o.soak), len(res.samples), o.soakEvery, res.verified)
+	rows := []struct {
+		name string
+		get  func(soakSample) float64
+		unit float64
+		fmt  string
+	}{
+		{"RSS MB", func(s soakSample) float64 { return s.RSSBytes }, 1e6, "%.1f"},
+		{"heap in use MB", func(s soakSample) float64 { return s.HeapBytes }, 1e6, "%.1f"},
+		{"goroutines", func(s soakSample) float64 { return s.Goroutines }, 1, "%.0f"},
+		{"open fds", func(s soakSample) float64 { return s.FDs }, 1, "%.0f"},
+		{"registrations", func(s soakSample) float64 { return s.Registrations }, 1, "%.0f"},
+	}
+	for _, r := range rows {
+		lo, hi := col(r.get)
+		f := r.fmt
+		fmt.Fprintf(w, "  %-15s start "+f+", end "+f+", min "+f+", max "+f+"\n", r.name, r.get(first)/r.unit, r.get(last)/r.unit, lo/r.unit, hi/r.unit)
+	}
+	var p99s, means, rates, churn []float64
+	for _, s := range res.samples[1:] {
+		p99s, means, rates, churn = append(p99s, s.LookupP99ms), append(means, s.DaemonMeanMs), append(rates, s.LookupPerSec), append(churn, s.ChurnPerSec)
+	}
+	med := func(v []float64) float64 {
+		if len(v) == 0 {
+			return 0
+		}
+		v = slices.Clone(v)
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	fmt.Fprintf(w, "  /lookup         %.0f requests/s; p99 per window: median %.2f ms, max %.2f ms; daemon mean %.3f ms\n",
+		med(rates), med(p99s), slices.Max(append(p99s, 0)), med(means))
+	fmt.Fprintf(w, "  churn           %.0f commands/s\n", med(churn))
+	for _, g := range res.growth {
+		fmt.Fprintf(w, "  %s\n", g)
+	}
+	if o.soak < soakMinCheck {
+		fmt.Fprintf(w, "  (slopes not checked: a soak under %s is too short to tell a slope from noise)\n", shortDuration(soakMinCheck))
+	}
+	fmt.Fprintf(w, "soak: %s, rss %.1f→%.1f MB, goroutines %.0f→%.0f, wrote %s %s\n",
+		shortDuration(o.soak), first.RSSBytes/1e6, last.RSSBytes/1e6, first.Goroutines, last.Goroutines, res.csvPath, res.svgPath)
+}
