@@ -195,7 +195,7 @@ func setns(f *os.File) error { return unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
 // with attributes attrs (type, payload).
 func nfMessage(msg uint16, flags uint16, attrs ...nlAttr) []byte {
 	b := make([]byte, 16, 64)                            // nlmsghdr, filled below
-	b = append(b, syscall.AF_UNSPEC, 0, 0, 0)            // nfgenmsg: family, version, res_id (big endian)
+	b = append(b, 0, 0, 0, 0)                            // nfgenmsg: family (none), version, res_id (big endian)
 	binary.BigEndian.PutUint16(b[18:], uint16(queueNum)) // res_id: the queue
 	for _, a := range attrs {
 		n := 4 + len(a.data)
