@@ -251,7 +251,7 @@ func (s *connStates) closedAt(addr string) (time.Time, bool) {
 // since its request began; other clients are served meanwhile.
 func TestHTTPWriteTimeout(t *testing.T) {
 	t.Parallel()
-	const writeTimeout = 300 * time.Millisecond
+	const writeTimeout = time.Second // long enough for the other clients' answers on a loaded machine
 	states := &connStates{closed: make(map[string]time.Time)}
 	l := startLookupdWith(t, func(o *Options) { o.HTTPWriteTimeout = writeTimeout }, func(l *NSQLookupd) {
 		l.httpServer.ConnState = states.hook
@@ -305,7 +305,7 @@ func TestHTTPWriteTimeout(t *testing.T) {
 // timeout still gets its next answer.
 func TestHTTPWriteTimeoutPerRequest(t *testing.T) {
 	t.Parallel()
-	const writeTimeout = 100 * time.Millisecond
+	const writeTimeout = 500 * time.Millisecond // long enough for /ping on a loaded machine
 	l := startLookupd(t, func(o *Options) { o.HTTPWriteTimeout = writeTimeout })
 	conn := dialHTTP(t, l)
 	defer conn.Close()

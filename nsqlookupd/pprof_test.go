@@ -210,29 +210,40 @@ func TestGoToolReadsProfiles(t *testing.T) {
 	})
 }
 
-// TestPprofOutlivesWriteTimeout: profile and trace run for their whole
-// seconds=N, longer than the write timeout, and return complete answers:
-// net/http/pprof extends the server's write timeout by N itself. The CPU
-// profile of go tool pprof's default, 30 s, outlives a write timeout of a
-// hundredth of that.
+// TestPprofOutlivesWriteTimeout: profile, trace and a delta heap profile
+// run for their whole seconds=N, longer than the write timeout, and return
+// complete answers: net/http/pprof extends the server's write timeout by N
+// itself. The CPU profile of go tool pprof's default, 30 s, outlives the
+// write timeout ten times over.
+//
+// The extension is counted from the request's start, so the write timeout
+// itself is what is left for collecting and writing the profile. 3 s leaves
+// room for that under -race in a busy test process: with 300 ms, a delta heap
+// profile (collected twice, around its N seconds) was cut short on CI.
 func TestPprofOutlivesWriteTimeout(t *testing.T) {
 	t.Parallel()
-	const writeTimeout = 300 * time.Millisecond
+	const writeTimeout = 3 * time.Second
 	l := startLookupd(t, func(o *Options) { o.HTTPWriteTimeout = writeTimeout })
 	tests := []struct {
 		path string
 		min  time.Duration
 	}{
 		{"/debug/pprof/profile", 30 * time.Second},
-		{"/debug/pprof/profile?seconds=1", time.Second},
-		{"/debug/pprof/trace?seconds=0.8", 800 * time.Millisecond},
-		{"/debug/pprof/heap?seconds=1", time.Second},
+		{"/debug/pprof/profile?seconds=4", 4 * time.Second},
+		{"/debug/pprof/trace?seconds=3.5", 3500 * time.Millisecond},
+		{"/debug/pprof/heap?seconds=4", 4 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
+			if tt.min <= writeTimeout {
+				t.Fatalf("%s lasts %s, not longer than the write timeout %s", tt.path, tt.min, writeTimeout)
+			}
+			// the delta heap profile does not wait for the CPU profile
+			// and the trace, which take turns
+			t.Parallel()
 			defer lockProfiling(tt.path)()
 			start := time.Now()
-			resp, body := httpGet(t, l, tt.path, tt.min+ioTimeout) // fails on a cut answer
+			resp, body := httpGet(t, l, tt.path, tt.min+writeTimeout+ioTimeout) // fails on a cut answer
 			if took := time.Since(start); resp.StatusCode != 200 || took < tt.min {
 				t.Fatalf("got %d after %s; want 200 after at least %s", resp.StatusCode, took, tt.min)
 			}
