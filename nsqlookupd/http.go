@@ -71,7 +71,7 @@ func newHTTPServer(l *NSQLookupd) *httpServer {
 	s.plain("GET", "/metrics", l.metrics.handler)
 
 	// The admin POSTs above and the pprof routes below are declared
-	// through adminAPI and adminPlain: behind the access rules (access.go).
+	// through adminAPI and adminPlain: behind the access rules (internal/access).
 	if !l.opts.DisablePprof {
 		// v1.3.0's routes, then the index at /debug/pprof/ (where its
 		// relative links resolve) and the profiles it links to. The
@@ -472,4 +472,25 @@ func (s *httpServer) doTombstoneTopicProducer(w http.ResponseWriter, req *http.R
 	s.nsqlookupd.logf(lg.INFO, "DB: setting tombstone for producer@%s of topic(%s)", node, topicName)
 	s.nsqlookupd.db.Tombstone(topicName, node, s.nsqlookupd.clock.Now())
 	return nil, nil
+}
+
+// adminAPI declares an admin route (a POST that changes the registry) as
+// api does, behind the access rules when there are any; its 403 is then
+// counted from start-up, as every answer a route can give.
+func (s *httpServer) adminAPI(method, path string, f http_api.APIHandler, ds ...http_api.Decorator) {
+	if g := s.nsqlookupd.access; g.GuardsHTTP() {
+		ds = append(ds, g.API)
+		s.nsqlookupd.metrics.expect(path, method, http.StatusForbidden)
+	}
+	s.api(method, path, f, ds...)
+}
+
+// adminPlain declares a /debug/pprof route as plain does, behind the
+// access rules when there are any.
+func (s *httpServer) adminPlain(method, path string, h http.Handler) {
+	if g := s.nsqlookupd.access; g.GuardsHTTP() {
+		h = g.Handler(h)
+		s.nsqlookupd.metrics.expect(path, method, http.StatusForbidden)
+	}
+	s.plain(method, path, h)
 }

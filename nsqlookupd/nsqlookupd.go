@@ -29,6 +29,7 @@ import (
 	"github.com/lookupd/nsqlookupd/internal/protocol"
 	"github.com/lookupd/nsqlookupd/internal/util"
 	"github.com/lookupd/nsqlookupd/internal/version"
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/access"
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
 )
 
@@ -82,8 +83,8 @@ type NSQLookupd struct {
 
 	// metrics is what GET /metrics reports.
 	metrics *metrics
-	// access holds the access rules (access.go).
-	access *access
+	// access holds the access rules (internal/access).
+	access *access.Guard
 }
 
 // identifyAnswer is the IDENTIFY response; its fields are in the order
@@ -165,7 +166,12 @@ func New(opts *Options) (*NSQLookupd, error) {
 
 	l.tcpServer = newTCPServer(l)
 	l.metrics = newMetrics(l)
-	l.access = newAccess(l) // access control: access.go
+	var tlsRequired http.Handler // the plain port's answer to an admin request that needs a certificate
+	if l.httpsListener != nil {
+		tlsRequired = tlsRequiredHandler(l.RealHTTPSAddr().Port, l.logf)
+	}
+	l.access = access.New(opts.accessConfig(), tlsRequired, l.logf, func() time.Time { return l.clock.Now() })
+	l.metrics.registry.MustRegister(l.access.Metrics())
 	router := newHTTPServer(l)
 	var plain http.Handler = router
 	if l.httpsListener != nil {

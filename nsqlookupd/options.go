@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lookupd/nsqlookupd/internal/lg"
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/access"
 )
 
 // Logger receives the daemon's log lines; *log.Logger satisfies it.
@@ -96,40 +97,14 @@ type Options struct {
 	// and nsqd then retry over HTTPS. It needs HTTPSAddress.
 	TLSRequired bool `flag:"tls-required"`
 
-	// Access control (access.go; README, "Access control"). All off by
-	// default: anyone who reaches a port may use it, as in v1.3.0. A list
-	// option is given as a repeated or comma-separated flag, or in the
-	// config file as an array under the plural key in its cfg tag, as nsqd
-	// names its lists. The source of a connection is its peer address;
-	// no header, X-Forwarded-For included, is ever read.
-
-	// TCPAllow lists the networks (CIDRs such as 10.0.0.0/8, or single
-	// addresses) that may open a registration connection. One from any
-	// other source is reset as it is accepted, before a byte is read,
-	// counted (reason tcp_source) and logged at most once a minute per
-	// source. Empty: any source (default).
-	TCPAllow []string `flag:"tcp-allow" cfg:"tcp_allow_networks"`
-	// HTTPAdminAllow lists the networks that may use the admin routes
-	// (POST /topic/create, /topic/delete, /channel/create, /channel/delete,
-	// /topic/tombstone) and /debug/pprof, on the HTTP and HTTPS ports.
-	// From any other source they answer 403 {"message":"FORBIDDEN"} and
-	// change nothing; reads (/ping, /info, /lookup, /topics, /channels,
-	// /nodes, /debug, /metrics) stay open. Empty: any source (default).
-	HTTPAdminAllow []string `flag:"http-admin-allow" cfg:"http_admin_allow_networks"`
-	// HTTPAdminRequireClientCert makes the admin routes and /debug/pprof
-	// need a client certificate verified against TLSRootCAFile, while reads
-	// need none: over HTTPS, a request without one answers 403
-	// {"message":"CLIENT_CERT_REQUIRED"}; on the plain port, where none can
-	// be given, 403 TLS_REQUIRED with the HTTPS port, which nsqadmin
-	// follows. Needs HTTPSAddress, TLSRootCAFile and a policy that
-	// verifies (TLSClientAuthPolicy empty or require-verify).
-	HTTPAdminRequireClientCert bool `flag:"http-admin-require-client-cert"`
-	// HTTPAdminClientAllowedSANs, when not empty, narrows
-	// HTTPAdminRequireClientCert to certificates carrying one of these
-	// subject alternative names (DNS name, email address, IP address or
-	// URI), compared exactly, as Prometheus exporter-toolkit's
-	// client_allowed_sans; the subject's common name is not read. Any
-	// other certificate gets 403 {"message":"CLIENT_CERT_NOT_ALLOWED"}.
+	// Access control (README, "Access control"; each field's meaning is
+	// that of its access.Config field). All off by default: anyone who
+	// reaches a port may use it, as in v1.3.0. A list option is given as a
+	// repeated or comma-separated flag, or in the config file as an array
+	// under the plural key in its cfg tag, as nsqd names its lists.
+	TCPAllow                   []string `flag:"tcp-allow" cfg:"tcp_allow_networks"`
+	HTTPAdminAllow             []string `flag:"http-admin-allow" cfg:"http_admin_allow_networks"`
+	HTTPAdminRequireClientCert bool     `flag:"http-admin-require-client-cert"`
 	HTTPAdminClientAllowedSANs []string `flag:"http-admin-client-allowed-san" cfg:"http_admin_client_allowed_sans"`
 }
 
@@ -177,5 +152,12 @@ func (o *Options) Validate() error {
 	if err := o.validateTLS(); err != nil {
 		return err
 	}
-	return o.validateAccess() // access control: access.go
+	return o.accessConfig().Validate()
+}
+
+// accessConfig is the access rules of the options.
+func (o *Options) accessConfig() access.Config {
+	return access.Config{TCPAllow: o.TCPAllow, AdminAllow: o.HTTPAdminAllow,
+		RequireClientCert: o.HTTPAdminRequireClientCert, ClientSANs: o.HTTPAdminClientAllowedSANs,
+		HTTPS: o.HTTPSAddress != "", RootCA: o.TLSRootCAFile != "", ClientAuthPolicy: o.TLSClientAuthPolicy}
 }

@@ -97,7 +97,7 @@ func (p *tcpServer) closeStale(addr string, conn net.Conn) {
 func (p *tcpServer) Handle(conn net.Conn) {
 	l := p.nsqlookupd
 	defer conn.Close()
-	if !l.access.allowTCP(conn) { // access control (access.go): refused before a byte is read
+	if !l.access.AllowTCP(conn) { // refused before a byte is read (internal/access)
 		return
 	}
 	if !p.track(conn) {

@@ -48,7 +48,7 @@ func nsqlookupdFlagSet(opts *nsqlookupd.Options) *flag.FlagSet {
 	flagSet.String("tls-min-version", opts.TLSMinVersion, "minimum TLS version accepted: 'tls1.0', 'tls1.1', 'tls1.2' or 'tls1.3'")
 	flagSet.Bool("tls-required", opts.TLSRequired, "require TLS for HTTP clients: the HTTP port answers every request 403 TLS_REQUIRED with the HTTPS port")
 
-	// access control (nsqlookupd/access.go); lists: repeat the flag or separate items with commas
+	// access control (nsqlookupd/internal/access); lists: repeat the flag or separate items with commas
 	flagSet.Var(newListFlag(opts.TCPAllow), "tcp-allow", "CIDR or address that may register over TCP; others are reset at accept (may be given multiple times, or comma-separated; default: any)")
 	flagSet.Var(newListFlag(opts.HTTPAdminAllow), "http-admin-allow", "CIDR or address that may use the admin POSTs and /debug/pprof on the HTTP and HTTPS ports; others get 403 (may be given multiple times, or comma-separated; default: any)")
 	flagSet.Bool("http-admin-require-client-cert", opts.HTTPAdminRequireClientCert, "the admin POSTs and /debug/pprof need a client certificate verified against --tls-root-ca-file (over HTTPS; on the plain port they answer 403 TLS_REQUIRED); reads need none")
