@@ -27,9 +27,9 @@ run: build
 bench: build
 	$(GO) run ./bench -preset $(PRESET) -binary build/nsqlookupd
 
-# bench-go: the registry and protocol benchmarks (testing.B)
+# bench-go: the registry, protocol and access-check benchmarks (testing.B)
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem ./nsqlookupd ./nsqlookupd/internal/registry
+	$(GO) test -run '^$$' -bench . -benchmem ./nsqlookupd ./nsqlookupd/internal/registry ./nsqlookupd/internal/access
 
 # fuzz: each fuzz target for FUZZTIME; failing inputs land in testdata/fuzz
 fuzz:
