@@ -102,10 +102,10 @@ type Options struct {
 	// reaches a port may use it, as in v1.3.0. A list option is given as a
 	// repeated or comma-separated flag, or in the config file as an array
 	// under the plural key in its cfg tag, as nsqd names its lists.
-	TCPAllow                   []string `flag:"tcp-allow" cfg:"tcp_allow_networks"`
-	HTTPAdminAllow             []string `flag:"http-admin-allow" cfg:"http_admin_allow_networks"`
-	HTTPAdminRequireClientCert bool     `flag:"http-admin-require-client-cert"`
-	HTTPAdminClientAllowedSANs []string `flag:"http-admin-client-allowed-san" cfg:"http_admin_client_allowed_sans"`
+	TCPAllow                   []string `flag:"tcp-allow" cfg:"tcp_allow_networks"`                                 // who may register
+	HTTPAdminAllow             []string `flag:"http-admin-allow" cfg:"http_admin_allow_networks"`                   // who may use the admin POSTs and /debug/pprof
+	HTTPAdminRequireClientCert bool     `flag:"http-admin-require-client-cert"`                                     // those need a verified client certificate
+	HTTPAdminClientAllowedSANs []string `flag:"http-admin-client-allowed-san" cfg:"http_admin_client_allowed_sans"` // carrying one of these SANs
 }
 
 // NewOptions returns the defaults.
