@@ -86,7 +86,7 @@ func peakHeap() (stop func() uint64) {
 
 func TestStalledReadersShareAnswers(t *testing.T) {
 	const readers = 40
-	const writeTimeout = time.Second
+	const writeTimeout = 3 * time.Second // room for the first, whole read of the 12 MB /debug under -race on a loaded machine
 	closed := &closedConns{}
 	l := startLookupdWith(t, func(o *Options) {
 		o.Logger = lg.NilLogger{} // a log kept in memory would count as heap

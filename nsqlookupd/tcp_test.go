@@ -426,7 +426,7 @@ func TestDisconnectCleanup(t *testing.T) {
 
 func TestIdentifyTimeout(t *testing.T) {
 	t.Parallel()
-	l := startLookupd(t, func(o *Options) { o.IdentifyTimeout = 200 * time.Millisecond })
+	l := startLookupd(t, func(o *Options) { o.IdentifyTimeout = time.Second })
 	// identified first: by the time the later silent connections are
 	// closed, its own deadline would have passed had IDENTIFY not lifted it
 	p := connectProducer(t, l, 1, 2)
