@@ -166,7 +166,9 @@ func New(opts *Options) (*NSQLookupd, error) {
 
 	l.tcpServer = newTCPServer(l)
 	l.metrics = newMetrics(l)
-	var tlsRequired http.Handler // the plain port's answer to an admin request that needs a certificate
+	// tlsRequired is the plain port's answer to every request with
+	// --tls-required, and to an admin request that needs a certificate
+	var tlsRequired http.Handler
 	if l.httpsListener != nil {
 		tlsRequired = tlsRequiredHandler(l.RealHTTPSAddr().Port, l.logf)
 	}
@@ -182,7 +184,7 @@ func New(opts *Options) (*NSQLookupd, error) {
 		l.httpsServer = http_api.NewServer(router, opts.HTTPWriteTimeout, l.logf)
 		l.httpsServer.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 		if opts.tlsRequired() {
-			plain = tlsRequiredHandler(l.RealHTTPSAddr().Port, l.logf)
+			plain = tlsRequired
 		}
 	}
 	l.httpServer = http_api.NewServer(plain, opts.HTTPWriteTimeout, l.logf)
