@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -52,51 +53,18 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
-func TestParseStatCPU(t *testing.T) {
-	// A command name with spaces and parentheses must not shift the fields.
-	stat := "4242 (nsq lookupd (x)) S 1 4242 4242 0 -1 4194560 1234 0 0 0 " +
-		"1500 250 0 0 20 0 9 0 123456 812345344 4321 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
-	u, s, err := parseStatCPU([]byte(stat))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u != 1500 || s != 250 {
-		t.Errorf("utime, stime = %d, %d; want 1500, 250", u, s)
-	}
-	for _, bad := range []string{"", "1 (x) S 1 2 3", "1 (x) S 1 2 3 4 5 6 7 8 9 10 x 2 3"} {
-		if _, _, err := parseStatCPU([]byte(bad)); err == nil {
-			t.Errorf("parseStatCPU(%q): no error", bad)
-		}
-	}
-}
-
-func TestParseStatusMem(t *testing.T) {
-	status := "Name:\tnsqlookupd\nState:\tS (sleeping)\nVmPeak:\t 1266788 kB\n" +
-		"VmHWM:\t   41300 kB\nVmRSS:\t   31400 kB\nRssAnon:\t   20000 kB\nThreads:\t9\n"
-	m, err := parseStatusMem([]byte(status))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.RSSKiB != 31400 || m.PeakKiB != 41300 {
-		t.Errorf("got %+v, want RSS 31400 peak 41300", m)
-	}
-	if _, err := parseStatusMem([]byte("Name:\tkthreadd\nThreads:\t1\n")); err == nil {
-		t.Error("status without VmRSS: no error")
-	}
-	if _, err := parseStatusMem([]byte("VmRSS:\t12 MB\n")); err == nil {
-		t.Error("status with bad unit: no error")
-	}
-}
-
-func TestReadOwnProc(t *testing.T) {
-	if _, err := readCPUSeconds(1 << 30); err == nil {
+func TestProc(t *testing.T) {
+	if _, err := cpuSeconds(1 << 30); err == nil {
 		t.Error("nonexistent pid: no error")
 	}
-	if _, err := readMem(0); err == nil {
-		t.Error("pid 0: no error")
+	if rss, peak := memKiB(os.Getpid()); rss == nil || peak == nil || *rss == 0 || *peak < *rss {
+		t.Errorf("own memory: RSS %v, peak %v", rss, peak)
 	}
-	if m := startCPU(0); m.stop() != nil {
-		t.Error("unknown pid measured CPU")
+	if rss, _ := memKiB(0); rss != nil {
+		t.Error("unknown pid: a memory figure")
+	}
+	if d, h, other := startCPU(0).stop(); d != nil || h == nil || other != nil {
+		t.Errorf("unknown pid: daemon %v, harness %v, other %v; want nil, a figure, nil", d, h, other)
 	}
 }
 
@@ -442,19 +410,5 @@ func TestVerifyRejectsWrongAnswers(t *testing.T) {
 		}
 		h.close()
 		srv.Close()
-	}
-}
-
-func TestParseProcStatBusy(t *testing.T) {
-	stat := "cpu  100 5 50 9000 40 3 2 1 0 0\ncpu0 50 2 25 4500 20 1 1 0 0 0\nintr 1 2 3\n"
-	busy, err := parseProcStatBusy([]byte(stat))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := uint64(100 + 5 + 50 + 3 + 2 + 1); busy != want {
-		t.Errorf("busy = %d, want %d", busy, want)
-	}
-	if _, err := parseProcStatBusy([]byte("intr 1 2\n")); err == nil {
-		t.Error("no cpu line: no error")
 	}
 }

@@ -126,15 +126,8 @@ func measure(ctx context.Context, o *options, index int, binary string, res *res
 	res.Version = info.Version
 
 	rss := func() *uint64 {
-		if t.pid <= 0 {
-			return nil
-		}
-		m, err := readMem(t.pid)
-		if err != nil {
-			logger.Printf("%s: reading memory: %v", name, err)
-			return nil
-		}
-		return &m.RSSKiB
+		r, _ := memKiB(t.pid)
+		return r
 	}
 	res.Memory.IdleKiB = rss()
 
@@ -143,9 +136,10 @@ func measure(ctx context.Context, o *options, index int, binary string, res *res
 	s.nm = newNaming(runID, o.workload)
 	assign := assignTopics(o.Producers, o.Topics, o.PerTopic)
 	s.exp = expectation{w: o.workload, nm: s.nm, assign: assign, strict: binary != ""}
-	noise, began := startNoise(t.pid), time.Now()
+	noise, began := startCPU(t.pid), time.Now()
 	defer func() {
-		res.OtherCPU, res.Seconds = noise.stop(), time.Since(began).Seconds()
+		_, _, res.OtherCPU = noise.stop()
+		res.Seconds = time.Since(began).Seconds()
 	}()
 	logger.Printf("%s: connecting %d producers (run id %s)", name, o.Producers, runID)
 	f, ist, err := connectFleet(ctx, t.tcpAddr, s.nm, 0, assign, o.concurrency, o.ioTimeout, s.checkIdentify)
@@ -229,15 +223,8 @@ func measure(ctx context.Context, o *options, index int, binary string, res *res
 		}
 	}
 
-	res.Memory.EndKiB = rss()
-	if t.pid > 0 {
-		if m, err := readMem(t.pid); err == nil {
-			res.Memory.PeakKiB = &m.PeakKiB
-		}
-	}
-	if m, err := readMem(os.Getpid()); err == nil {
-		res.Memory.HarnessPeakKiB = &m.PeakKiB
-	}
+	res.Memory.EndKiB, res.Memory.PeakKiB = memKiB(t.pid)
+	_, res.Memory.HarnessPeakKiB = memKiB(os.Getpid())
 	for _, f := range s.fleets {
 		if err := f.checkAlive(ctx, o.concurrency); err != nil {
 			return err
@@ -249,7 +236,7 @@ func measure(ctx context.Context, o *options, index int, binary string, res *res
 // register registers the fleet in mode and measures it.
 func register(ctx context.Context, o *options, name string, t *target, f *fleet, nm *naming, mode string) (*registerPhase, error) {
 	logger.Printf("%s: registering (%d REGISTER commands, %s)", name, o.registers(), mode)
-	cpuD, cpuH := startCPU(t.pid), startCPU(os.Getpid())
+	cpu := startCPU(t.pid)
 	rst, err := f.registerAll(ctx, nm, o.concurrency, mode)
 	if err != nil {
 		return nil, err
@@ -257,7 +244,8 @@ func register(ctx context.Context, o *options, name string, t *target, f *fleet,
 	if rst.Commands != o.registers() {
 		return nil, fmt.Errorf("sent %d REGISTER commands, want %d", rst.Commands, o.registers())
 	}
-	ph := &registerPhase{registerStats: rst, Mode: mode, Producers: o.Producers, DaemonCPU: cpuD.stop(), HarnessCPU: cpuH.stop()}
+	ph := &registerPhase{registerStats: rst, Mode: mode, Producers: o.Producers}
+	ph.DaemonCPU, ph.HarnessCPU, _ = cpu.stop()
 	ph.CPUPer1k = per1k(ph.DaemonCPU, rst.Commands)
 	return ph, nil
 }
@@ -323,13 +311,13 @@ func (s *session) timedPhases(ctx context.Context) error {
 	for i, ph := range phases {
 		logger.Printf("%s: load on %s", res.Target, ph.path)
 		spec := loadSpec{clients: o.clients, duration: o.duration, requests: o.requests, seed: o.seed + uint64(i) + 1, url: ph.url}
-		cpuD, cpuH := startCPU(t.pid), startCPU(os.Getpid())
+		cpu := startCPU(t.pid)
 		st, err := runLoad(ctx, h, spec)
 		if err != nil {
 			return fmt.Errorf("%s load: %w", ph.path, err)
 		}
 		st.Path = ph.path
-		st.DaemonCPU, st.HarnessCPU = cpuD.stop(), cpuH.stop()
+		st.DaemonCPU, st.HarnessCPU, _ = cpu.stop()
 		st.CPUPer1k = per1k(st.DaemonCPU, st.Requests)
 		*ph.dst = &st
 		if err := t.alive(); err != nil {

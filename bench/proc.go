@@ -1,200 +1,98 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
-	"fmt"
 	"os"
-	"strconv"
-	"strings"
+
+	"github.com/prometheus/procfs"
 )
 
-// clockTicks is USER_HZ, the unit of utime/stime in /proc/PID/stat. It is 100
-// on every mainstream Linux configuration; the standard library cannot ask
-// sysconf(_SC_CLK_TCK), so it is fixed here.
+// CPU time and memory of the daemon and of the harness, read from /proc with
+// procfs: Linux only. An unknown pid (0) or an unreadable /proc leaves the
+// figures absent (nil).
+
+// clockTicks is USER_HZ, the unit of CPU time in /proc (procfs assumes 100
+// too): a phase that used less than one tick only has an upper bound.
 const clockTicks = 100
 
-// readCPUSeconds returns the user+system CPU time consumed so far by process
-// pid, read from /proc/PID/stat.
-func readCPUSeconds(pid int) (float64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// cpuSeconds returns the user+system CPU time process pid has used.
+func cpuSeconds(pid int) (float64, error) {
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, err
 	}
-	utime, stime, err := parseStatCPU(data)
+	st, err := p.Stat()
+	return st.CPUTime(), err
+}
+
+// memKiB returns the resident set size of process pid and its peak (VmRSS
+// and VmHWM), in KiB.
+func memKiB(pid int) (rss, peak *uint64) {
+	if pid <= 0 {
+		return nil, nil
+	}
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return nil, nil
+	}
+	st, err := p.NewStatus()
+	if err != nil || st.VmRSS == 0 {
+		return nil, nil
+	}
+	r, h := st.VmRSS>>10, st.VmHWM>>10
+	return &r, &h
+}
+
+// systemBusySeconds returns the CPU time of all processes outside idle and
+// iowait since boot, summed over CPUs (guest time is already in user).
+func systemBusySeconds() (float64, error) {
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return 0, err
 	}
-	return float64(utime+stime) / clockTicks, nil
+	st, err := fs.Stat()
+	c := st.CPUTotal
+	return c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal, err
 }
 
-// parseStatCPU extracts utime and stime (fields 14 and 15, in clock ticks) from
-// the contents of /proc/PID/stat. The command name (field 2) is parenthesised
-// and may itself contain spaces or parentheses, so fields are counted from the
-// last ')'.
-func parseStatCPU(data []byte) (utime, stime uint64, err error) {
-	end := bytes.LastIndexByte(data, ')')
-	if end < 0 {
-		return 0, 0, errors.New("proc stat: no command name")
-	}
-	// After ") " come fields 3 (state), 4 (ppid), ...; utime is field 14.
-	fields := strings.Fields(string(data[end+1:]))
-	const utimeIdx, stimeIdx = 14 - 3, 15 - 3
-	if len(fields) <= stimeIdx {
-		return 0, 0, fmt.Errorf("proc stat: only %d fields after command", len(fields))
-	}
-	if utime, err = strconv.ParseUint(fields[utimeIdx], 10, 64); err != nil {
-		return 0, 0, fmt.Errorf("proc stat: utime: %w", err)
-	}
-	if stime, err = strconv.ParseUint(fields[stimeIdx], 10, 64); err != nil {
-		return 0, 0, fmt.Errorf("proc stat: stime: %w", err)
-	}
-	return utime, stime, nil
-}
-
-// readSystemBusySeconds returns the CPU time all processes have spent
-// outside idle and iowait since boot, summed over CPUs, from /proc/stat.
-func readSystemBusySeconds() (float64, error) {
-	data, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, err
-	}
-	ticks, err := parseProcStatBusy(data)
-	return float64(ticks) / clockTicks, err
-}
-
-// parseProcStatBusy sums user, nice, system, irq, softirq and steal of the
-// aggregate "cpu" line of /proc/stat (guest time is already in user).
-func parseProcStatBusy(data []byte) (uint64, error) {
-	line, _, _ := strings.Cut(string(data), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0, fmt.Errorf("proc stat: unexpected first line %q", line)
-	}
-	var busy uint64
-	for _, i := range []int{1, 2, 3, 6, 7, 8} { // user nice system _ _ irq softirq steal
-		n, err := strconv.ParseUint(f[i], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("proc stat: field %d: %w", i, err)
-		}
-		busy += n
-	}
-	return busy, nil
-}
-
-// noiseMeter measures the CPU time used by processes other than the daemon
-// and the harness: load from elsewhere on the machine that skews results.
-type noiseMeter struct {
-	daemon, harness cpuMeter
-	system          float64
-	ok              bool
-}
-
-func startNoise(pid int) noiseMeter {
-	sys, err := readSystemBusySeconds()
-	return noiseMeter{daemon: startCPU(pid), harness: startCPU(os.Getpid()), system: sys, ok: err == nil && pid > 0}
-}
-
-// stop returns the other processes' CPU seconds since start, or nil.
-func (m noiseMeter) stop() *float64 {
-	if !m.ok {
-		return nil
-	}
-	sys, err := readSystemBusySeconds()
-	d, h := m.daemon.stop(), m.harness.stop()
-	if err != nil || d == nil || h == nil {
-		return nil
-	}
-	other := max(sys-m.system-*d-*h, 0)
-	return &other
-}
-
-// memInfo is the resident set size of a process, in KiB.
-type memInfo struct {
-	RSSKiB  uint64 // VmRSS: current resident set size
-	PeakKiB uint64 // VmHWM: peak resident set size
-}
-
-// readMem reads VmRSS and VmHWM from /proc/PID/status.
-func readMem(pid int) (memInfo, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return memInfo{}, err
-	}
-	return parseStatusMem(data)
-}
-
-// parseStatusMem parses the VmRSS and VmHWM lines ("VmRSS:\t  1234 kB") of a
-// /proc/PID/status file.
-func parseStatusMem(data []byte) (memInfo, error) {
-	var m memInfo
-	var haveRSS bool
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		key, val, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (key != "VmRSS" && key != "VmHWM") {
-			continue
-		}
-		f := strings.Fields(val)
-		if len(f) != 2 || f[1] != "kB" {
-			return memInfo{}, fmt.Errorf("proc status: malformed %s line %q", key, sc.Text())
-		}
-		n, err := strconv.ParseUint(f[0], 10, 64)
-		if err != nil {
-			return memInfo{}, fmt.Errorf("proc status: %s: %w", key, err)
-		}
-		if key == "VmRSS" {
-			m.RSSKiB, haveRSS = n, true
-		} else {
-			m.PeakKiB = n
-		}
-	}
-	if !haveRSS {
-		return memInfo{}, errors.New("proc status: no VmRSS line (kernel thread or exited process?)")
-	}
-	return m, nil
-}
-
-// cpuModel returns the "model name" of the first CPU in /proc/cpuinfo, or "".
-func cpuModel() string {
-	data, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return ""
-	}
-	for line := range strings.Lines(string(data)) {
-		if key, val, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(key) == "model name" {
-			return strings.TrimSpace(val)
-		}
-	}
-	return ""
-}
-
-// cpuMeter measures the CPU time a process spends between start and stop. A
-// zero pid (unknown process) or an unreadable /proc makes every reading absent.
+// cpuMeter measures the CPU time used between start and stop by the daemon
+// (pid, 0 if unknown), by the harness and, as noise, by all other processes.
 type cpuMeter struct {
 	pid   int
-	start float64
-	ok    bool
+	start [3]float64 // daemon, harness, the whole system
+	ok    [3]bool
+}
+
+func readCPU(pid int) (v [3]float64, ok [3]bool) {
+	var err [3]error
+	if pid > 0 {
+		v[0], err[0] = cpuSeconds(pid)
+		ok[0] = err[0] == nil
+	}
+	v[1], err[1] = cpuSeconds(os.Getpid())
+	v[2], err[2] = systemBusySeconds()
+	ok[1], ok[2] = err[1] == nil, err[2] == nil
+	return v, ok
 }
 
 func startCPU(pid int) cpuMeter {
-	if pid <= 0 {
-		return cpuMeter{}
-	}
-	s, err := readCPUSeconds(pid)
-	return cpuMeter{pid: pid, start: s, ok: err == nil}
+	v, ok := readCPU(pid)
+	return cpuMeter{pid, v, ok}
 }
 
-// stop returns the CPU seconds used since start, or nil if unknown.
-func (m cpuMeter) stop() *float64 {
-	if !m.ok {
-		return nil
+// stop returns the CPU seconds the daemon, the harness and the other
+// processes used since start, each nil if unknown.
+func (m cpuMeter) stop() (daemon, harness, other *float64) {
+	v, ok := readCPU(m.pid)
+	var d [3]*float64
+	for i := range v {
+		if ok[i] && m.ok[i] {
+			x := v[i] - m.start[i]
+			d[i] = &x
+		}
 	}
-	s, err := readCPUSeconds(m.pid)
-	if err != nil {
-		return nil
+	if d[0] != nil && d[1] != nil && d[2] != nil {
+		o := max(*d[2]-*d[0]-*d[1], 0)
+		other = &o
 	}
-	d := s - m.start
-	return &d
+	return d[0], d[1], other
 }

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -15,6 +15,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // The soak (-soak DURATION): the churn phase's load, held for DURATION
@@ -179,38 +183,6 @@ func soakGrowth(samples []soakSample, total time.Duration) []growth {
 		fit("heap in use", "MB", heap, soakHeapLimitMBPerHour),
 		fit("goroutines", "goroutines", gor, soakGoroutineLimitPerHour),
 	}
-}
-
-// parseMetrics reads the Prometheus text format: each sample's value by
-// its series as written ("name" or `name{label="v"}`).
-func parseMetrics(r io.Reader) (map[string]float64, error) {
-	out := map[string]float64{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i <= 0 {
-			return nil, fmt.Errorf("metrics: malformed line %q", line)
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			return nil, fmt.Errorf("metrics: line %q: %w", line, err)
-		}
-		out[line[:i]] = v
-	}
-	return out, sc.Err()
-}
-
-// soakMetricNames are the series a sample needs.
-var soakMetricNames = []string{
-	"process_resident_memory_bytes", "go_memstats_heap_inuse_bytes", "go_goroutines", "process_open_fds",
-	"nsqlookupd_registrations", "nsqlookupd_producers",
-	`nsqlookupd_http_request_duration_seconds_sum{route="/lookup"}`,
-	`nsqlookupd_http_request_duration_seconds_count{route="/lookup"}`,
 }
 
 // shortDuration writes d without its zero tails: 30m, 1h, 1h30m, 90s.
@@ -404,7 +376,7 @@ func runSoak(ctx context.Context, o *options) (res *soakResult, err error) {
 	}
 
 	res = &soakResult{csvPath: o.soakOut + ".csv", svgPath: o.soakOut + ".svg"}
-	var prev map[string]float64
+	var prev *dto.Histogram
 	prevAt, prevChurn := start, 0
 	e := s.exp
 	e.ephemeralOK = true
@@ -413,19 +385,11 @@ func runSoak(ctx context.Context, o *options) (res *soakResult, err error) {
 	defer tick.Stop()
 	for n := 0; ; n++ {
 		at := time.Now()
-		m, err := s.scrape(ctx)
+		smp := soakSample{Seconds: at.Sub(start).Seconds()}
+		lookup, err := s.scrape(ctx, &smp)
 		if err != nil {
 			fail(err)
 			break
-		}
-		smp := soakSample{
-			Seconds:       at.Sub(start).Seconds(),
-			RSSBytes:      m["process_resident_memory_bytes"],
-			HeapBytes:     m["go_memstats_heap_inuse_bytes"],
-			Goroutines:    m["go_goroutines"],
-			FDs:           m["process_open_fds"],
-			Registrations: m["nsqlookupd_registrations"],
-			Producers:     m["nsqlookupd_producers"],
 		}
 		lat := win.take()
 		secs := at.Sub(prevAt).Seconds()
@@ -434,13 +398,11 @@ func runSoak(ctx context.Context, o *options) (res *soakResult, err error) {
 			ch := churned()
 			smp.ChurnPerSec = float64(ch-prevChurn) / secs
 			prevChurn = ch
-			sumK := `nsqlookupd_http_request_duration_seconds_sum{route="/lookup"}`
-			cntK := `nsqlookupd_http_request_duration_seconds_count{route="/lookup"}`
-			if dc := m[cntK] - prev[cntK]; dc > 0 {
-				smp.DaemonMeanMs = (m[sumK] - prev[sumK]) / dc * 1000
+			if dc := float64(lookup.GetSampleCount() - prev.GetSampleCount()); dc > 0 {
+				smp.DaemonMeanMs = (lookup.GetSampleSum() - prev.GetSampleSum()) / dc * 1000
 			}
 		}
-		prev, prevAt = m, at
+		prev, prevAt = lookup, at
 		// a sample of topics, and /nodes, every window
 		vn, err := e.checkTopics(lctx, s.h, min(50, o.Topics), o.clients, o.seed+uint64(300+n))
 		if err == nil {
@@ -505,23 +467,43 @@ func runSoak(ctx context.Context, o *options) (res *soakResult, err error) {
 	return res, t.alive()
 }
 
-// scrape reads the daemon's /metrics and wants every series the soak
-// samples.
-func (s *session) scrape(ctx context.Context) (map[string]float64, error) {
-	var m map[string]float64
+// scrape reads the daemon's /metrics into smp, and returns /lookup's
+// latency histogram.
+func (s *session) scrape(ctx context.Context, smp *soakSample) (*dto.Histogram, error) {
+	var fams map[string]*dto.MetricFamily
 	err := s.h.getStream(ctx, "/metrics", func(r io.Reader) (err error) {
-		m, err = parseMetrics(r)
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err = p.TextToMetricFamilies(r)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range soakMetricNames {
-		if _, ok := m[name]; !ok {
-			return nil, fmt.Errorf("GET /metrics: no %s", name)
+	return fillSample(fams, smp)
+}
+
+// fillSample takes from fams the gauges of a soak sample, and returns
+// /lookup's latency histogram; each must be there.
+func fillSample(fams map[string]*dto.MetricFamily, smp *soakSample) (*dto.Histogram, error) {
+	for name, v := range map[string]*float64{
+		"process_resident_memory_bytes": &smp.RSSBytes, "go_memstats_heap_inuse_bytes": &smp.HeapBytes,
+		"go_goroutines": &smp.Goroutines, "process_open_fds": &smp.FDs,
+		"nsqlookupd_registrations": &smp.Registrations, "nsqlookupd_producers": &smp.Producers,
+	} {
+		m := fams[name].GetMetric()
+		if len(m) == 0 || m[0].Gauge == nil {
+			return nil, fmt.Errorf("GET /metrics: no gauge %s", name)
+		}
+		*v = m[0].Gauge.GetValue()
+	}
+	for _, m := range fams["nsqlookupd_http_request_duration_seconds"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "route" && l.GetValue() == "/lookup" && m.Histogram != nil {
+				return m.Histogram, nil
+			}
 		}
 	}
-	return m, nil
+	return nil, errors.New("GET /metrics: no histogram nsqlookupd_http_request_duration_seconds{route=\"/lookup\"}")
 }
 
 // writeSoakFiles writes the CSV and the chart, with the growth fitted so

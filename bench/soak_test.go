@@ -12,6 +12,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 func TestSlope(t *testing.T) {
@@ -183,30 +187,50 @@ func TestNiceTicks(t *testing.T) {
 	}
 }
 
-func TestParseMetrics(t *testing.T) {
-	m, err := parseMetrics(strings.NewReader(`# HELP go_goroutines Number of goroutines.
-# TYPE go_goroutines gauge
+func TestFillSample(t *testing.T) {
+	text := `# TYPE go_goroutines gauge
 go_goroutines 44
-process_resident_memory_bytes 1.4696448e+07
+# TYPE go_memstats_heap_inuse_bytes gauge
+go_memstats_heap_inuse_bytes 2.8e+06
+# TYPE process_open_fds gauge
+process_open_fds 45
+# TYPE nsqlookupd_registrations gauge
+nsqlookupd_registrations 1064
+# TYPE nsqlookupd_producers gauge
+nsqlookupd_producers 26
+# TYPE nsqlookupd_http_request_duration_seconds histogram
+nsqlookupd_http_request_duration_seconds_bucket{route="/ping",le="+Inf"} 3
+nsqlookupd_http_request_duration_seconds_sum{route="/ping"} 0.5
+nsqlookupd_http_request_duration_seconds_count{route="/ping"} 3
 nsqlookupd_http_request_duration_seconds_bucket{route="/lookup",le="0.0001"} 12
+nsqlookupd_http_request_duration_seconds_bucket{route="/lookup",le="+Inf"} 1000
 nsqlookupd_http_request_duration_seconds_sum{route="/lookup"} 0.25
 nsqlookupd_http_request_duration_seconds_count{route="/lookup"} 1000
-`))
+`
+	parse := func(text string) (soakSample, *dto.Histogram, error) {
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := p.TextToMetricFamilies(strings.NewReader(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var smp soakSample
+		h, err := fillSample(fams, &smp)
+		return smp, h, err
+	}
+	if _, _, err := parse(text); err == nil || !strings.Contains(err.Error(), "process_resident_memory_bytes") {
+		t.Errorf("no RSS gauge: error %v", err)
+	}
+	text += "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes 1.4696448e+07\n"
+	smp, h, err := parse(text)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, want := range map[string]float64{
-		"go_goroutines":                 44,
-		"process_resident_memory_bytes": 14696448,
-		`nsqlookupd_http_request_duration_seconds_sum{route="/lookup"}`:                12.5 / 50,
-		`nsqlookupd_http_request_duration_seconds_bucket{route="/lookup",le="0.0001"}`: 12,
-	} {
-		if m[k] != want {
-			t.Errorf("%s = %v; want %v", k, m[k], want)
-		}
+	want := soakSample{RSSBytes: 14696448, HeapBytes: 2.8e6, Goroutines: 44, FDs: 45, Registrations: 1064, Producers: 26}
+	if smp != want || h.GetSampleSum() != 0.25 || h.GetSampleCount() != 1000 {
+		t.Errorf("got %+v, /lookup sum %v count %v; want %+v, 0.25, 1000", smp, h.GetSampleSum(), h.GetSampleCount(), want)
 	}
-	if _, err := parseMetrics(strings.NewReader("go_goroutines forty\n")); err == nil {
-		t.Error("a value that is not a number: no error")
+	if _, _, err := parse(strings.ReplaceAll(text, `route="/lookup"`, `route="/topics"`)); err == nil {
+		t.Error("no /lookup histogram: no error")
 	}
 }
 

@@ -5,3 +5,5 @@ package main
 import "syscall"
 
 func daemonSysProcAttr() *syscall.SysProcAttr { return nil }
+
+func cpuModel() string { return "" }
