@@ -79,6 +79,25 @@ type pacer struct {
 	n        int64
 }
 
+// newPacer returns the pacer of sender k of n sharing a schedule of one
+// command each interval from start, spread evenly over the interval.
+func newPacer(start time.Time, interval time.Duration, k, n int) *pacer {
+	return &pacer{start: start.Add(interval * time.Duration(k) / time.Duration(n)), interval: interval, maxLag: churnMaxLag}
+}
+
+// sleep waits until the next command is due; false if ctx ended first.
+func (p *pacer) sleep(ctx context.Context) bool {
+	if d := p.wait(time.Now()); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+	}
+	return ctx.Err() == nil
+}
+
 // wait returns how long to wait, from now, before sending the next command.
 func (p *pacer) wait(now time.Time) time.Duration {
 	due := p.start.Add(time.Duration(p.n) * p.interval)
@@ -154,19 +173,7 @@ type churner struct {
 // run sends churn commands on pace's schedule until ctx ends. Every answer
 // must be OK.
 func (c *churner) run(ctx context.Context, nm *naming, pace *pacer, timeout time.Duration) error {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		if d := pace.wait(time.Now()); d > 0 {
-			timer.Reset(d)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-timer.C:
-			}
-		} else if ctx.Err() != nil {
-			return nil
-		}
+	for pace.sleep(ctx) {
 		op := c.state.next(c.rng)
 		rtt, err := c.do(op, nm, timeout)
 		if err != nil {
@@ -180,6 +187,7 @@ func (c *churner) run(ctx context.Context, nm *naming, pace *pacer, timeout time
 			c.unregisters++
 		}
 	}
+	return nil
 }
 
 // do sends op, reads its answer and returns the round trip: from before

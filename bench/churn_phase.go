@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -22,22 +21,25 @@ type mixStats struct {
 	Nodes  *seqStats  `json:"nodes,omitempty"`
 }
 
-// mixedLoad runs spec's /lookup load and, with pollNodes, one client that
-// polls /nodes until the load ends and at least one /nodes has answered
-// (or timed out). skipNodes: /nodes timed out before; it is not asked again.
-func mixedLoad(ctx context.Context, h *httpClient, spec loadSpec, pollNodes, skipNodes bool) (mixStats, error) {
+// mixedLoad runs spec's /lookup load and, with -churn-nodes, one client
+// that polls /nodes until the load ends and at least one /nodes has
+// answered (or timed out). After a /nodes that timed out, it is not asked
+// again (Skipped).
+func (s *session) mixedLoad(ctx context.Context, spec loadSpec) (ms mixStats, err error) {
+	poll := s.o.churnNodes && !s.nodesTimedOut
+	if s.o.churnNodes && !poll {
+		ms.Nodes = &seqStats{Path: "/nodes", Skipped: true}
+	}
 	var (
-		ms       mixStats
 		nodes    seqStats
 		nodesErr error
-		wg       sync.WaitGroup
 		loadDone = make(chan struct{})
+		polled   = make(chan struct{})
 	)
-	if pollNodes && !skipNodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			nodes, nodesErr = poll(ctx, h, "/nodes", func(done int) bool {
+	go func() {
+		defer close(polled)
+		if poll {
+			nodes, nodesErr = pollPath(ctx, s.h, "/nodes", func(done int) bool {
 				select {
 				case <-loadDone:
 					return done == 0
@@ -45,24 +47,21 @@ func mixedLoad(ctx context.Context, h *httpClient, spec loadSpec, pollNodes, ski
 					return true
 				}
 			})
-		}()
-	}
-	st, err := runLoad(ctx, h, spec)
+		}
+	}()
+	ms.Lookup, err = runLoad(ctx, s.h, spec)
 	close(loadDone)
-	wg.Wait()
+	<-polled
 	if err != nil {
 		return ms, fmt.Errorf("/lookup load: %w", err)
 	}
 	if nodesErr != nil {
 		return ms, fmt.Errorf("/nodes poll: %w", nodesErr)
 	}
-	st.Path = "/lookup"
-	ms.Lookup = st
-	switch {
-	case pollNodes && skipNodes:
-		ms.Nodes = &seqStats{Path: "/nodes", Skipped: true}
-	case pollNodes:
+	ms.Lookup.Path = "/lookup"
+	if poll {
 		ms.Nodes = &nodes
+		s.noteNodes(&nodes)
 	}
 	return ms, nil
 }
@@ -107,66 +106,61 @@ type churnStats struct {
 
 // churnPhase runs the churn phase against s's daemon (see churnStats).
 func (s *session) churnPhase(ctx context.Context) error {
-	o, nm := s.o, s.nm
+	o := s.o
 	st := &churnStats{Conns: o.churnConns, TargetRate: o.churnRate}
 	s.res.Churn = st
-
 	began := time.Now()
-	churners, layout, err := s.connectChurn(ctx)
+	churners, err := s.connectChurn(ctx)
 	if err != nil {
 		return err
 	}
 	st.SetupSeconds = time.Since(began).Seconds()
-	e := s.exp
 
-	spec := loadSpec{clients: o.clients, duration: o.churnDuration, seed: o.seed + 10, url: s.lookupURL}
+	spec := loadSpec{clients: o.clients, duration: o.churnDuration, seed: o.seed + 10, path: s.lookupPath}
 	logger.Printf("%s: churn: /lookup load without churn", s.res.Target)
-	if st.NoChurn, err = mixedLoad(ctx, s.h, spec, o.churnNodes, s.nodesTimedOut); err != nil {
+	if st.NoChurn, err = s.mixedLoad(ctx, spec); err != nil {
 		return fmt.Errorf("churn phase, without churn: %w", err)
 	}
-	s.noteNodes(st.NoChurn.Nodes)
-
 	logger.Printf("%s: churn: /lookup load under churn (%g commands/s)", s.res.Target, o.churnRate)
-	pctx, stop := context.WithCancel(ctx)
-	defer stop()
-	var (
-		wg       sync.WaitGroup
-		errOnce  sync.Once
-		churnErr error
-		interval = churnInterval(layout.n, o.churnRate)
-		start    = time.Now()
-	)
-	for j, c := range churners {
-		pace := &pacer{start: start.Add(interval * time.Duration(j) / time.Duration(layout.n)), interval: interval, maxLag: churnMaxLag}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := c.run(pctx, nm, pace, o.ioTimeout); err != nil {
-				errOnce.Do(func() { churnErr = err; stop() })
-			}
-		}()
-	}
-	profDone := make(chan error, 1)
-	if s.blockProfile != "" {
-		go func() {
-			profDone <- fetchBlockProfile(ctx, s.t.httpAddr, o.churnDuration, o.httpTimeout, s.blockProfile)
-		}()
-	} else {
-		profDone <- nil
-	}
 	spec.seed++
-	st.Churn, err = mixedLoad(pctx, s.h, spec, o.churnNodes, s.nodesTimedOut)
-	if err == nil {
-		s.noteNodes(st.Churn.Nodes)
-		err = s.verifyUnderChurn(pctx, e, st)
+	if err := s.underChurn(ctx, churners, spec, st); err != nil {
+		return err
 	}
-	perr := <-profDone
-	stop()
-	wg.Wait()
+	st.ratios(s.res)
+
+	// Remove the ephemeral channels; every topic must then list exactly
+	// the fleet's channels again, and its producers still be active.
+	err = forEach(ctx, len(churners), 0, func(j int) error { return churners[j].unregisterLive(s.nm, o.ioTimeout) })
+	if err != nil {
+		return fmt.Errorf("churn: unregistering the last ephemeral channels: %w", err)
+	}
+	return s.recheck(ctx, s.exp)
+}
+
+// underChurn runs spec's load while the churners churn, verifies answers
+// under churn, and takes the block profile if asked.
+func (s *session) underChurn(ctx context.Context, churners []*churner, spec loadSpec, st *churnStats) error {
+	g := newGroup(ctx)
+	start := startChurn(g, churners, s.nm, s.o)
+	prof := make(chan error, 1)
+	go func() {
+		if s.blockProfile == "" {
+			prof <- nil
+			return
+		}
+		prof <- fetchBlockProfile(ctx, s.t.httpAddr, s.o.churnDuration, s.o.httpTimeout, s.blockProfile)
+	}()
+	var err error
+	st.Churn, err = s.mixedLoad(g.ctx, spec)
+	if err == nil {
+		err = s.verifyUnderChurn(g.ctx, st)
+	}
+	perr := <-prof
+	cerr := g.stop()
 	elapsed := time.Since(start)
 	switch {
-	case churnErr != nil:
-		return churnErr
+	case cerr != nil:
+		return cerr
 	case err != nil:
 		return fmt.Errorf("churn phase, under churn: %w", err)
 	case perr != nil:
@@ -186,30 +180,24 @@ func (s *session) churnPhase(ctx context.Context) error {
 	st.Commands, st.Seconds = len(lat), elapsed.Seconds()
 	st.PerSecond = float64(len(lat)) / elapsed.Seconds()
 	st.P50ms, st.P99ms, st.MaxMs = ms(p50), ms(p99), ms(mx)
-	st.ratios(s.res)
-
-	// Remove the ephemeral channels; every topic must then list exactly
-	// the fleet's channels again, and its producers still be active.
-	err = forEach(ctx, len(churners), 0, func(j int) error { return churners[j].unregisterLive(nm, o.ioTimeout) })
-	if err != nil {
-		return fmt.Errorf("churn: unregistering the last ephemeral channels: %w", err)
-	}
-	n, err := e.checkTopics(ctx, s.h, min(20, o.verify), o.clients, o.seed+100)
-	switch {
-	case isTimeout(err) && ctx.Err() == nil:
-		s.res.Verify.TimedOut = append(s.res.Verify.TimedOut, "recheck")
-	case err != nil:
-		return fmt.Errorf("verification after churn: %w", err)
-	default:
-		s.res.Verify.RecheckTopics = n
-	}
 	return nil
+}
+
+// startChurn starts the churners in g, paced to -churn-rate between them,
+// and returns the start of their schedule.
+func startChurn(g *group, churners []*churner, nm *naming, o *options) time.Time {
+	start, interval := time.Now(), churnInterval(len(churners), o.churnRate)
+	for j, c := range churners {
+		pace := newPacer(start, interval, j, len(churners))
+		g.spawn(func(ctx context.Context) error { return c.run(ctx, nm, pace, o.ioTimeout) })
+	}
+	return start
 }
 
 // connectChurn connects the -churn-conns churn connections (producers P,
 // P+1, ...), registers each one's topics one command at a time, and
 // returns their churners, ready to run; s.exp then expects them.
-func (s *session) connectChurn(ctx context.Context) ([]*churner, churnLayout, error) {
+func (s *session) connectChurn(ctx context.Context) ([]*churner, error) {
 	o, nm := s.o, s.nm
 	logger.Printf("%s: churn: connecting %d connections", s.res.Target, o.churnConns)
 	layout := churnLayout{o.churnConns}
@@ -219,7 +207,7 @@ func (s *session) connectChurn(ctx context.Context) ([]*churner, churnLayout, er
 	}
 	cf, _, err := connectFleet(ctx, s.t.tcpAddr, nm, o.Producers, assign, 0, o.ioTimeout, s.checkIdentify)
 	if err != nil {
-		return nil, layout, fmt.Errorf("churn: %w", err)
+		return nil, fmt.Errorf("churn: %w", err)
 	}
 	s.fleets = append(s.fleets, cf)
 	cf.startKeepalive(o.pingInterval)
@@ -228,7 +216,7 @@ func (s *session) connectChurn(ctx context.Context) ([]*churner, churnLayout, er
 		return err
 	})
 	if err != nil {
-		return nil, layout, fmt.Errorf("churn: registering topics: %w", err)
+		return nil, fmt.Errorf("churn: registering topics: %w", err)
 	}
 	s.exp.churn = &layout
 	churners := make([]*churner, layout.n)
@@ -239,34 +227,29 @@ func (s *session) connectChurn(ctx context.Context) ([]*churner, churnLayout, er
 			rng:   rand.New(rand.NewPCG(o.seed, uint64(1000+j))),
 		}
 	}
-	return churners, layout, nil
+	return churners, nil
 }
 
 // verifyUnderChurn checks a sample of topics and /nodes while churn runs.
-func (s *session) verifyUnderChurn(ctx context.Context, e expectation, st *churnStats) error {
+func (s *session) verifyUnderChurn(ctx context.Context, st *churnStats) error {
+	e := s.exp
 	e.ephemeralOK = true
 	n, err := e.checkTopics(ctx, s.h, min(churnVerifyTopics, s.o.verify), s.o.clients, s.o.seed+200)
-	switch {
-	case isTimeout(err) && ctx.Err() == nil:
-		st.TimedOut = append(st.TimedOut, "/lookup")
-	case err != nil:
+	ok, err := tolerate(ctx, err, &st.TimedOut, "/lookup")
+	if err != nil {
 		return fmt.Errorf("verification under churn: %w", err)
-	default:
+	}
+	if ok {
 		st.VerifiedTopics = n
 	}
 	if s.nodesTimedOut {
 		return nil
 	}
-	err = e.checkNodes(ctx, s.h)
-	switch {
-	case isTimeout(err) && ctx.Err() == nil:
-		st.TimedOut = append(st.TimedOut, "/nodes")
-		s.nodesTimedOut = true
-	case err != nil:
+	ok, err = tolerate(ctx, e.checkNodes(ctx, s.h), &st.TimedOut, "/nodes")
+	if err != nil {
 		return fmt.Errorf("verification under churn: %w", err)
-	default:
-		st.VerifiedNodes = true
 	}
+	st.VerifiedNodes, s.nodesTimedOut = ok, !ok
 	return nil
 }
 

@@ -397,7 +397,7 @@ func TestRunLoadTimeout(t *testing.T) {
 	defer close(release)
 	h := newHTTPClient(strings.TrimPrefix(srv.URL, "http://"), 2, 100*time.Millisecond)
 	defer h.close()
-	st, err := runLoad(context.Background(), h, loadSpec{clients: 2, duration: time.Minute, url: func(*rand.Rand) string { return srv.URL + "/slow" }})
+	st, err := runLoad(context.Background(), h, loadSpec{clients: 2, duration: time.Minute, path: func(*rand.Rand) string { return "/slow" }})
 	if err != nil || !st.TimedOut {
 		t.Errorf("runLoad on a hanging URL: %+v, %v; want TimedOut and no error", st, err)
 	}

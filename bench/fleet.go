@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -204,44 +205,64 @@ func forEach(ctx context.Context, n, concurrency int, fn func(i int) error) erro
 	if concurrency <= 0 || concurrency > n {
 		concurrency = n
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-		next     = make(chan int)
-	)
+	var next atomic.Int64
+	g := newGroup(ctx)
 	for range concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
+		g.spawn(func(ctx context.Context) error {
+			for i := int(next.Add(1)) - 1; i < n && ctx.Err() == nil; i = int(next.Add(1)) - 1 {
 				if err := fn(i); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					cancel()
+					return err
 				}
 			}
-		}()
+			return nil
+		})
 	}
-feed:
-	for i := range n {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+	if err := g.wait(); err != nil {
+		return err
 	}
 	return ctx.Err()
+}
+
+// group runs functions in goroutines until the first fails: its error
+// cancels the others' context, and wait returns it.
+type group struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+}
+
+func newGroup(ctx context.Context) *group {
+	g := &group{}
+	g.ctx, g.cancel = context.WithCancel(ctx)
+	return g
+}
+
+func (g *group) spawn(fn func(ctx context.Context) error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := fn(g.ctx); err != nil {
+			g.fail(err)
+		}
+	}()
+}
+
+// fail records err, if it is the first, and cancels the functions.
+func (g *group) fail(err error) { g.once.Do(func() { g.err = err; g.cancel() }) }
+
+// wait waits for every function to return and returns the first error.
+func (g *group) wait() error {
+	g.wg.Wait()
+	g.cancel()
+	return g.err
+}
+
+// stop cancels the functions' context and waits for them.
+func (g *group) stop() error {
+	g.cancel()
+	return g.wait()
 }
 
 // truncate shortens b for error messages.

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -142,8 +141,8 @@ type loadSpec struct {
 	duration time.Duration // used when requests == 0
 	requests int           // fixed total request count, if > 0
 	seed     uint64
-	// url picks the URL of the next request.
-	url func(r *rand.Rand) string
+	// path picks the path (and query) of the next request.
+	path func(r *rand.Rand) string
 }
 
 // phaseStats is the outcome of one timed HTTP phase.
@@ -169,91 +168,51 @@ type phaseStats struct {
 // back-to-back until the duration elapses or the request budget is spent.
 // Every answer must be 200; anything else aborts the phase with an error.
 // A request that times out ends the phase early, marked TimedOut.
-func runLoad(parent context.Context, h *httpClient, spec loadSpec) (phaseStats, error) {
-	ctx, cancel := context.WithCancel(parent)
-	defer cancel()
+func runLoad(ctx context.Context, h *httpClient, spec loadSpec) (phaseStats, error) {
 	var (
-		wg       sync.WaitGroup
-		errOnce  sync.Once
-		firstErr error
 		budget   atomic.Int64
 		bytes    atomic.Int64
 		timedOut atomic.Bool
 		lats     = make([][]time.Duration, spec.clients)
+		g        = newGroup(ctx)
+		start    = time.Now()
 	)
 	budget.Store(int64(spec.requests))
-	fail := func(err error) {
-		errOnce.Do(func() { firstErr = err; cancel() })
-	}
-	start := time.Now()
-	deadline := start.Add(spec.duration)
 	for c := range spec.clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.spawn(func(ctx context.Context) error {
 			r := rand.New(rand.NewPCG(spec.seed, uint64(c)))
-			lat := make([]time.Duration, 0, 4096)
-			defer func() { lats[c] = lat }()
 			for ctx.Err() == nil {
-				if spec.requests > 0 {
-					if budget.Add(-1) < 0 {
-						return
-					}
-				} else if !time.Now().Before(deadline) {
-					return
+				if spec.requests > 0 && budget.Add(-1) < 0 || spec.requests <= 0 && time.Since(start) >= spec.duration {
+					return nil
 				}
-				url := spec.url(r)
 				t0 := time.Now()
-				req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-				if err != nil {
-					fail(err)
-					return
+				n, err := h.getDiscard(ctx, spec.path(r))
+				switch {
+				case err == nil:
+					lats[c] = append(lats[c], time.Since(t0))
+					bytes.Add(n)
+				case ctx.Err() != nil:
+				case isTimeout(err):
+					timedOut.Store(true)
+					g.cancel()
+				default:
+					return err
 				}
-				resp, err := h.c.Do(req)
-				if err != nil {
-					switch {
-					case ctx.Err() != nil:
-					case isTimeout(err):
-						timedOut.Store(true)
-						cancel()
-					default:
-						fail(fmt.Errorf("GET %s: %w", url, err))
-					}
-					return
-				}
-				n, err := io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if err != nil {
-					fail(fmt.Errorf("GET %s: reading body: %w", url, err))
-					return
-				}
-				if resp.StatusCode != http.StatusOK {
-					fail(fmt.Errorf("GET %s: status %d", url, resp.StatusCode))
-					return
-				}
-				lat = append(lat, time.Since(t0))
-				bytes.Add(n)
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	err := g.wait()
 	elapsed := time.Since(start)
-	if firstErr != nil {
-		return phaseStats{}, firstErr
+	if err == nil {
+		err = ctx.Err()
 	}
-	if err := parent.Err(); err != nil {
+	if err != nil {
 		return phaseStats{}, err
 	}
 	all := slices.Concat(lats...)
 	p50, p99, mx := summarize(all)
-	st := phaseStats{
-		Requests: len(all),
-		Seconds:  elapsed.Seconds(),
-		P50ms:    ms(p50),
-		P99ms:    ms(p99),
-		MaxMs:    ms(mx),
-		TimedOut: timedOut.Load(),
-	}
+	st := phaseStats{Requests: len(all), Seconds: elapsed.Seconds(), P50ms: ms(p50), P99ms: ms(p99), MaxMs: ms(mx), TimedOut: timedOut.Load()}
 	if len(all) > 0 {
 		st.AvgBytes = float64(bytes.Load()) / float64(len(all))
 		st.PerSecond = float64(len(all)) / elapsed.Seconds()
@@ -281,13 +240,13 @@ type seqStats struct {
 // which must answer 200, and reports min/median/max latency. A request that
 // times out ends the series, marked TimedOut.
 func sequential(ctx context.Context, h *httpClient, path string, n int) (seqStats, error) {
-	return poll(ctx, h, path, func(done int) bool { return done < n })
+	return pollPath(ctx, h, path, func(done int) bool { return done < n })
 }
 
-// poll issues GET requests to path one after the other while more(answers
+// pollPath issues GET requests to path one after the other while more(answers
 // so far) is true, each of which must answer 200; a request that times out
 // ends the series, marked TimedOut.
-func poll(ctx context.Context, h *httpClient, path string, more func(done int) bool) (seqStats, error) {
+func pollPath(ctx context.Context, h *httpClient, path string, more func(done int) bool) (seqStats, error) {
 	var lat []time.Duration
 	st := seqStats{Path: path}
 	for more(len(lat)) {

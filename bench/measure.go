@@ -20,8 +20,8 @@ type session struct {
 	exp expectation
 	res *result
 
-	lookupURLs []string
-	fleets     []*fleet // closed when the target is done
+	lookupPaths []string // "/lookup?topic=" each topic
+	fleets      []*fleet // closed with the session
 	// nodesTimedOut: a /nodes request timed out. The daemon may still be
 	// working on it (v1.3.0 at the xlarge preset), so /nodes is not asked
 	// again: the other figures would measure a second one too.
@@ -29,12 +29,45 @@ type session struct {
 	blockProfile  string // file for the block profile under churn, or ""
 }
 
-func (s *session) lookupURL(r *rand.Rand) string { return s.lookupURLs[r.IntN(len(s.lookupURLs))] }
+// openSession starts binary with flags, its log named by tag, or takes the
+// daemon of -addr-* when binary is ""; res receives the figures. The caller
+// defers close.
+func openSession(ctx context.Context, o *options, binary, tag string, flags []string, res *result) (*session, error) {
+	s := &session{o: o, res: res, t: &target{tcpAddr: o.addrTCP, httpAddr: o.addrHTTP, pid: o.pid}}
+	if binary != "" {
+		logger.Printf("%s: starting", binary)
+		var err error
+		if s.t, err = startDaemon(ctx, binary, tag, flags, o.logDir, o.startupTimeout); err != nil {
+			return nil, err
+		}
+	}
+	res.TCPAddr, res.HTTPAddr, res.PID = s.t.tcpAddr, s.t.httpAddr, s.t.pid
+	s.h = newHTTPClient(s.t.httpAddr, o.clients+2, o.httpTimeout)
+	return s, nil
+}
 
-// noteNodes records that a series of /nodes requests timed out.
-func (s *session) noteNodes(n *seqStats) {
-	if n != nil && n.TimedOut {
-		s.nodesTimedOut = true
+// close stops a started daemon and closes the fleets. After a failure
+// (*err) it tells whether the daemon died, and keeps its log.
+func (s *session) close(ctx context.Context, err *error) {
+	t := s.t
+	if *err != nil {
+		if aerr := t.alive(); aerr != nil {
+			*err = fmt.Errorf("%w; %v", *err, aerr)
+		}
+		t.keepLog = ctx.Err() == nil // an interrupted run's log is not interesting
+	}
+	// Kill a started daemon before closing the producer connections, so
+	// it does not spend time unregistering them.
+	for _, f := range s.fleets {
+		f.stopKeepalive()
+	}
+	t.stop()
+	for _, f := range s.fleets {
+		f.close()
+	}
+	s.h.close()
+	if t.keepLog && t.logPath != "" {
+		logger.Printf("%s: daemon log kept in %s", s.res.Target, t.logPath)
 	}
 }
 
@@ -52,192 +85,99 @@ func (s *session) checkIdentify(a identifyAnswer) error {
 	return nil
 }
 
-// newRunID returns the random id that this run's names carry.
-func newRunID() string { return fmt.Sprintf("%04x", rand.Uint32()&0xffff) }
+// lookupPath returns the /lookup of a random topic.
+func (s *session) lookupPath(r *rand.Rand) string { return s.lookupPaths[r.IntN(len(s.lookupPaths))] }
+
+// noteNodes records that a series of /nodes requests timed out.
+func (s *session) noteNodes(n *seqStats) {
+	if n != nil && n.TimedOut {
+		s.nodesTimedOut = true
+	}
+}
 
 // measure runs every phase against one target, filling res as it goes.
 func measure(ctx context.Context, o *options, index int, binary string, res *result) (err error) {
-	// Registration modes other than the last, each into a daemon of its own.
 	modes := o.registerModes
-	for _, mode := range modes[:len(modes)-1] {
+	for _, mode := range modes[:len(modes)-1] { // each into a daemon of its own
 		ph, err := registrationTrial(ctx, o, index, binary, mode)
 		if err != nil {
 			return fmt.Errorf("%s registration: %w", mode, err)
 		}
 		res.RegisterModes = append(res.RegisterModes, ph)
 	}
-
-	s := &session{o: o, res: res}
-	flags := o.daemonFlags
-	if o.blockProfile != "" {
-		path := blockProfilePath(o.blockProfile, index, len(o.binaries))
-		switch {
-		case binary == "":
-			s.blockProfile = path // the running daemon's own settings decide
-		case hasFlag(ctx, binary, "block-profile-rate"):
-			flags = append(slices.Clone(flags), "--block-profile-rate="+strconv.Itoa(o.blockProfileRate))
-			s.blockProfile = path
-		default:
-			logger.Printf("%s: no --block-profile-rate flag: no block profile for it", binary)
-		}
-	}
-	if binary != "" {
-		logger.Printf("%s: starting", binary)
-		if s.t, err = startDaemon(ctx, binary, strconv.Itoa(index), flags, o.logDir, o.startupTimeout); err != nil {
-			return err
-		}
-	} else {
-		s.t = &target{tcpAddr: o.addrTCP, httpAddr: o.addrHTTP, pid: o.pid}
-	}
-	t := s.t
-	res.TCPAddr, res.HTTPAddr, res.PID = t.tcpAddr, t.httpAddr, t.pid
-	name := res.Target
-
-	defer func() {
-		if err != nil {
-			if aerr := t.alive(); aerr != nil {
-				err = fmt.Errorf("%w; %v", err, aerr)
-			}
-			t.keepLog = ctx.Err() == nil // an interrupted run's log is not interesting
-		}
-		// Kill a started daemon before closing the producer connections,
-		// so it does not spend time unregistering them.
-		for _, f := range s.fleets {
-			f.stopKeepalive()
-		}
-		t.stop()
-		for _, f := range s.fleets {
-			f.close()
-		}
-		if t.keepLog && t.logPath != "" {
-			logger.Printf("%s: daemon log kept in %s", name, t.logPath)
-		}
-	}()
-
-	h := newHTTPClient(t.httpAddr, o.clients, o.httpTimeout)
-	s.h = h
-	defer h.close()
-	var info struct {
-		Version string `json:"version"`
-	}
-	if err := h.getJSON(ctx, "/info", &info); err != nil {
-		return err
-	}
-	res.Version = info.Version
-
-	rss := func() *uint64 {
-		r, _ := memKiB(t.pid)
-		return r
-	}
-	res.Memory.IdleKiB = rss()
-
-	// Registration.
-	runID := newRunID()
-	s.nm = newNaming(runID, o.workload)
-	assign := assignTopics(o.Producers, o.Topics, o.PerTopic)
-	s.exp = expectation{w: o.workload, nm: s.nm, assign: assign, strict: binary != ""}
-	noise, began := startCPU(t.pid), time.Now()
-	defer func() {
-		_, _, res.OtherCPU = noise.stop()
-		res.Seconds = time.Since(began).Seconds()
-	}()
-	logger.Printf("%s: connecting %d producers (run id %s)", name, o.Producers, runID)
-	f, ist, err := connectFleet(ctx, t.tcpAddr, s.nm, 0, assign, o.concurrency, o.ioTimeout, s.checkIdentify)
+	flags, profile := blockProfileFlags(ctx, o, index, binary)
+	s, err := openSession(ctx, o, binary, strconv.Itoa(index), flags, res)
 	if err != nil {
 		return err
+	}
+	defer s.close(ctx, &err)
+	s.blockProfile = profile
+	cpu, began := startCPU(s.t.pid), time.Now()
+	defer func() {
+		_, _, res.OtherCPU = cpu.stop()
+		res.Seconds = time.Since(began).Seconds()
+	}()
+	for _, step := range []func(context.Context) error{s.fill, s.timedPhases, s.listings, s.afterLoad, s.finish} {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// blockProfileFlags returns the flags to start binary with, and the file
+// its block profile goes to ("" for none).
+func blockProfileFlags(ctx context.Context, o *options, index int, binary string) ([]string, string) {
+	if o.blockProfile == "" {
+		return o.daemonFlags, ""
+	}
+	path := blockProfilePath(o.blockProfile, index, len(o.binaries))
+	switch {
+	case binary == "":
+		return nil, path // the running daemon's own settings decide
+	case hasFlag(ctx, binary, "block-profile-rate"):
+		return append(slices.Clone(o.daemonFlags), "--block-profile-rate="+strconv.Itoa(o.blockProfileRate)), path
+	}
+	logger.Printf("%s: no --block-profile-rate flag: no block profile for it", binary)
+	return o.daemonFlags, ""
+}
+
+// registrationTrial measures registration in mode alone, on a fresh daemon
+// started from binary for it and stopped after.
+func registrationTrial(ctx context.Context, o *options, index int, binary, mode string) (ph *registerPhase, err error) {
+	s, err := openSession(ctx, o, binary, strconv.Itoa(index)+"-"+mode, o.daemonFlags, &result{Target: binary})
+	if err != nil {
+		return nil, err
+	}
+	defer s.close(ctx, &err)
+	if ph, err = s.register(ctx, mode); err != nil {
+		return nil, err
+	}
+	return ph, s.t.alive()
+}
+
+// register connects the fleet and registers it in mode.
+func (s *session) register(ctx context.Context, mode string) (*registerPhase, error) {
+	o, name := s.o, s.res.Target
+	s.nm = newNaming(fmt.Sprintf("%04x", rand.Uint32()&0xffff), o.workload)
+	assign := assignTopics(o.Producers, o.Topics, o.PerTopic)
+	s.exp = expectation{w: o.workload, nm: s.nm, assign: assign, strict: s.t.cmd != nil}
+	s.lookupPaths = make([]string, len(s.nm.topics))
+	for i, topic := range s.nm.topics {
+		s.lookupPaths[i] = "/lookup?topic=" + topic // names need no escaping
+	}
+	logger.Printf("%s: connecting %d producers (run id %s)", name, o.Producers, s.nm.runID)
+	f, ist, err := connectFleet(ctx, s.t.tcpAddr, s.nm, 0, assign, o.concurrency, o.ioTimeout, s.checkIdentify)
+	if err != nil {
+		return nil, err
 	}
 	s.fleets = append(s.fleets, f)
 	f.startKeepalive(o.pingInterval)
-	res.Identify = &ist
+	s.res.Identify = &ist
 
-	ph, err := register(ctx, o, name, t, f, s.nm, modes[len(modes)-1])
-	if err != nil {
-		return err
-	}
-	res.Register = ph
-	res.RegisterModes = append(res.RegisterModes, ph)
-	res.Memory.RegisteredKiB = rss()
-
-	// Verification.
-	logger.Printf("%s: verifying answers", name)
-	vst, err := verify(ctx, h, s.exp, o.verify, o.clients, o.seed)
-	if err != nil {
-		return fmt.Errorf("verification: %w", err)
-	}
-	res.Verify = &vst
-
-	// Timed HTTP phases.
-	s.lookupURLs = make([]string, len(s.nm.topics))
-	for i, topic := range s.nm.topics {
-		s.lookupURLs[i] = h.base + "/lookup?topic=" + topic // names need no escaping
-	}
-	if err := s.timedPhases(ctx); err != nil {
-		return err
-	}
-
-	// Heavy listings, sequentially; /nodes last, for it can take v1.3.0
-	// an hour at the xlarge preset.
-	logger.Printf("%s: timing /topics", name)
-	topics, err := sequential(ctx, h, "/topics", o.samples)
-	if err != nil {
-		return err
-	}
-	res.Topics = &topics
-	logger.Printf("%s: verifying and timing /nodes", name)
-	err = s.exp.checkNodes(ctx, h)
-	switch {
-	case isTimeout(err) && ctx.Err() == nil:
-		res.Verify.TimedOut = append(res.Verify.TimedOut, "/nodes")
-		res.Nodes = &seqStats{Path: "/nodes", TimedOut: true}
-		s.nodesTimedOut = true
-	case err != nil:
-		return fmt.Errorf("verification: %w", err)
-	default:
-		res.Verify.Nodes = true
-		nodes, err := sequential(ctx, h, "/nodes", o.samples)
-		if err != nil {
-			return err
-		}
-		res.Nodes = &nodes
-		s.noteNodes(&nodes)
-	}
-	if err := t.alive(); err != nil {
-		return err
-	}
-
-	if o.churnConns > 0 {
-		if err := s.churnPhase(ctx); err != nil {
-			return err
-		}
-	} else {
-		// Re-verify a few topics: the producers must still be registered
-		// and active (keepalive PINGs) after the load.
-		n, err := s.exp.checkTopics(ctx, h, min(20, o.verify), o.clients, o.seed+100)
-		switch {
-		case isTimeout(err) && ctx.Err() == nil:
-			res.Verify.TimedOut = append(res.Verify.TimedOut, "recheck")
-		case err != nil:
-			return fmt.Errorf("verification after load: %w", err)
-		default:
-			res.Verify.RecheckTopics = n
-		}
-	}
-
-	res.Memory.EndKiB, res.Memory.PeakKiB = memKiB(t.pid)
-	_, res.Memory.HarnessPeakKiB = memKiB(os.Getpid())
-	for _, f := range s.fleets {
-		if err := f.checkAlive(ctx, o.concurrency); err != nil {
-			return err
-		}
-	}
-	return t.alive()
-}
-
-// register registers the fleet in mode and measures it.
-func register(ctx context.Context, o *options, name string, t *target, f *fleet, nm *naming, mode string) (*registerPhase, error) {
 	logger.Printf("%s: registering (%d REGISTER commands, %s)", name, o.registers(), mode)
-	cpu := startCPU(t.pid)
-	rst, err := f.registerAll(ctx, nm, o.concurrency, mode)
+	cpu := startCPU(s.t.pid)
+	rst, err := f.registerAll(ctx, s.nm, o.concurrency, mode)
 	if err != nil {
 		return nil, err
 	}
@@ -250,77 +190,65 @@ func register(ctx context.Context, o *options, name string, t *target, f *fleet,
 	return ph, nil
 }
 
-// registrationTrial measures registration in mode alone, on a fresh daemon
-// started from binary for it and stopped after.
-func registrationTrial(ctx context.Context, o *options, index int, binary, mode string) (ph *registerPhase, err error) {
-	logger.Printf("%s: starting for the %s registration", binary, mode)
-	t, err := startDaemon(ctx, binary, strconv.Itoa(index)+"-"+mode, o.daemonFlags, o.logDir, o.startupTimeout)
+// fill registers the fleet into the measured daemon (the last of
+// -register-modes), with its RSS before and after, and verifies the answers.
+func (s *session) fill(ctx context.Context) error {
+	res := s.res
+	var info struct {
+		Version string `json:"version"`
+	}
+	if err := s.h.getJSON(ctx, "/info", &info); err != nil {
+		return err
+	}
+	res.Version = info.Version
+	res.Memory.IdleKiB, _ = memKiB(s.t.pid)
+	ph, err := s.register(ctx, s.o.registerModes[len(s.o.registerModes)-1])
 	if err != nil {
-		return nil, err
+		return err
 	}
-	s := &session{o: o, t: t}
-	var f *fleet
-	defer func() {
-		if err != nil {
-			if aerr := t.alive(); aerr != nil {
-				err = fmt.Errorf("%w; %v", err, aerr)
-			}
-			t.keepLog = ctx.Err() == nil
-		}
-		if f != nil {
-			f.stopKeepalive()
-		}
-		t.stop()
-		if f != nil {
-			f.close()
-		}
-		if t.keepLog && t.logPath != "" {
-			logger.Printf("%s: daemon log kept in %s", binary, t.logPath)
-		}
-	}()
-	nm := newNaming(newRunID(), o.workload)
-	assign := assignTopics(o.Producers, o.Topics, o.PerTopic)
-	if f, _, err = connectFleet(ctx, t.tcpAddr, nm, 0, assign, o.concurrency, o.ioTimeout, s.checkIdentify); err != nil {
-		return nil, err
+	res.Register = ph
+	res.RegisterModes = append(res.RegisterModes, ph)
+	res.Memory.RegisteredKiB, _ = memKiB(s.t.pid)
+
+	logger.Printf("%s: verifying answers", res.Target)
+	vst, err := verify(ctx, s.h, s.exp, s.o.verify, s.o.clients, s.o.seed)
+	if err != nil {
+		return fmt.Errorf("verification: %w", err)
 	}
-	f.startKeepalive(o.pingInterval)
-	if ph, err = register(ctx, o, binary, t, f, nm, mode); err != nil {
-		return nil, err
-	}
-	return ph, t.alive()
+	res.Verify = &vst
+	return nil
 }
 
 // timedPhases loads /lookup, /channels and /ping in turn from o.clients
 // clients, recording throughput, latency and CPU in res.
 func (s *session) timedPhases(ctx context.Context) error {
-	o, t, h, res := s.o, s.t, s.h, s.res
-	channelsURLs := make([]string, len(s.nm.topics))
+	o, res := s.o, s.res
+	channels := make([]string, len(s.nm.topics))
 	for i, topic := range s.nm.topics {
-		channelsURLs[i] = h.base + "/channels?topic=" + topic
+		channels[i] = "/channels?topic=" + topic
 	}
-	pingURL := h.base + "/ping"
 	phases := []struct {
-		path string
 		dst  **phaseStats
-		url  func(r *rand.Rand) string
+		path func(r *rand.Rand) string
 	}{
-		{"/lookup", &res.Lookup, s.lookupURL},
-		{"/channels", &res.Channels, func(r *rand.Rand) string { return channelsURLs[r.IntN(len(channelsURLs))] }},
-		{"/ping", &res.Ping, func(*rand.Rand) string { return pingURL }},
+		{&res.Lookup, s.lookupPath},
+		{&res.Channels, func(r *rand.Rand) string { return channels[r.IntN(len(channels))] }},
+		{&res.Ping, func(*rand.Rand) string { return "/ping" }},
 	}
 	for i, ph := range phases {
-		logger.Printf("%s: load on %s", res.Target, ph.path)
-		spec := loadSpec{clients: o.clients, duration: o.duration, requests: o.requests, seed: o.seed + uint64(i) + 1, url: ph.url}
-		cpu := startCPU(t.pid)
-		st, err := runLoad(ctx, h, spec)
+		name := []string{"/lookup", "/channels", "/ping"}[i]
+		logger.Printf("%s: load on %s", res.Target, name)
+		spec := loadSpec{clients: o.clients, duration: o.duration, requests: o.requests, seed: o.seed + uint64(i) + 1, path: ph.path}
+		cpu := startCPU(s.t.pid)
+		st, err := runLoad(ctx, s.h, spec)
 		if err != nil {
-			return fmt.Errorf("%s load: %w", ph.path, err)
+			return fmt.Errorf("%s load: %w", name, err)
 		}
-		st.Path = ph.path
+		st.Path = name
 		st.DaemonCPU, st.HarnessCPU, _ = cpu.stop()
 		st.CPUPer1k = per1k(st.DaemonCPU, st.Requests)
 		*ph.dst = &st
-		if err := t.alive(); err != nil {
+		if err := s.t.alive(); err != nil {
 			return err
 		}
 	}
@@ -329,4 +257,69 @@ func (s *session) timedPhases(ctx context.Context) error {
 		res.LookupPingRatio = &ratio
 	}
 	return nil
+}
+
+// listings times /topics, then verifies and times /nodes, one request at a
+// time; /nodes last, for it can take v1.3.0 an hour at the xlarge preset.
+func (s *session) listings(ctx context.Context) error {
+	res := s.res
+	logger.Printf("%s: timing /topics", res.Target)
+	topics, err := sequential(ctx, s.h, "/topics", s.o.samples)
+	if err != nil {
+		return err
+	}
+	res.Topics = &topics
+	logger.Printf("%s: verifying and timing /nodes", res.Target)
+	ok, err := tolerate(ctx, s.exp.checkNodes(ctx, s.h), &res.Verify.TimedOut, "/nodes")
+	switch {
+	case err != nil:
+		return fmt.Errorf("verification: %w", err)
+	case !ok:
+		res.Nodes = &seqStats{Path: "/nodes", TimedOut: true}
+		s.nodesTimedOut = true
+	default:
+		res.Verify.Nodes = true
+		nodes, err := sequential(ctx, s.h, "/nodes", s.o.samples)
+		if err != nil {
+			return err
+		}
+		res.Nodes = &nodes
+		s.noteNodes(&nodes)
+	}
+	return s.t.alive()
+}
+
+// afterLoad runs the churn phase, or without one re-checks a few topics:
+// the producers must still be registered and active after the load.
+func (s *session) afterLoad(ctx context.Context) error {
+	if s.o.churnConns > 0 {
+		return s.churnPhase(ctx)
+	}
+	return s.recheck(ctx, s.exp)
+}
+
+// recheck verifies up to 20 topics again, exactly (e).
+func (s *session) recheck(ctx context.Context, e expectation) error {
+	n, err := e.checkTopics(ctx, s.h, min(20, s.o.verify), s.o.clients, s.o.seed+100)
+	ok, err := tolerate(ctx, err, &s.res.Verify.TimedOut, "recheck")
+	if err != nil {
+		return fmt.Errorf("verification after the load: %w", err)
+	}
+	if ok {
+		s.res.Verify.RecheckTopics = n
+	}
+	return nil
+}
+
+// finish takes the memory figures at the end and checks that every
+// connection is still alive, and the daemon too.
+func (s *session) finish(ctx context.Context) error {
+	s.res.Memory.EndKiB, s.res.Memory.PeakKiB = memKiB(s.t.pid)
+	_, s.res.Memory.HarnessPeakKiB = memKiB(os.Getpid())
+	for _, f := range s.fleets {
+		if err := f.checkAlive(ctx, s.o.concurrency); err != nil {
+			return err
+		}
+	}
+	return s.t.alive()
 }

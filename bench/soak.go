@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -8,7 +9,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -217,48 +217,6 @@ func (w *latWindow) take() []time.Duration {
 	return out
 }
 
-// soakReader asks /lookup of random topics on pace's schedule until ctx
-// ends; every answer must be 200.
-func (s *session) soakReader(ctx context.Context, c int, pace *pacer, win *latWindow) error {
-	r := rand.New(rand.NewPCG(s.o.seed+20, uint64(c)))
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		if d := pace.wait(time.Now()); d > 0 {
-			timer.Reset(d)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-timer.C:
-			}
-		} else if ctx.Err() != nil {
-			return nil
-		}
-		url := s.lookupURL(r)
-		t0 := time.Now()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := s.h.c.Do(req)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("GET %s: %w", url, err)
-		}
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return fmt.Errorf("GET %s: reading body: %w", url, err)
-		}
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
-		}
-		win.add(time.Since(t0))
-	}
-}
-
 // soakResult is what a soak measured.
 type soakResult struct {
 	samples  []soakSample
@@ -274,197 +232,160 @@ func runSoak(ctx context.Context, o *options) (res *soakResult, err error) {
 	if len(o.binaries) == 1 {
 		binary = o.binaries[0]
 	}
-	s := &session{o: o, res: &result{Target: binary}}
-	if binary != "" {
-		logger.Printf("%s: starting", binary)
-		if s.t, err = startDaemon(ctx, binary, "soak", o.daemonFlags, o.logDir, o.startupTimeout); err != nil {
-			return nil, err
-		}
-	} else {
-		s.res.Target = o.addrHTTP
-		s.t = &target{tcpAddr: o.addrTCP, httpAddr: o.addrHTTP, pid: o.pid}
-	}
-	t := s.t
-	defer func() {
-		if err != nil {
-			if aerr := t.alive(); aerr != nil {
-				err = fmt.Errorf("%w; %v", err, aerr)
-			}
-			t.keepLog = ctx.Err() == nil
-		}
-		for _, f := range s.fleets {
-			f.stopKeepalive()
-		}
-		t.stop()
-		for _, f := range s.fleets {
-			f.close()
-		}
-		if t.keepLog && t.logPath != "" {
-			logger.Printf("daemon log kept in %s", t.logPath)
-		}
-	}()
-	s.h = newHTTPClient(t.httpAddr, o.clients+2, o.httpTimeout)
-	defer s.h.close()
-
-	// the fleet, registered and verified
-	s.nm = newNaming(newRunID(), o.workload)
-	assign := assignTopics(o.Producers, o.Topics, o.PerTopic)
-	s.exp = expectation{w: o.workload, nm: s.nm, assign: assign, strict: binary != ""}
-	logger.Printf("soak: registering %d producers, %d REGISTER commands", o.Producers, o.registers())
-	f, _, err := connectFleet(ctx, t.tcpAddr, s.nm, 0, assign, o.concurrency, o.ioTimeout, s.checkIdentify)
+	s, err := openSession(ctx, o, binary, "soak", o.daemonFlags, &result{Target: cmp.Or(binary, o.addrHTTP)})
 	if err != nil {
 		return nil, err
 	}
-	s.fleets = append(s.fleets, f)
-	f.startKeepalive(o.pingInterval)
-	if _, err := f.registerAll(ctx, s.nm, o.concurrency, modePipelined); err != nil {
+	defer s.close(ctx, &err)
+	if _, err := s.register(ctx, modePipelined); err != nil {
 		return nil, err
 	}
 	if _, err := verify(ctx, s.h, s.exp, o.verify, o.clients, o.seed); err != nil {
 		return nil, fmt.Errorf("verification before the soak: %w", err)
 	}
-	s.lookupURLs = make([]string, len(s.nm.topics))
-	for i, topic := range s.nm.topics {
-		s.lookupURLs[i] = s.h.base + "/lookup?topic=" + topic
-	}
-	churners, layout, err := s.connectChurn(ctx)
+	churners, err := s.connectChurn(ctx)
 	if err != nil {
 		return nil, err
 	}
+	res = &soakResult{csvPath: o.soakOut + ".csv", svgPath: o.soakOut + ".svg"}
+	if err := s.soakLoad(ctx, churners, res); err != nil {
+		return res, err
+	}
+	return res, s.soakEnd(ctx, churners, res)
+}
 
-	// the load, for the whole duration
+// soakLoad holds the load for -soak, takes a sample every -soak-every,
+// and writes the CSV and the chart.
+func (s *session) soakLoad(ctx context.Context, churners []*churner, res *soakResult) error {
+	o := s.o
 	logger.Printf("soak: %s of churn (%g commands/s) and /lookup (%g requests/s), a sample every %s",
 		shortDuration(o.soak), o.churnRate, o.soakReadRate, o.soakEvery)
-	lctx, stopLoad := context.WithCancel(ctx)
-	defer stopLoad()
-	var (
-		wg      sync.WaitGroup
-		errOnce sync.Once
-		loadErr error
-		win     latWindow
-		start   = time.Now()
-	)
-	fail := func(err error) { errOnce.Do(func() { loadErr = err; stopLoad() }) }
-	interval := churnInterval(layout.n, o.churnRate)
-	for j, c := range churners {
-		pace := &pacer{start: start.Add(interval * time.Duration(j) / time.Duration(layout.n)), interval: interval, maxLag: churnMaxLag}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := c.run(lctx, s.nm, pace, o.ioTimeout); err != nil {
-				fail(err)
-			}
-		}()
-	}
+	g := newGroup(ctx)
+	start := startChurn(g, churners, s.nm, o)
+	sm := &soakSampler{s: s, churners: churners, res: res, start: start, prevAt: start}
 	readInterval := time.Duration(float64(o.clients) / o.soakReadRate * float64(time.Second))
 	for c := range o.clients {
-		pace := &pacer{start: start.Add(readInterval * time.Duration(c) / time.Duration(o.clients)), interval: readInterval, maxLag: churnMaxLag}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.soakReader(lctx, c, pace, &win); err != nil {
-				fail(err)
-			}
-		}()
+		pace := newPacer(start, readInterval, c, o.clients)
+		g.spawn(func(ctx context.Context) error { return s.soakReader(ctx, c, pace, &sm.win) })
 	}
-	churned := func() int {
-		n := 0
-		for _, c := range churners {
-			n += int(c.done.Load())
-		}
-		return n
-	}
-
-	res = &soakResult{csvPath: o.soakOut + ".csv", svgPath: o.soakOut + ".svg"}
-	var prev *dto.Histogram
-	prevAt, prevChurn := start, 0
-	e := s.exp
-	e.ephemeralOK = true
 	deadline := start.Add(o.soak)
 	tick := time.NewTicker(o.soakEvery)
 	defer tick.Stop()
 	for n := 0; ; n++ {
-		at := time.Now()
-		smp := soakSample{Seconds: at.Sub(start).Seconds()}
-		lookup, err := s.scrape(ctx, &smp)
-		if err != nil {
-			fail(err)
-			break
+		if err := sm.sample(g.ctx, n); err != nil {
+			g.fail(err)
 		}
-		lat := win.take()
-		secs := at.Sub(prevAt).Seconds()
-		if p50, p99, _ := summarize(lat); n > 0 && secs > 0 {
-			smp.LookupPerSec, smp.LookupP50ms, smp.LookupP99ms = float64(len(lat))/secs, ms(p50), ms(p99)
-			ch := churned()
-			smp.ChurnPerSec = float64(ch-prevChurn) / secs
-			prevChurn = ch
-			if dc := float64(lookup.GetSampleCount() - prev.GetSampleCount()); dc > 0 {
-				smp.DaemonMeanMs = (lookup.GetSampleSum() - prev.GetSampleSum()) / dc * 1000
-			}
-		}
-		prev, prevAt = lookup, at
-		// a sample of topics, and /nodes, every window
-		vn, err := e.checkTopics(lctx, s.h, min(50, o.Topics), o.clients, o.seed+uint64(300+n))
-		if err == nil {
-			err = e.checkNodes(lctx, s.h)
-		}
-		if err != nil && lctx.Err() == nil {
-			fail(fmt.Errorf("verification at %s: %w", shortDuration(at.Sub(start).Round(time.Second)), err))
-		}
-		smp.Verified = vn
-		res.verified += vn
-		res.samples = append(res.samples, smp)
-		if n%6 == 0 {
-			logger.Printf("soak: %s: rss %.1f MB, heap %.1f MB, %v goroutines, %v fds, %v registrations, /lookup p99 %.2f ms",
-				shortDuration(at.Sub(start).Round(time.Second)), smp.RSSBytes/1e6, smp.HeapBytes/1e6, smp.Goroutines, smp.FDs, smp.Registrations, smp.LookupP99ms)
-		}
-		if lctx.Err() != nil || !time.Now().Before(deadline) {
+		if g.ctx.Err() != nil || !time.Now().Before(deadline) {
 			break
 		}
 		select {
-		case <-lctx.Done():
+		case <-g.ctx.Done():
 		case <-tick.C:
 		case <-time.After(time.Until(deadline)):
 		}
 	}
-	stopLoad()
-	wg.Wait()
+	loadErr := g.stop()
 	if err := writeSoakFiles(res, o); err != nil {
-		return res, err
+		return err
 	}
 	if loadErr != nil {
-		return res, loadErr
+		return loadErr
 	}
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
+	return ctx.Err()
+}
 
-	// the end: the churn connections leave their last channels, and every
-	// answer is exact again
+// soakReader asks /lookup of random topics on pace's schedule until ctx
+// ends; every answer must be 200.
+func (s *session) soakReader(ctx context.Context, c int, pace *pacer, win *latWindow) error {
+	r := rand.New(rand.NewPCG(s.o.seed+20, uint64(c)))
+	for pace.sleep(ctx) {
+		t0 := time.Now()
+		if _, err := s.h.getDiscard(ctx, s.lookupPath(r)); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		win.add(time.Since(t0))
+	}
+	return nil
+}
+
+// soakSampler takes a soak's samples.
+type soakSampler struct {
+	s        *session
+	churners []*churner
+	res      *soakResult
+	win      latWindow // the readers' latencies since the last sample
+
+	start, prevAt time.Time
+	prevChurn     int
+	prevLookup    *dto.Histogram
+}
+
+// sample takes the n-th sample: /metrics, the readers' latencies and the
+// churn since the last sample, and a check of 50 topics and of /nodes.
+func (sm *soakSampler) sample(ctx context.Context, n int) error {
+	s, o := sm.s, sm.s.o
+	at := time.Now()
+	smp := soakSample{Seconds: at.Sub(sm.start).Seconds()}
+	lookup, err := s.scrape(ctx, &smp)
+	if err != nil {
+		return err
+	}
+	lat := sm.win.take()
+	if p50, p99, _ := summarize(lat); n > 0 && at.After(sm.prevAt) {
+		secs := at.Sub(sm.prevAt).Seconds()
+		smp.LookupPerSec, smp.LookupP50ms, smp.LookupP99ms = float64(len(lat))/secs, ms(p50), ms(p99)
+		churned := 0
+		for _, c := range sm.churners {
+			churned += int(c.done.Load())
+		}
+		smp.ChurnPerSec, sm.prevChurn = float64(churned-sm.prevChurn)/secs, churned
+		if dc := float64(lookup.GetSampleCount() - sm.prevLookup.GetSampleCount()); dc > 0 {
+			smp.DaemonMeanMs = (lookup.GetSampleSum() - sm.prevLookup.GetSampleSum()) / dc * 1000
+		}
+	}
+	sm.prevLookup, sm.prevAt = lookup, at
+	e := s.exp
+	e.ephemeralOK = true
+	smp.Verified, err = e.checkTopics(ctx, s.h, min(50, o.Topics), o.clients, o.seed+uint64(300+n))
+	if err == nil {
+		err = e.checkNodes(ctx, s.h)
+	}
+	sm.res.verified += smp.Verified
+	sm.res.samples = append(sm.res.samples, smp)
+	when := shortDuration(at.Sub(sm.start).Round(time.Second))
+	if n%6 == 0 {
+		logger.Printf("soak: %s: rss %.1f MB, heap %.1f MB, %v goroutines, %v fds, %v registrations, /lookup p99 %.2f ms",
+			when, smp.RSSBytes/1e6, smp.HeapBytes/1e6, smp.Goroutines, smp.FDs, smp.Registrations, smp.LookupP99ms)
+	}
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("verification at %s: %w", when, err)
+	}
+	return nil
+}
+
+// soakEnd ends a soak: the churn connections leave their last channels,
+// every answer must be exact again, and the growth within its limits.
+func (s *session) soakEnd(ctx context.Context, churners []*churner, res *soakResult) error {
 	for _, c := range churners {
-		if err := c.unregisterLive(s.nm, o.ioTimeout); err != nil {
-			return res, fmt.Errorf("after the soak: %w", err)
+		if err := c.unregisterLive(s.nm, s.o.ioTimeout); err != nil {
+			return fmt.Errorf("after the soak: %w", err)
 		}
 	}
-	e.ephemeralOK = false
-	if _, err := e.checkTopics(ctx, s.h, -1, o.clients, o.seed+200); err != nil {
-		return res, fmt.Errorf("verification after the soak: %w", err)
+	if _, err := s.exp.checkTopics(ctx, s.h, -1, s.o.clients, s.o.seed+200); err != nil {
+		return fmt.Errorf("verification after the soak: %w", err)
 	}
-	if err := e.checkNodes(ctx, s.h); err != nil {
-		return res, fmt.Errorf("verification after the soak: %w", err)
+	if err := s.exp.checkNodes(ctx, s.h); err != nil {
+		return fmt.Errorf("verification after the soak: %w", err)
 	}
-	for _, f := range s.fleets {
-		if err := f.checkAlive(ctx, o.concurrency); err != nil {
-			return res, err
-		}
-	}
-	res.growth = soakGrowth(res.samples, o.soak)
 	for _, g := range res.growth {
-		if !g.ok() && o.soak >= soakMinCheck {
-			return res, fmt.Errorf("%s", g)
+		if !g.ok() && s.o.soak >= soakMinCheck {
+			return fmt.Errorf("%s", g)
 		}
 	}
-	return res, t.alive()
+	return s.finish(ctx)
 }
 
 // scrape reads the daemon's /metrics into smp, and returns /lookup's

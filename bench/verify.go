@@ -71,24 +71,25 @@ type verifyStats struct {
 func verify(ctx context.Context, h *httpClient, e expectation, sample, clients int, seed uint64) (verifyStats, error) {
 	var st verifyStats
 	n, err := e.checkTopics(ctx, h, sample, clients, seed)
-	switch {
-	case isTimeout(err) && ctx.Err() == nil:
-		st.TimedOut = append(st.TimedOut, "/lookup")
-	case err != nil:
+	ok, err := tolerate(ctx, err, &st.TimedOut, "/lookup")
+	if err != nil {
 		return st, err
-	default:
+	}
+	if ok {
 		st.LookupTopics = n
 	}
-	err = e.checkTopicList(ctx, h)
-	switch {
-	case isTimeout(err) && ctx.Err() == nil:
-		st.TimedOut = append(st.TimedOut, "/topics")
-	case err != nil:
-		return st, err
-	default:
-		st.Topics = true
+	st.Topics, err = tolerate(ctx, e.checkTopicList(ctx, h), &st.TimedOut, "/topics")
+	return st, err
+}
+
+// tolerate returns nil for a request that timed out (a slow answer, not a
+// wrong one), adding what to *timedOut, and err otherwise; ok: err is nil.
+func tolerate(ctx context.Context, err error, timedOut *[]string, what string) (ok bool, _ error) {
+	if isTimeout(err) && ctx.Err() == nil {
+		*timedOut = append(*timedOut, what)
+		return false, nil
 	}
-	return st, nil
+	return err == nil, err
 }
 
 // checkTopics verifies /lookup and /channels for sample random topics (all
