@@ -96,6 +96,8 @@ func newMetrics(l *NSQLookupd) *metrics {
 			func() float64 { return float64(l.evictions.Load()) }),
 		counter("nsqlookupd_panics_total", "Panics recovered at a registration connection or HTTP request boundary.",
 			func() float64 { return float64(l.panics.Load()) }),
+		counter("nsqlookupd_log_lines_dropped_total", "Log lines that could not be written (stderr closed or failing); the daemon serves on.",
+			func() float64 { return float64(lg.Dropped(l.opts.Logger)) }),
 		commands, m.requests, m.duration,
 	)
 

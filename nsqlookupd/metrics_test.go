@@ -120,7 +120,7 @@ func TestMetricsFreshDaemon(t *testing.T) {
 		requests("not_found", "GET", "404"), requests("method_not_allowed", "POST", "405"),
 		requests("redirect", "GET", "301"), requests("/topic/create", "OPTIONS", "200"),
 		durationCount("/lookup"),
-		"nsqlookupd_panics_total",
+		"nsqlookupd_panics_total", "nsqlookupd_log_lines_dropped_total",
 	} {
 		want := 0.0
 		if strings.HasPrefix(k, "nsqlookupd_build_info") {

@@ -1,6 +1,7 @@
 // Command nsqlookupd is NSQ's discovery daemon: a drop-in replacement for
 // nsqlookupd v1.3.0. Flags beat the --config TOML file, which beats the
-// defaults; SIGINT or SIGTERM stops it cleanly with exit status 0.
+// defaults; SIGINT or SIGTERM stops it cleanly with exit status 0, and a
+// closed stderr never stops it (docs/logging.md, Signals).
 package main
 
 import (
@@ -44,6 +45,14 @@ func main() {
 
 	signalChan := make(chan os.Signal, 1)
 	signal.Notify(signalChan, syscall.SIGINT, syscall.SIGTERM)
+	// A write to stderr (or stdout) whose reader has gone, a log shipper
+	// that exited, raises SIGPIPE; unless SIGPIPE is notified, the Go
+	// runtime then kills the process, as it killed v1.3.0 (os/signal,
+	// "SIGPIPE"). Notified, the write fails with EPIPE instead: the logger
+	// counts the line in nsqlookupd_log_lines_dropped_total, and the daemon
+	// serves on. The channel is never read: a signal finding it full is
+	// dropped, and SIGPIPE needs no action.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 
 	exitCode := make(chan int, 1)
 	go func() {

@@ -1,6 +1,7 @@
 package lg
 
 import (
+	"bytes"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,7 @@ type BatchWriter struct {
 	writing bool       // the write loop is running
 	queued  uint64     // bytes accepted by Write, in all
 	written uint64     // bytes handed to w, in all
+	dropped uint64     // lines w did not take (a write error), in all
 }
 
 // NewBatchWriter returns a BatchWriter writing to w.
@@ -43,8 +45,9 @@ func NewBatchWriter(w io.Writer) *BatchWriter {
 	return b
 }
 
-// Write queues a copy of p. It never fails: errors of w are dropped, as
-// log.Logger drops them.
+// Write queues a copy of p. It never fails: a line that w does not take
+// (stderr is a pipe whose reader has gone, a full disk) is counted in
+// Dropped and otherwise ignored, as log.Logger ignores write errors.
 func (b *BatchWriter) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -90,8 +93,12 @@ func (b *BatchWriter) writeLoop() {
 		batch := b.pending
 		b.pending = b.spare[:0]
 		b.mu.Unlock()
-		b.w.Write(batch)
+		n, err := b.w.Write(batch)
 		b.mu.Lock()
+		if err != nil && n < len(batch) {
+			// every line not wholly written, a torn one included
+			b.dropped += uint64(bytes.Count(batch[max(n, 0):], []byte{'\n'}))
+		}
 		b.written += uint64(len(batch))
 		b.spare = nil
 		if cap(batch) <= keptBuffer {
@@ -116,6 +123,13 @@ func (b *BatchWriter) Flush() {
 	for target := b.queued; b.written < target; {
 		b.done.Wait()
 	}
+}
+
+// Dropped returns how many lines w has failed to take so far.
+func (b *BatchWriter) Dropped() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.dropped
 }
 
 // BatchedLogger is the daemon's standard logger: lines as log.Logger
@@ -144,6 +158,9 @@ func NewBatchedLogger(prefix string, w io.Writer) *BatchedLogger {
 
 // Flush returns once every line so far has been handed to the writer.
 func (l *BatchedLogger) Flush() { l.w.Flush() }
+
+// Dropped returns how many lines the writer has failed to take so far.
+func (l *BatchedLogger) Dropped() uint64 { return l.w.Dropped() }
 
 // Output writes s as one line, as log.Logger.Output does.
 func (l *BatchedLogger) Output(_ int, s string) error {

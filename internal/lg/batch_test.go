@@ -3,6 +3,7 @@ package lg
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"strings"
@@ -142,4 +143,50 @@ func BenchmarkBatchedLoggerLine(b *testing.B) {
 		}
 		l.Flush()
 	})
+}
+
+// shortWriter takes the first n bytes it is given, then fails.
+type shortWriter struct{ n int }
+
+func (w *shortWriter) Write(p []byte) (int, error) {
+	n := min(w.n, len(p))
+	w.n -= n
+	if n < len(p) {
+		return n, io.ErrShortWrite
+	}
+	return n, nil
+}
+
+// TestBatchWriterCountsDropped: lines a failing writer does not take are
+// counted, a line cut in the middle included; Write itself never fails.
+func TestBatchWriterCountsDropped(t *testing.T) {
+	b := NewBatchWriter(&shortWriter{n: len("one\ntw")})
+	for _, line := range []string{"one\n", "two\n", "three\n"} {
+		if n, err := b.Write([]byte(line)); n != len(line) || err != nil {
+			t.Fatalf("Write: got %d, %v; want %d, nil", n, err, len(line))
+		}
+	}
+	b.Flush()
+	if got := b.Dropped(); got != 2 {
+		t.Fatalf("got %d lines dropped; want 2 (two, cut, and three)", got)
+	}
+}
+
+// TestBatchedLoggerClosedPipe: a pipe whose reader has gone fails every
+// write (EPIPE); the logger carries on and counts each line.
+func TestBatchedLoggerClosedPipe(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r.Close()
+	l := NewBatchedLogger("[nsqlookupd] ", w)
+	for i := range 100 {
+		Logf(l, INFO, INFO, "line %d", i)
+	}
+	l.Flush()
+	if got := l.Dropped(); got != 100 {
+		t.Fatalf("got %d lines dropped; want 100", got)
+	}
 }

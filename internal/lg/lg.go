@@ -36,6 +36,15 @@ type NilLogger struct{}
 // Output discards s.
 func (l NilLogger) Output(maxdepth int, s string) error { return nil }
 
+// Dropped returns how many lines logger has failed to write, if it counts
+// them (a BatchedLogger does), else 0.
+func Dropped(logger Logger) uint64 {
+	if d, ok := logger.(interface{ Dropped() uint64 }); ok {
+		return d.Dropped()
+	}
+	return 0
+}
+
 // Get returns the level; it makes *LogLevel a flag.Getter for go-options.
 func (l *LogLevel) Get() interface{} { return *l }
 

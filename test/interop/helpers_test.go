@@ -255,6 +255,8 @@ type lookupd struct {
 	HTTPSAddr string
 	tls       *lookupdTLS
 	logs      syncBuffer // stdout and stderr of every run
+	// output, when set, is the daemon's stdout and stderr instead of logs.
+	output *os.File
 
 	proc   *os.Process
 	exited chan struct{} // closed when the current run has been waited for
@@ -307,7 +309,21 @@ func startLookupdWith(t *testing.T, tcpHost string, tls *lookupdTLS, args ...str
 // (and HTTPS, when tls is not nil) address on httpHost.
 func startDaemonAt(t *testing.T, tcpHost, httpHost, bin string, tls *lookupdTLS, args ...string) *lookupd {
 	t.Helper()
-	d := &lookupd{bin: bin, args: args, tls: tls}
+	return launch(t, &lookupd{bin: bin, args: args, tls: tls}, tcpHost, httpHost)
+}
+
+// startDaemonTo is startDaemon with the daemon's stdout and stderr going to
+// output.
+func startDaemonTo(t *testing.T, output *os.File, bin string, args ...string) *lookupd {
+	t.Helper()
+	return launch(t, &lookupd{bin: bin, args: args, output: output}, "127.0.0.1", "127.0.0.1")
+}
+
+// launch starts d on free ports of tcpHost and httpHost, as startDaemonAt
+// does.
+func launch(t *testing.T, d *lookupd, tcpHost, httpHost string) *lookupd {
+	t.Helper()
+	bin, tls := d.bin, d.tls
 	t.Cleanup(func() {
 		d.kill()
 		if t.Failed() {
@@ -348,6 +364,9 @@ func (d *lookupd) start() error {
 	cmd := exec.Command(d.bin, args...)
 	cmd.Stdout = &d.logs
 	cmd.Stderr = &d.logs
+	if d.output != nil {
+		cmd.Stdout, cmd.Stderr = d.output, d.output
+	}
 	if err := cmd.Start(); err != nil {
 		return err
 	}
