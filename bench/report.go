@@ -1,10 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -97,6 +100,30 @@ type memoryStats struct {
 	HarnessPeakKiB *uint64 `json:"harness_rss_peak_kib,omitempty"`
 }
 
+// newReport returns the report of a run with o, without results yet.
+func newReport(o *options) *report {
+	rep := &report{
+		Machine: machineInfo{
+			OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(),
+			CPUModel: cpuModel(), GoVersion: runtime.Version(),
+		},
+		Workload: o.workload,
+		Settings: settings{
+			Clients: o.clients, Requests: o.requests, Samples: o.samples,
+			Concurrency: o.concurrency, VerifySample: o.verify, DaemonFlags: o.daemonFlags,
+			RegisterModes: o.registerModes, PingIntervalSeconds: o.pingInterval.Seconds(),
+			HTTPTimeoutSeconds: o.httpTimeout.Seconds(), ChurnConns: o.churnConns,
+		},
+	}
+	if o.churnConns > 0 {
+		rep.Settings.ChurnRate, rep.Settings.ChurnSeconds, rep.Settings.ChurnNodes = o.churnRate, o.churnDuration.Seconds(), o.churnNodes
+	}
+	if o.requests <= 0 {
+		rep.Settings.DurationSeconds = o.duration.Seconds()
+	}
+	return rep
+}
+
 // per1k returns cpu seconds per 1000 operations, or nil if unknown.
 func per1k(cpu *float64, ops int) *float64 {
 	if cpu == nil || ops == 0 {
@@ -112,19 +139,21 @@ type row struct {
 	cell  func(r *result) string
 }
 
-func phaseRows(name, timeout string, get func(r *result) *phaseStats) []row {
-	f := func(format func(p *phaseStats) string) func(r *result) string {
-		return func(r *result) string {
-			if p := get(r); p != nil {
-				return format(p)
-			}
-			return "-"
+// cell renders with f what get finds in a result, or "-" if nothing.
+func cell[T any](get func(r *result) *T, f func(*T) string) func(r *result) string {
+	return func(r *result) string {
+		if v := get(r); v != nil {
+			return f(v)
 		}
+		return "-"
 	}
+}
+
+func phaseRows(name, timeout string, get func(r *result) *phaseStats) []row {
 	return []row{
-		{name + " req/s", f(func(p *phaseStats) string { return fmtRate(p, timeout) })},
-		{name + " p50 / p99", f(func(p *phaseStats) string { return fmtLatency(p, timeout) })},
-		{name + " daemon CPU s/1k req", f(func(p *phaseStats) string { return fmtCPUPer1k(p.DaemonCPU, p.Requests) })},
+		{name + " req/s", cell(get, func(p *phaseStats) string { return fmtRate(p, timeout) })},
+		{name + " p50 / p99", cell(get, func(p *phaseStats) string { return fmtLatency(p, timeout) })},
+		{name + " daemon CPU s/1k req", cell(get, func(p *phaseStats) string { return fmtCPUPer1k(p.DaemonCPU, p.Requests) })},
 	}
 }
 
@@ -144,15 +173,9 @@ func fmtLatency(p *phaseStats, timeout string) string {
 	return fmt.Sprintf("%s / %s", fmtMs(p.P50ms), fmtMs(p.P99ms))
 }
 
-func seqRow(name string, timeout string, get func(r *result) *seqStats) row {
-	return row{name + " min / med / max", func(r *result) string { return fmtSeq(get(r), timeout) }}
-}
-
 // fmtSeq renders min / median / max of a series of requests.
 func fmtSeq(s *seqStats, timeout string) string {
 	switch {
-	case s == nil:
-		return "-"
 	case s.Skipped:
 		return "skipped (timed out before)"
 	case s.TimedOut && s.Samples == 0:
@@ -166,51 +189,32 @@ func fmtSeq(s *seqStats, timeout string) string {
 }
 
 // fmtRatio renders a ratio, or n/a.
-func fmtRatio(v *float64) string {
-	if v == nil {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.2f×", *v)
-}
+func fmtRatio(v *float64) string { return fmtOpt(v, "%.2f×") }
 
 // registerRows are the rows of each registration mode.
 func registerRows(modes []string) []row {
 	var rows []row
 	for _, mode := range modes {
 		get := func(r *result) *registerPhase {
-			for _, ph := range r.RegisterModes {
-				if ph.Mode == mode {
-					return ph
-				}
+			i := slices.IndexFunc(r.RegisterModes, func(ph *registerPhase) bool { return ph.Mode == mode })
+			if i < 0 {
+				return nil
 			}
-			return nil
+			return r.RegisterModes[i]
 		}
 		rows = append(rows,
-			row{"REGISTER/s " + mode, func(r *result) string {
-				if ph := get(r); ph != nil {
-					return fmt.Sprintf("%.0f (%d in %.3f s)", ph.PerSecond, ph.Commands, ph.Seconds)
-				}
-				return "-"
-			}},
-			row{"REGISTER " + mode + " daemon CPU s/1k", func(r *result) string {
-				if ph := get(r); ph != nil {
-					return fmtCPUPer1k(ph.DaemonCPU, ph.Commands)
-				}
-				return "-"
-			}})
+			row{"REGISTER/s " + mode, cell(get, func(ph *registerPhase) string {
+				return fmt.Sprintf("%.0f (%d in %.3f s)", ph.PerSecond, ph.Commands, ph.Seconds)
+			})},
+			row{"REGISTER " + mode + " daemon CPU s/1k", cell(get, func(ph *registerPhase) string { return fmtCPUPer1k(ph.DaemonCPU, ph.Commands) })})
 	}
 	return rows
 }
 
 // churnRows are the rows of the churn phase.
 func churnRows(timeout string) []row {
-	c := func(format func(c *churnStats) string) func(r *result) string {
-		return func(r *result) string {
-			if r.Churn == nil {
-				return "-"
-			}
-			return format(r.Churn)
-		}
+	c := func(f func(c *churnStats) string) func(r *result) string {
+		return cell(func(r *result) *churnStats { return r.Churn }, f)
 	}
 	nodes := func(n *seqStats) string {
 		if n == nil {
@@ -239,63 +243,39 @@ func churnRows(timeout string) []row {
 			return fmtRatio(c.LookupP99VsStatic) + ", " + fmtRatio(c.NodesMedianVsStatic)
 		})},
 		{"verified under churn", c(func(c *churnStats) string {
-			text := fmt.Sprintf("%d topics", c.VerifiedTopics)
-			if c.VerifiedNodes {
-				text += ", /nodes"
-			}
-			if len(c.TimedOut) > 0 {
-				text += "; timed out: " + strings.Join(c.TimedOut, ", ")
-			}
-			return text
+			return fmt.Sprintf("%d topics", c.VerifiedTopics) + cond(c.VerifiedNodes, ", /nodes") + timedOut(c.TimedOut)
 		})},
 	}
 }
 
 func tableRows(rep *report) []row {
-	timeout := durationText(rep.Settings.HTTPTimeoutSeconds)
-	var first *result
+	timeout := fmt.Sprintf("%gs", rep.Settings.HTTPTimeoutSeconds)
+	first := &result{}
 	if len(rep.Results) > 0 {
 		first = rep.Results[0]
 	}
 	rows := []row{
-		{"version", func(r *result) string { return orDash(r.Version) }},
-		{"connect+IDENTIFY", func(r *result) string {
-			if r.Identify == nil {
-				return "-"
-			}
-			return fmt.Sprintf("%.3f s", r.Identify.Seconds)
-		}},
+		{"version", func(r *result) string { return cmp.Or(r.Version, "-") }},
+		{"connect+IDENTIFY", cell(func(r *result) *identifyStats { return r.Identify }, func(i *identifyStats) string {
+			return fmt.Sprintf("%.3f s", i.Seconds)
+		})},
 	}
 	rows = append(rows, registerRows(rep.Settings.RegisterModes)...)
 	rows = append(rows, []row{
 		{"RSS idle", func(r *result) string { return fmtKiB(r.Memory.IdleKiB) }},
 		{"RSS after registration", func(r *result) string { return fmtKiB(r.Memory.RegisteredKiB) }},
-		{"RSS end / peak", func(r *result) string {
-			return fmtKiB(r.Memory.EndKiB) + " / " + fmtKiB(r.Memory.PeakKiB)
-		}},
-		{"verified", func(r *result) string {
-			v := r.Verify
-			if v == nil {
-				return "-"
-			}
-			var parts []string
-			parts = append(parts, fmt.Sprintf("%d topics", v.LookupTopics))
-			if v.Topics {
-				parts = append(parts, "/topics")
-			}
-			if v.Nodes {
-				parts = append(parts, "/nodes")
-			}
-			text := strings.Join(parts, ", ") + fmt.Sprintf("; %d rechecked", v.RecheckTopics)
-			if len(v.TimedOut) > 0 {
-				text += "; timed out: " + strings.Join(v.TimedOut, ", ")
-			}
-			return text
-		}},
+		{"RSS end / peak", func(r *result) string { return fmtKiB(r.Memory.EndKiB) + " / " + fmtKiB(r.Memory.PeakKiB) }},
+		{"verified", cell(func(r *result) *verifyStats { return r.Verify }, func(v *verifyStats) string {
+			return fmt.Sprintf("%d topics", v.LookupTopics) + cond(v.Topics, ", /topics") + cond(v.Nodes, ", /nodes") +
+				fmt.Sprintf("; %d rechecked", v.RecheckTopics) + timedOut(v.TimedOut)
+		})},
 	}...)
 	rows = append(rows, phaseRows("/lookup", timeout, func(r *result) *phaseStats { return r.Lookup })...)
 	rows = append(rows, phaseRows("/channels", timeout, func(r *result) *phaseStats { return r.Channels })...)
 	rows = append(rows, phaseRows("/ping", timeout, func(r *result) *phaseStats { return r.Ping })...)
+	seq := func(get func(r *result) *seqStats) func(r *result) string {
+		return cell(get, func(s *seqStats) string { return fmtSeq(s, timeout) })
+	}
 	rows = append(rows,
 		row{"/lookup ÷ /ping throughput", func(r *result) string { return fmtOpt(r.LookupPingRatio, "%.3f") }},
 		row{"harness CPU s: reg/lookup/chan/ping", func(r *result) string {
@@ -304,11 +284,7 @@ func tableRows(rep *report) []row {
 			}
 			cells := []string{fmtOpt(r.Register.HarnessCPU, "%.2f")}
 			for _, p := range []*phaseStats{r.Lookup, r.Channels, r.Ping} {
-				if p == nil {
-					cells = append(cells, "-")
-				} else {
-					cells = append(cells, fmtOpt(p.HarnessCPU, "%.2f"))
-				}
+				cells = append(cells, cell(func(*result) *phaseStats { return p }, func(p *phaseStats) string { return fmtOpt(p.HarnessCPU, "%.2f") })(r))
 			}
 			return strings.Join(cells, " / ")
 		}},
@@ -318,7 +294,7 @@ func tableRows(rep *report) []row {
 			}
 			return fmt.Sprintf("%.1f s in %.0f s", *r.OtherCPU, r.Seconds)
 		}},
-		seqRow("/topics", timeout, func(r *result) *seqStats { return r.Topics }),
+		row{"/topics min / med / max", seq(func(r *result) *seqStats { return r.Topics })},
 		row{"/topics median ÷ first column's", func(r *result) string {
 			a, b := r.Topics, first.Topics
 			if a == nil || b == nil || a.Samples == 0 || b.Samples == 0 || a.TimedOut || b.TimedOut || b.MedianMs <= 0 {
@@ -326,21 +302,15 @@ func tableRows(rep *report) []row {
 			}
 			return fmt.Sprintf("%.2f×", a.MedianMs/b.MedianMs)
 		}},
-		seqRow("/nodes", timeout, func(r *result) *seqStats { return r.Nodes }),
+		row{"/nodes min / med / max", seq(func(r *result) *seqStats { return r.Nodes })},
 	)
 	if rep.Settings.ChurnConns > 0 {
 		rows = append(rows, churnRows(timeout)...)
 	}
-	rows = append(rows,
+	return append(rows,
 		row{"harness RSS peak", func(r *result) string { return fmtKiB(r.Memory.HarnessPeakKiB) }},
-		row{"result", func(r *result) string {
-			if r.Error != "" {
-				return "FAILED (see below)"
-			}
-			return "ok"
-		}},
+		row{"result", func(r *result) string { return cond(r.Error == "", "ok") + cond(r.Error != "", "FAILED (see below)") }},
 	)
-	return rows
 }
 
 // printTable writes the human-readable report: a header describing the
@@ -348,28 +318,25 @@ func tableRows(rep *report) []row {
 func printTable(out io.Writer, rep *report) {
 	w, m, s := rep.Workload, rep.Machine, rep.Settings
 	fmt.Fprintf(out, "nsqlookupd load harness: preset %s — %d producers, %d topics × %d producers × %d channels\n",
-		orDash(w.Preset), w.Producers, w.Topics, w.PerTopic, w.Channels)
-	fmt.Fprintf(out, "%d REGISTER commands per target; registration concurrency %s\n",
-		w.registers(), concurrencyText(s.Concurrency))
-	budget := fmt.Sprintf("%v per phase", durationText(s.DurationSeconds))
+		cmp.Or(w.Preset, "-"), w.Producers, w.Topics, w.PerTopic, w.Channels)
+	concurrency := fmt.Sprintf("%d producers at a time", s.Concurrency)
+	if s.Concurrency <= 0 {
+		concurrency = "unbounded (all producers at once)"
+	}
+	fmt.Fprintf(out, "%d REGISTER commands per target; registration concurrency %s\n", w.registers(), concurrency)
+	budget := fmt.Sprintf("%gs per phase", s.DurationSeconds)
 	if s.Requests > 0 {
 		budget = fmt.Sprintf("%d requests per phase", s.Requests)
 	}
-	fmt.Fprintf(out, "HTTP: %d keep-alive clients, %s, random topics; %d sequential samples of /nodes and /topics; timeout %s per request\n",
-		s.Clients, budget, s.Samples, durationText(s.HTTPTimeoutSeconds))
-	fmt.Fprintf(out, "registration: %s; every nsqd PINGs every %s\n", strings.Join(s.RegisterModes, ", "), durationText(s.PingIntervalSeconds))
+	fmt.Fprintf(out, "HTTP: %d keep-alive clients, %s, random topics; %d sequential samples of /nodes and /topics; timeout %gs per request\n",
+		s.Clients, budget, s.Samples, s.HTTPTimeoutSeconds)
+	fmt.Fprintf(out, "registration: %s; every nsqd PINGs every %gs\n", strings.Join(s.RegisterModes, ", "), s.PingIntervalSeconds)
 	if s.ChurnConns > 0 {
-		nodes := "no /nodes poll"
-		if s.ChurnNodes {
-			nodes = "1 client polling /nodes back to back"
-		}
-		fmt.Fprintf(out, "churn: %d clients on /lookup and %s, %s without churn, then %s while %d connections send %g REGISTER/UNREGISTER #ephemeral per second, one at a time\n",
-			s.Clients, nodes, durationText(s.ChurnSeconds), durationText(s.ChurnSeconds), s.ChurnConns, s.ChurnRate)
+		nodes := cond(s.ChurnNodes, "1 client polling /nodes back to back") + cond(!s.ChurnNodes, "no /nodes poll")
+		fmt.Fprintf(out, "churn: %d clients on /lookup and %s, %gs without churn, then %gs while %d connections send %g REGISTER/UNREGISTER #ephemeral per second, one at a time\n",
+			s.Clients, nodes, s.ChurnSeconds, s.ChurnSeconds, s.ChurnConns, s.ChurnRate)
 	}
-	model := ""
-	if m.CPUModel != "" {
-		model = " (" + m.CPUModel + ")"
-	}
+	model := cond(m.CPUModel != "", " ("+m.CPUModel+")")
 	fmt.Fprintf(out, "machine: %s/%s, %d CPUs%s, harness built with %s\n\n", m.OS, m.Arch, m.CPUs, model, m.GoVersion)
 
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
@@ -408,9 +375,8 @@ func fmtMs(v float64) string {
 		return fmt.Sprintf("%.2fs", v/1000)
 	case v >= 10:
 		return fmt.Sprintf("%.1fms", v)
-	default:
-		return fmt.Sprintf("%.3fms", v)
 	}
+	return fmt.Sprintf("%.3fms", v)
 }
 
 // fmtCPUPer1k renders CPU seconds per 1000 operations. CPU time is counted
@@ -422,9 +388,8 @@ func fmtCPUPer1k(cpu *float64, ops int) string {
 		return "n/a"
 	case *cpu == 0:
 		return fmt.Sprintf("<%.4f", 1.0/clockTicks/float64(ops)*1000)
-	default:
-		return fmt.Sprintf("%.4f", *cpu/float64(ops)*1000)
 	}
+	return fmt.Sprintf("%.4f", *cpu/float64(ops)*1000)
 }
 
 func fmtKiB(v *uint64) string {
@@ -441,20 +406,15 @@ func fmtOpt(v *float64, format string) string {
 	return fmt.Sprintf(format, *v)
 }
 
-func orDash(s string) string {
-	if s == "" {
-		return "-"
+// cond returns s if ok, else "".
+func cond(ok bool, s string) string {
+	if ok {
+		return s
 	}
-	return s
+	return ""
 }
 
-func concurrencyText(c int) string {
-	if c <= 0 {
-		return "unbounded (all producers at once)"
-	}
-	return fmt.Sprintf("%d producers at a time", c)
-}
-
-func durationText(sec float64) string {
-	return fmt.Sprintf("%gs", sec)
+// timedOut lists the checks that timed out, if any.
+func timedOut(checks []string) string {
+	return cond(len(checks) > 0, "; timed out: "+strings.Join(checks, ", "))
 }

@@ -21,29 +21,11 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// The soak (-soak DURATION): the churn phase's load, held for DURATION
-// against one daemon, for what only time shows: memory or goroutines that
-// creep up, latency that drifts, an answer that goes wrong after an hour.
-//
-// After the fleet has registered and been verified, -churn-conns
-// connections churn #ephemeral channels at -churn-rate, as in the churn
-// phase, and -clients readers ask /lookup of random topics. Unlike the
-// churn phase's readers, which run flat out to measure throughput, these
-// are paced to -soak-read-rate requests a second in all: a saturated
-// daemon on a shared machine shows the scheduler and the GC pacer in its
-// RSS and latency, and a leak hides in that noise; at a fixed load every
-// window does the same work, so what grows, grows with time. Every
-// -soak-every the harness scrapes /metrics (RSS, heap in use, goroutines,
-// open descriptors, registrations, the /lookup latency histogram), takes
-// the readers' latencies of the window, and verifies a sample of topics
-// and /nodes: a wrong answer fails the soak at once. At the end the churn
-// connections unregister their last channels and the answers are checked
-// exactly.
-//
-// It writes every sample to FILE.csv and a chart of them to FILE.svg
-// (-soak-out FILE), and fails if RSS, the heap or the goroutines grow,
-// after the first tenth of the run (the warm-up), faster than the limits
-// below: least-squares slopes over the samples.
+// The soak (-soak DURATION): the churn phase's load held for DURATION
+// against one daemon, for what only time shows (memory or goroutines that
+// creep up, latency that drifts, an answer that goes wrong after an hour);
+// see docs/performance.md. The readers are paced, so that every window does
+// the same work; each sample scrapes /metrics and verifies answers.
 
 // Growth limits of a soak, per hour of run. A leak of one byte per churn
 // command at the default 2 000 commands/s is 7.2 MB an hour; one
