@@ -10,7 +10,6 @@ import (
 	"math/rand"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lookupd/nsqlookupd/internal/http_api"
 	"github.com/lookupd/nsqlookupd/internal/test"
 )
 
@@ -26,12 +26,11 @@ import (
 // health check proves it still serves everyone else.
 
 // Timeouts of the daemon under attack, short so the tests that wait for
-// them stay fast.
+// them stay fast. A case waits for the close they cause up to ioTimeout
+// past them: slack for a loaded machine, not a bound on the daemon's speed.
 const (
 	hostileIdentifyTimeout   = 500 * time.Millisecond
 	hostileReadHeaderTimeout = 500 * time.Millisecond
-	// healthDeadline bounds each step of the health check.
-	healthDeadline = 3 * time.Second
 )
 
 // dialer opens a connection to one of the daemon's HTTP ports: dialHTTP,
@@ -98,15 +97,13 @@ func newVictim(t *testing.T, l *NSQLookupd) *victim {
 
 var healthPort atomic.Int32
 
-// checkHealth fails unless the daemon is fully serving: /ping answers
-// quickly, a new producer can IDENTIFY and REGISTER and is visible in
+// checkHealth fails unless the daemon is fully serving: /ping answers, a
+// new producer can IDENTIFY and REGISTER and is visible in
 // /lookup, the victim is still listed with every channel and answers PING,
 // and no connection goroutine has panicked more than wantPanics times.
 func checkHealth(t *testing.T, l *NSQLookupd, v *victim, wantPanics int64) {
 	t.Helper()
-	start := time.Now()
-
-	client := &http.Client{Timeout: healthDeadline}
+	client := &http.Client{Timeout: ioTimeout}
 	resp, err := client.Get("http://" + l.RealHTTPAddr().String() + "/ping")
 	if err != nil {
 		t.Fatalf("health: GET /ping: %s", err)
@@ -157,9 +154,6 @@ func checkHealth(t *testing.T, l *NSQLookupd, v *victim, wantPanics int64) {
 	}
 	if got := l.panics.Load(); got != wantPanics {
 		t.Fatalf("health: panics: got %d; want %d", got, wantPanics)
-	}
-	if d := time.Since(start); d > healthDeadline {
-		t.Fatalf("health: check took %s; want under %s", d, healthDeadline)
 	}
 }
 
@@ -414,12 +408,10 @@ func TestHostileInput(t *testing.T) {
 		{"http chunked body never sent", missingBody("POST /topic/create?topic=t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", "HTTP/1.1 200 OK")},
 		{"http symbol body never sent", missingBody("POST /debug/pprof/symbol HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0x1+", "HTTP/1.1 200 OK")},
 		{"http random bytes", rawStatus(string(random[:4096])+"\r\n\r\n", "HTTP/1.1 400 Bad Request")},
-		{"http 50 MB post to /topic/create", hugePost("/topic/create?topic=huge", "HTTP/1.1 200 OK", false, 16<<20)},
-		{"http 50 MB chunked post to /channel/create", hugePost("/channel/create?topic=huge&channel=c", "HTTP/1.1 200 OK", true, 16<<20)},
-		// pprof's symbol lookup reads its body and answers a line per
-		// address, allocating some 20 times what it read: MaxBodyBytes
-		// (1 MiB) bounds that, whatever the body's size.
-		{"http 50 MB post to /debug/pprof/symbol", hugePost("/debug/pprof/symbol", "HTTP/1.1 200 OK", false, 64<<20)},
+		// (what each 50 MB body costs in memory: TestHugeBodyMemory)
+		{"http 50 MB post to /topic/create", hugePost("/topic/create?topic=huge", "HTTP/1.1 200 OK", false)},
+		{"http 50 MB chunked post to /channel/create", hugePost("/channel/create?topic=huge&channel=c", "HTTP/1.1 200 OK", true)},
+		{"http 50 MB post to /debug/pprof/symbol", hugePost("/debug/pprof/symbol", "HTTP/1.1 200 OK", false)},
 
 		// HTTPS (https_hostile_test.go): what reaches the TLS port before
 		// or instead of a handshake, then the HTTP attacks above over TLS.
@@ -434,7 +426,7 @@ func TestHostileInput(t *testing.T) {
 			"HTTP/1.1 431 Request Header Fields Too Large")},
 		{"https garbage request line", rawStatusVia(dialHTTPS, "GARBAGE\r\n\r\n", "HTTP/1.1 400 Bad Request")},
 		{"https declared body never sent", missingBodyVia(dialHTTPS, "POST /topic/create?topic=t HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "HTTP/1.1 200 OK")},
-		{"https 50 MB post to /topic/create", hugePostVia(dialHTTPS, "/topic/create?topic=huge", "HTTP/1.1 200 OK", false, 16<<20)},
+		{"https 50 MB post to /topic/create", hugePostVia(dialHTTPS, "/topic/create?topic=huge", "HTTP/1.1 200 OK", false)},
 		{"2000 idle tls connections", idleTLSConnections},
 	}
 	for _, tt := range tests {
@@ -608,7 +600,7 @@ func slowHeadersVia(dial dialer, start string, every time.Duration) func(t *test
 				}
 			}()
 		}
-		expectHTTPClosed(t, conn, hostileReadHeaderTimeout+3*time.Second)
+		expectHTTPClosed(t, conn, hostileReadHeaderTimeout+ioTimeout)
 		t.Logf("closed after %s (ReadHeaderTimeout %s)", time.Since(begin).Round(time.Millisecond), hostileReadHeaderTimeout)
 	}
 }
@@ -630,7 +622,7 @@ func manySlowHeaders(t *testing.T, l *NSQLookupd, v *victim) {
 	}
 	checkHealth(t, l, v, 0)
 	for _, c := range conns {
-		expectHTTPClosed(t, c, hostileReadHeaderTimeout+3*time.Second)
+		expectHTTPClosed(t, c, hostileReadHeaderTimeout+ioTimeout)
 	}
 }
 
@@ -663,7 +655,7 @@ func missingBodyVia(dial dialer, req, want string) func(t *testing.T, l *NSQLook
 		defer conn.Close()
 		start := time.Now()
 		conn.Write([]byte(req))
-		conn.SetReadDeadline(time.Now().Add(hostileReadHeaderTimeout + 3*time.Second))
+		conn.SetReadDeadline(time.Now().Add(hostileReadHeaderTimeout + ioTimeout))
 		r := bufio.NewReader(conn)
 		status, err := r.ReadString('\n')
 		if err != nil {
@@ -701,83 +693,74 @@ func httpStatusIn(method, path string, wants ...int) func(t *testing.T, l *NSQLo
 	}
 }
 
-// hugePost streams a 50 MB body to path. The daemon must answer (status
-// line want) before it has taken the body, hang up rather than read it,
-// allocate at most maxAlloc meanwhile and keep no more heap after.
-func hugePost(path, want string, chunked bool, maxAlloc uint64) func(t *testing.T, l *NSQLookupd, _ *victim) {
-	return hugePostVia(dialHTTP, path, want, chunked, maxAlloc)
+// hugePost streams a 50 MB body to path: the daemon must answer (status
+// line want) before it has taken the body, and hang up rather than read
+// it. What that costs the daemon in memory is TestHugeBodyMemory's to
+// measure: this table runs in parallel with other tests.
+func hugePost(path, want string, chunked bool) func(t *testing.T, l *NSQLookupd, _ *victim) {
+	return hugePostVia(dialHTTP, path, want, chunked)
 }
 
 // hugePostVia is hugePost on a connection from dial.
-func hugePostVia(dial dialer, path, want string, chunked bool, maxAlloc uint64) func(t *testing.T, l *NSQLookupd, _ *victim) {
+func hugePostVia(dial dialer, path, want string, chunked bool) func(t *testing.T, l *NSQLookupd, _ *victim) {
 	return func(t *testing.T, l *NSQLookupd, _ *victim) {
-		const size = 50 << 20
 		conn := dial(t, l)
 		defer conn.Close()
+		sendHugePost(t, conn, path, want, chunked)
+	}
+}
 
-		var before runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
+// sendHugePost sends a request for path with a 50 MB body (chunked, or
+// with its Content-Length) on conn, and fails unless the daemon answers
+// with the status line want and hangs up before it has taken the body.
+func sendHugePost(t *testing.T, conn net.Conn, path, want string, chunked bool) {
+	t.Helper()
+	const size = 50 << 20
+	head := "POST " + path + " HTTP/1.1\r\nHost: x\r\n"
+	if chunked {
+		head += "Transfer-Encoding: chunked\r\n\r\n"
+	} else {
+		head += fmt.Sprintf("Content-Length: %d\r\n\r\n", size)
+	}
+	// The body is valid symbol addresses for pprof: the most work a
+	// body can ask of the one handler that reads one.
+	pc := fmt.Sprintf("%#x+", funcPC())
+	chunk := bytes.Repeat([]byte(pc), (64<<10)/len(pc))
+	if chunked {
+		chunk = append([]byte(fmt.Sprintf("%x\r\n", len(chunk))), append(chunk, "\r\n"...)...)
+	}
+	var sent atomic.Int64
+	writeDone := make(chan error, 1)
+	go func() {
+		conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
+		_, err := conn.Write([]byte(head))
+		for err == nil && sent.Load() < size {
+			var n int
+			n, err = conn.Write(chunk)
+			sent.Add(int64(n))
+		}
+		writeDone <- err
+	}()
 
-		head := "POST " + path + " HTTP/1.1\r\nHost: x\r\n"
-		if chunked {
-			head += "Transfer-Encoding: chunked\r\n\r\n"
-		} else {
-			head += fmt.Sprintf("Content-Length: %d\r\n\r\n", size)
-		}
-		// The body is valid symbol addresses for pprof: the most work a
-		// body can ask of the one handler that reads one.
-		pc := fmt.Sprintf("%#x+", funcPC())
-		chunk := bytes.Repeat([]byte(pc), (64<<10)/len(pc))
-		if chunked {
-			chunk = append([]byte(fmt.Sprintf("%x\r\n", len(chunk))), append(chunk, "\r\n"...)...)
-		}
-		var sent atomic.Int64
-		writeDone := make(chan error, 1)
-		go func() {
-			conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
-			_, err := conn.Write([]byte(head))
-			for err == nil && sent.Load() < size {
-				var n int
-				n, err = conn.Write(chunk)
-				sent.Add(int64(n))
-			}
-			writeDone <- err
-		}()
-
-		start := time.Now()
-		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		r := bufio.NewReader(conn)
-		status, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("reading the status line: got error %v after %s (%d bytes sent); want an answer",
-				err, time.Since(start), sent.Load())
-		}
-		answered := time.Since(start)
-		if got := strings.TrimRight(status, "\r\n"); got != want {
-			t.Fatalf("got %q; want %q", got, want)
-		}
-		// Take the whole answer (pprof's may be large), then the close.
-		answer, _ := io.Copy(io.Discard, r)
-		werr := <-writeDone
-		var after runtime.MemStats
-		runtime.ReadMemStats(&after)
-		allocated := after.TotalAlloc - before.TotalAlloc
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		t.Logf("answered after %s (%d-byte answer); client sent %d of %d bytes before the server hung up (%v); "+
-			"allocated %d KiB meanwhile; live heap %d KiB before, %d KiB after",
-			answered.Round(time.Millisecond), answer, sent.Load(), size, werr, allocated>>10,
-			before.HeapAlloc>>10, after.HeapAlloc>>10)
-		if werr == nil {
-			t.Fatalf("the whole %d-byte body was taken; want the server to hang up", size)
-		}
-		if allocated > maxAlloc {
-			t.Fatalf("allocated %d bytes while a %d-byte body was sent; want under %d", allocated, size, maxAlloc)
-		}
-		if after.HeapAlloc > before.HeapAlloc+8<<20 {
-			t.Fatalf("live heap grew from %d to %d bytes; want under 8 MiB growth", before.HeapAlloc, after.HeapAlloc)
-		}
+	start := time.Now()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(conn)
+	status, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the status line: got error %v after %s (%d bytes sent); want an answer",
+			err, time.Since(start), sent.Load())
+	}
+	answered := time.Since(start)
+	if got := strings.TrimRight(status, "\r\n"); got != want {
+		t.Fatalf("got %q; want %q", got, want)
+	}
+	// Take the whole answer (pprof's may be large), then the close.
+	answer, _ := io.Copy(io.Discard, r)
+	werr := <-writeDone
+	t.Logf("answered after %s (%d-byte answer); client sent %d of %d bytes before the server hung up (%v)",
+		answered.Round(time.Millisecond), answer, sent.Load(), size, werr)
+	if werr == nil {
+		t.Fatalf("the whole %d-byte body was taken; want the server to hang up", size)
 	}
 }
 
@@ -856,24 +839,34 @@ func readUntilClosed(t *testing.T, conn net.Conn, d time.Duration) ([]byte, time
 }
 
 // tlsGarbage sends b (in the background: the server may hang up first)
-// to the TLS port: the server must hang up at once, answering nothing but
-// a TLS alert.
+// to the TLS port of a patient daemon: the server must hang up at once,
+// answering nothing but a TLS alert.
 func tlsGarbage(b []byte) func(t *testing.T, l *NSQLookupd, _ *victim) {
-	return func(t *testing.T, l *NSQLookupd, _ *victim) {
-		conn := dialTLSPort(t, l)
+	return func(t *testing.T, _ *NSQLookupd, _ *victim) {
+		conn := dialTLSPort(t, patientLookupd(t))
 		go func() {
 			conn.SetWriteDeadline(time.Now().Add(ioTimeout))
 			conn.Write(b)
 		}()
-		got, took := readUntilClosed(t, conn, hostileReadHeaderTimeout+3*time.Second)
+		got, took := readUntilClosed(t, conn, ioTimeout)
 		if len(got) > 0 && got[0] != 0x15 { // an alert record
 			t.Fatalf("got %q; want nothing or a TLS alert before the close", got)
 		}
-		if took >= hostileReadHeaderTimeout {
-			t.Fatalf("closed after %s; want at once, not at the handshake deadline %s", took, hostileReadHeaderTimeout)
-		}
 		t.Logf("closed after %s", took.Round(time.Millisecond))
 	}
+}
+
+// patientLookupd starts a daemon with HTTPS and the default handshake and
+// header deadline, http_api.ReadHeaderTimeout: a connection it closes
+// within ioTimeout, which is shorter, was closed for what it sent, not at
+// the deadline. The cases that say "at once" use it rather than a bound on
+// how fast the table's daemon (500 ms deadlines) closes.
+func patientLookupd(t *testing.T) *NSQLookupd {
+	t.Helper()
+	if http_api.ReadHeaderTimeout <= ioTimeout {
+		t.Fatalf("http_api.ReadHeaderTimeout %s: want it longer than ioTimeout %s", http_api.ReadHeaderTimeout, ioTimeout)
+	}
+	return startLookupd(t, newTLSFiles(t).withHTTPS(nil))
 }
 
 // tlsStalled sends part of a handshake (cut of a real ClientHello; nil
@@ -890,7 +883,7 @@ func tlsStalled(cut func(hello []byte) []byte) func(t *testing.T, l *NSQLookupd,
 		if _, err := conn.Write(send); err != nil {
 			t.Fatalf("write: %s", err)
 		}
-		got, took := readUntilClosed(t, conn, hostileReadHeaderTimeout+3*time.Second)
+		got, took := readUntilClosed(t, conn, hostileReadHeaderTimeout+ioTimeout)
 		if took < hostileReadHeaderTimeout/2 {
 			t.Fatalf("closed after %s; want it held until the handshake deadline %s", took, hostileReadHeaderTimeout)
 		}
@@ -898,19 +891,16 @@ func tlsStalled(cut func(hello []byte) []byte) func(t *testing.T, l *NSQLookupd,
 	}
 }
 
-// tlsPlaintext sends a plain HTTP request to the TLS port: net/http
-// answers 400 in plaintext and hangs up at once.
-func tlsPlaintext(t *testing.T, l *NSQLookupd, _ *victim) {
-	conn := dialTLSPort(t, l)
+// tlsPlaintext sends a plain HTTP request to the TLS port of a patient
+// daemon: net/http answers 400 in plaintext and hangs up at once.
+func tlsPlaintext(t *testing.T, _ *NSQLookupd, _ *victim) {
+	conn := dialTLSPort(t, patientLookupd(t))
 	if _, err := conn.Write([]byte("GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
 		t.Fatalf("write: %s", err)
 	}
-	got, took := readUntilClosed(t, conn, hostileReadHeaderTimeout+3*time.Second)
+	got, _ := readUntilClosed(t, conn, ioTimeout)
 	if want := "HTTP/1.0 400 Bad Request\r\n"; !bytes.HasPrefix(got, []byte(want)) {
 		t.Fatalf("got %q; want it to start %q", got, want)
-	}
-	if took >= hostileReadHeaderTimeout {
-		t.Fatalf("closed after %s; want at once", took)
 	}
 }
 

@@ -305,15 +305,18 @@ func TestHTTPWriteTimeout(t *testing.T) {
 // timeout still gets its next answer.
 func TestHTTPWriteTimeoutPerRequest(t *testing.T) {
 	t.Parallel()
-	const writeTimeout = 500 * time.Millisecond // long enough for /ping on a loaded machine
+	const writeTimeout = 2 * time.Second // the first answer's deadline: room for /ping on a loaded machine
 	l := startLookupd(t, func(o *Options) { o.HTTPWriteTimeout = writeTimeout })
 	conn := dialHTTP(t, l)
 	defer conn.Close()
 	r := bufio.NewReader(conn)
+	var answered time.Time
 	for i := 0; i < 2; i++ {
 		if i > 0 {
-			// let the first request's deadline pass on the idle connection
-			time.Sleep(3 * writeTimeout)
+			// the first request's deadline, set before its answer came,
+			// passes on the idle connection: time must go by, there is
+			// no event to wait for
+			time.Sleep(time.Until(answered.Add(writeTimeout + 100*time.Millisecond)))
 		}
 		conn.SetDeadline(time.Now().Add(ioTimeout))
 		if _, err := io.WriteString(conn, "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
@@ -327,6 +330,7 @@ func TestHTTPWriteTimeoutPerRequest(t *testing.T) {
 		if err != nil || string(body) != "OK" {
 			t.Fatalf("request %d: got %q, %v; want OK", i, body, err)
 		}
+		answered = time.Now()
 	}
 }
 

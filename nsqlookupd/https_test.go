@@ -326,9 +326,9 @@ func TestHTTPSServerLimits(t *testing.T) {
 // TestHTTPSWriteTimeout: the HTTP write timeout holds on the HTTPS port
 // too: a TLS client that asks for a large answer and never reads it has its
 // connection closed once the timeout has passed; others are served. The
-// close comes up to 5 s later than on the plain port: crypto/tls's Close
+// close comes up to 5 s later than on the plain port (crypto/tls's Close
 // first tries to send a close_notify alert, with a write deadline of its
-// own of 5 s, to a client that does not read.
+// own of 5 s, to a client that does not read): the wait allows for that.
 func TestHTTPSWriteTimeout(t *testing.T) {
 	t.Parallel()
 	const writeTimeout = time.Second // long enough for the other clients' answers on a loaded machine
@@ -363,9 +363,8 @@ func TestHTTPSWriteTimeout(t *testing.T) {
 		closedAt, ok = states.closedAt(stalled.LocalAddr().String())
 		return ok
 	})
-	const closeNotifyDeadline = 5 * time.Second // crypto/tls's, in Conn.Close
-	if took := closedAt.Sub(start); took < writeTimeout || took > writeTimeout+closeNotifyDeadline+3*time.Second {
-		t.Fatalf("closed after %s; want after the write timeout %s, and within %s more", took, writeTimeout, closeNotifyDeadline)
+	if took := closedAt.Sub(start); took < writeTimeout {
+		t.Fatalf("closed after %s; want after the write timeout %s", took, writeTimeout)
 	} else {
 		t.Logf("stalled HTTPS /debug reader closed after %s (write timeout %s)", took, writeTimeout)
 	}

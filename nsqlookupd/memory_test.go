@@ -396,3 +396,49 @@ func TestMemoryReleasedAfterMassDeletion(t *testing.T) {
 		t.Fatalf("released %d times once releaseInterval had passed; want 2", n)
 	}
 }
+
+// TestHugeBodyMemory: a 50 MB request body costs the daemon at most a few
+// MiB of allocation while it is refused, whatever its size, and leaves no
+// heap behind (docs/differences.md, Hostile input). TestHostileInput sends
+// the same bodies; the counts are taken here, in a test that does not run
+// in parallel, because they are the whole process's.
+func TestHugeBodyMemory(t *testing.T) {
+	f := newTLSFiles(t)
+	l := startLookupd(t, f.withHTTPS(func(o *Options) { o.Logger = lg.NilLogger{} }))
+	for _, tt := range []struct {
+		name     string
+		dial     dialer
+		path     string
+		chunked  bool
+		maxAlloc uint64
+	}{
+		{"post to /topic/create", dialHTTP, "/topic/create?topic=huge", false, 16 << 20},
+		{"chunked post to /channel/create", dialHTTP, "/channel/create?topic=huge&channel=c", true, 16 << 20},
+		// pprof's symbol lookup reads its body and answers a line per
+		// address, allocating some 20 times what it read: MaxBodyBytes
+		// (1 MiB) bounds that, whatever the body's size.
+		{"post to /debug/pprof/symbol", dialHTTP, "/debug/pprof/symbol", false, 64 << 20},
+		{"https post to /topic/create", dialHTTPS, "/topic/create?topic=huge", false, 16 << 20},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn := tt.dial(t, l)
+			defer conn.Close()
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			sendHugePost(t, conn, tt.path, "HTTP/1.1 200 OK", tt.chunked)
+			runtime.ReadMemStats(&after)
+			allocated := after.TotalAlloc - before.TotalAlloc
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			t.Logf("allocated %d KiB while the body was sent; live heap %d KiB before, %d KiB after",
+				allocated>>10, before.HeapAlloc>>10, after.HeapAlloc>>10)
+			if allocated > tt.maxAlloc {
+				t.Fatalf("allocated %d bytes while a 50 MB body was sent; want under %d", allocated, tt.maxAlloc)
+			}
+			if after.HeapAlloc > before.HeapAlloc+8<<20 {
+				t.Fatalf("live heap grew from %d to %d bytes; want under 8 MiB growth", before.HeapAlloc, after.HeapAlloc)
+			}
+		})
+	}
+}
