@@ -337,13 +337,7 @@ func TestProducerRegister(t *testing.T) {
 			if ans.TCPPort != 1 || ans.HTTPPort != 2 {
 				t.Errorf("IDENTIFY answer %+v", ans)
 			}
-			var first, last time.Time
-			var n int
-			if mode == modeSequential {
-				first, last, n, err = p.registerSequential(nm, nm.channels, 5*time.Second)
-			} else {
-				first, last, n, err = p.register(nm, 5*time.Second)
-			}
+			first, last, n, err := p.register(nm, nm.channels, mode, 5*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -212,7 +212,7 @@ func (s *session) connectChurn(ctx context.Context) ([]*churner, error) {
 	s.fleets = append(s.fleets, cf)
 	cf.startKeepalive(o.pingInterval)
 	err = forEach(ctx, len(cf.prods), 0, func(j int) error {
-		_, _, _, err := cf.prods[j].registerSequential(nm, nil, o.ioTimeout)
+		_, _, _, err := cf.prods[j].register(nm, nil, modeSequential, o.ioTimeout)
 		return err
 	})
 	if err != nil {

@@ -207,7 +207,7 @@ func TestChurner(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer p.conn.Close()
-		if _, _, _, err := p.registerSequential(nm, nil, 5*time.Second); err != nil {
+		if _, _, _, err := p.register(nm, nil, modeSequential, 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		c := &churner{p: p, state: churnState{j: j, topics: p.topics, maxLive: 3}, rng: rand.New(rand.NewPCG(1, uint64(j)))}

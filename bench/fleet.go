@@ -74,14 +74,7 @@ func (f *fleet) registerAll(ctx context.Context, nm *naming, concurrency int, mo
 	defer stop()
 	err := forEach(ctx, len(f.prods), concurrency, func(i int) error {
 		p := f.prods[i]
-		var a, b time.Time
-		var n int
-		var err error
-		if mode == modeSequential {
-			a, b, n, err = p.registerSequential(nm, nm.channels, f.timeout)
-		} else {
-			a, b, n, err = p.register(nm, f.timeout)
-		}
+		a, b, n, err := p.register(nm, nm.channels, mode, f.timeout)
 		if err != nil {
 			return fmt.Errorf("producer %d: %w", p.idx, err)
 		}

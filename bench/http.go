@@ -36,21 +36,6 @@ func newHTTPClient(addr string, clients int, timeout time.Duration) *httpClient 
 
 func (h *httpClient) close() { h.c.CloseIdleConnections() }
 
-// get fetches path (with query) and returns the status and body.
-func (h *httpClient) get(ctx context.Context, path string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.base+path, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	resp, err := h.c.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, body, err
-}
-
 // getStream fetches path, requires 200 and hands the body to read, which
 // may decode it piece by piece: a large answer (/nodes at the xlarge
 // preset) is never held whole.
@@ -94,17 +79,15 @@ func isTimeout(err error) bool {
 
 // getJSON fetches path, requires 200 and decodes the body into v.
 func (h *httpClient) getJSON(ctx context.Context, path string, v any) error {
-	status, body, err := h.get(ctx, path)
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
-	}
-	if status != http.StatusOK {
-		return fmt.Errorf("GET %s: status %d, body %q", path, status, truncate(body, 200))
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: decoding %q: %w", path, truncate(body, 200), err)
-	}
-	return nil
+	return h.getStream(ctx, path, func(r io.Reader) error {
+		body, err := io.ReadAll(r)
+		if err == nil {
+			if err = json.Unmarshal(body, v); err != nil {
+				err = fmt.Errorf("decoding %q: %w", truncate(body, 200), err)
+			}
+		}
+		return err
+	})
 }
 
 // waitPing polls GET /ping until it answers 200, the deadline passes, or
@@ -115,15 +98,16 @@ func waitPing(ctx context.Context, h *httpClient, timeout time.Duration, exited 
 	var last error
 	for {
 		rctx, rcancel := context.WithTimeout(ctx, time.Second)
-		status, body, err := h.get(rctx, "/ping")
+		var body []byte
+		last = h.getStream(rctx, "/ping", func(r io.Reader) (err error) {
+			body, err = io.ReadAll(io.LimitReader(r, 100))
+			return err
+		})
 		rcancel()
-		switch {
-		case err == nil && status == http.StatusOK && string(body) == "OK":
+		if last == nil && string(body) == "OK" {
 			return nil
-		case err == nil:
-			last = fmt.Errorf("GET /ping: status %d, body %q", status, truncate(body, 100))
-		default:
-			last = err
+		} else if last == nil {
+			last = fmt.Errorf("GET /ping: body %q", body)
 		}
 		select {
 		case <-exited:

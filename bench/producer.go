@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
 	"net"
 	"strconv"
 	"sync"
@@ -205,23 +206,45 @@ func (p *producer) expectOK() error {
 	return nil
 }
 
-// register sends REGISTER for every topic of the producer, followed by
-// REGISTER for each of its channels, pipelined: a writer goroutine streams
-// every command through a buffered writer while this goroutine reads and
-// checks the answers. It returns the time of the first write and of the last
-// OK, and the number of REGISTER commands sent.
-func (p *producer) register(nm *naming, timeout time.Duration) (first, last time.Time, n int, err error) {
+// register sends REGISTER for each topic of the producer, each followed by
+// REGISTER for each of channels, in mode: pipelined, a writer goroutine
+// streams every command while this goroutine reads and checks the answers;
+// sequential, each command is written with one write, as nsqd does, and its
+// OK read before the next. It returns the time of the first write and of
+// the last OK, and the number of commands. The whole registration must end
+// within timeout.
+func (p *producer) register(nm *naming, channels []string, mode string, timeout time.Duration) (first, last time.Time, n int, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	n = len(p.topics) * (1 + len(nm.channels))
-	if n == 0 {
-		return first, last, 0, nil
+	p.conn.SetDeadline(time.Now().Add(timeout))
+	defer p.conn.SetDeadline(time.Time{})
+	first = time.Now()
+	if mode == modePipelined {
+		n, err = p.pipeline(nm, channels)
+		return first, time.Now(), n, err
 	}
+	var line []byte
+	for topic, channel := range p.registrations(nm, channels) {
+		line = appendCommand(line[:0], "REGISTER", topic, channel)
+		n++
+		if _, err := p.conn.Write(line); err != nil {
+			return first, last, n, fmt.Errorf("writing REGISTER %d: %w", n, err)
+		}
+		if err := p.expectOK(); err != nil {
+			return first, last, n, fmt.Errorf("REGISTER answer %d: %w", n, err)
+		}
+	}
+	return first, time.Now(), n, nil
+}
+
+// pipeline is register's pipelined mode, with p.mu held. Its reads go
+// through a large buffer, lent for the registration only.
+func (p *producer) pipeline(nm *naming, channels []string) (n int, err error) {
+	n = len(p.topics) * (1 + len(channels))
 	if p.r.Buffered() > 0 {
-		return first, last, 0, fmt.Errorf("%d unexpected bytes from the daemon before REGISTER", p.r.Buffered())
+		return 0, fmt.Errorf("%d unexpected bytes from the daemon before REGISTER", p.r.Buffered())
 	}
-	idle := p.r
-	br := pipelineReaders.Get().(*bufio.Reader)
+	idle, br := p.r, pipelineReaders.Get().(*bufio.Reader)
 	br.Reset(p.conn)
 	p.r = br
 	defer func() {
@@ -232,25 +255,13 @@ func (p *producer) register(nm *naming, timeout time.Duration) (first, last time
 		br.Reset(nil)
 		pipelineReaders.Put(br)
 	}()
-	p.conn.SetDeadline(time.Now().Add(timeout))
-	defer p.conn.SetDeadline(time.Time{})
-
 	werr := make(chan error, 1)
-	first = time.Now()
 	go func() {
 		w := bufio.NewWriterSize(p.conn, 64<<10)
-		for _, t := range p.topics {
-			topic := nm.topics[t]
-			w.WriteString("REGISTER ")
-			w.WriteString(topic)
-			w.WriteByte('\n')
-			for _, ch := range nm.channels {
-				w.WriteString("REGISTER ")
-				w.WriteString(topic)
-				w.WriteByte(' ')
-				w.WriteString(ch)
-				w.WriteByte('\n')
-			}
+		var line []byte
+		for topic, channel := range p.registrations(nm, channels) {
+			line = appendCommand(line[:0], "REGISTER", topic, channel)
+			w.Write(line)
 		}
 		werr <- w.Flush() // bufio errors are sticky: Flush reports any
 	}()
@@ -258,50 +269,30 @@ func (p *producer) register(nm *naming, timeout time.Duration) (first, last time
 		if err := p.expectOK(); err != nil {
 			p.conn.Close() // unblocks the writer
 			<-werr
-			return first, last, n, fmt.Errorf("REGISTER answer %d/%d: %w", i+1, n, err)
+			return n, fmt.Errorf("REGISTER answer %d/%d: %w", i+1, n, err)
 		}
 	}
-	last = time.Now()
 	if err := <-werr; err != nil {
-		return first, last, n, fmt.Errorf("writing REGISTER: %w", err)
+		return n, fmt.Errorf("writing REGISTER: %w", err)
 	}
-	return first, last, n, nil
+	return n, nil
 }
 
-// registerSequential sends the same REGISTER commands as register for the
-// given channels (nm.channels for the fleet, none for a churn connection),
-// one at a time: each is written with one write, as nsqd does, and its OK
-// read before the next. The whole registration must end within timeout.
-func (p *producer) registerSequential(nm *naming, channels []string, timeout time.Duration) (first, last time.Time, n int, err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.conn.SetDeadline(time.Now().Add(timeout))
-	defer p.conn.SetDeadline(time.Time{})
-	line := make([]byte, 0, 128)
-	first = time.Now()
-	send := func(topic, channel string) error {
-		line = appendCommand(line[:0], "REGISTER", topic, channel)
-		n++
-		if _, err := p.conn.Write(line); err != nil {
-			return fmt.Errorf("writing REGISTER %d: %w", n, err)
-		}
-		if err := p.expectOK(); err != nil {
-			return fmt.Errorf("REGISTER answer %d: %w", n, err)
-		}
-		return nil
-	}
-	for _, t := range p.topics {
-		topic := nm.topics[t]
-		if err := send(topic, ""); err != nil {
-			return first, last, n, err
-		}
-		for _, ch := range channels {
-			if err := send(topic, ch); err != nil {
-				return first, last, n, err
+// registrations yields the topic and the channel ("" for the topic itself)
+// of each REGISTER the producer sends, in order.
+func (p *producer) registrations(nm *naming, channels []string) iter.Seq2[string, string] {
+	return func(yield func(topic, channel string) bool) {
+		for _, t := range p.topics {
+			if !yield(nm.topics[t], "") {
+				return
+			}
+			for _, ch := range channels {
+				if !yield(nm.topics[t], ch) {
+					return
+				}
 			}
 		}
 	}
-	return first, time.Now(), n, nil
 }
 
 // appendCommand appends the command line "VERB topic[ channel]\n" to b.

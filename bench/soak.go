@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -87,28 +86,33 @@ func writeSoakCSV(w io.Writer, samples []soakSample) error {
 	return cw.Error()
 }
 
-// slope returns the least-squares slope of ys over xs (0 with fewer than
-// two distinct xs).
-func slope(xs, ys []float64) float64 {
-	n := float64(len(xs))
-	if len(xs) < 2 || len(xs) != len(ys) {
-		return 0
+// fitLine returns the least-squares line of ys over xs: its slope (0
+// with fewer than two distinct xs) and its intercept.
+func fitLine(xs, ys []float64) (slope, intercept float64) {
+	if len(xs) == 0 || len(xs) != len(ys) {
+		return 0, 0
 	}
-	var sx, sy float64
+	var mx, my, num, den float64
 	for i := range xs {
-		sx += xs[i]
-		sy += ys[i]
+		mx, my = mx+xs[i]/float64(len(xs)), my+ys[i]/float64(len(xs))
 	}
-	mx, my := sx/n, sy/n
-	var num, den float64
 	for i := range xs {
 		num += (xs[i] - mx) * (ys[i] - my)
 		den += (xs[i] - mx) * (xs[i] - mx)
 	}
-	if den == 0 {
-		return 0
+	if den > 0 {
+		slope = num / den
 	}
-	return num / den
+	return slope, my - slope*mx
+}
+
+// column returns one figure of every sample.
+func column(samples []soakSample, get func(soakSample) float64) []float64 {
+	out := make([]float64, len(samples))
+	for i, s := range samples {
+		out[i] = get(s)
+	}
+	return out
 }
 
 // growth is one checked slope.
@@ -136,34 +140,21 @@ func (g growth) String() string {
 // warm-up (the first tenth of the run).
 func soakGrowth(samples []soakSample, total time.Duration) []growth {
 	warm := total.Seconds() / 10
-	var hours []float64
-	var rss, heap, gor []float64
-	for _, s := range samples {
-		if s.Seconds < warm {
-			continue
-		}
-		hours = append(hours, s.Seconds/3600)
-		rss = append(rss, s.RSSBytes/1e6)
-		heap = append(heap, s.HeapBytes/1e6)
-		gor = append(gor, s.Goroutines)
+	if i := slices.IndexFunc(samples, func(s soakSample) bool { return s.Seconds >= warm }); i >= 0 {
+		samples = samples[i:]
+	} else {
+		samples = nil
 	}
-	fit := func(name, unit string, ys []float64, limit float64) growth {
-		g := growth{name: name, unit: unit, perHour: slope(hours, ys), limit: limit, from: warm}
-		if len(ys) > 0 {
-			var mx, my float64
-			for i := range ys {
-				mx += hours[i]
-				my += ys[i]
-			}
-			mx, my = mx/float64(len(ys)), my/float64(len(ys))
-			g.intercept = my - g.perHour*mx
-		}
+	hours := column(samples, func(s soakSample) float64 { return s.Seconds / 3600 })
+	fit := func(name, unit string, limit float64, get func(soakSample) float64) growth {
+		g := growth{name: name, unit: unit, limit: limit, from: warm}
+		g.perHour, g.intercept = fitLine(hours, column(samples, get))
 		return g
 	}
 	return []growth{
-		fit("RSS", "MB", rss, soakRSSLimitMBPerHour),
-		fit("heap in use", "MB", heap, soakHeapLimitMBPerHour),
-		fit("goroutines", "goroutines", gor, soakGoroutineLimitPerHour),
+		fit("RSS", "MB", soakRSSLimitMBPerHour, func(s soakSample) float64 { return s.RSSBytes / 1e6 }),
+		fit("heap in use", "MB", soakHeapLimitMBPerHour, func(s soakSample) float64 { return s.HeapBytes / 1e6 }),
+		fit("goroutines", "goroutines", soakGoroutineLimitPerHour, func(s soakSample) float64 { return s.Goroutines }),
 	}
 }
 
@@ -435,53 +426,41 @@ func printSoak(w io.Writer, res *soakResult, o *options) {
 	if len(res.samples) == 0 {
 		return
 	}
-	first, last := res.samples[0], res.samples[len(res.samples)-1]
-	col := func(get func(soakSample) float64) (lo, hi float64) {
-		lo, hi = math.Inf(1), math.Inf(-1)
-		for _, s := range res.samples {
-			lo, hi = min(lo, get(s)), max(hi, get(s))
-		}
-		return lo, hi
-	}
 	fmt.Fprintf(w, "soak of %s: %d samples, one every %s; %d topics verified under churn\n", shortDuration(o.soak), len(res.samples), o.soakEvery, res.verified)
-	rows := []struct {
-		name string
-		get  func(soakSample) float64
-		unit float64
-		fmt  string
+	for _, r := range []struct {
+		name, fmt string
+		get       func(soakSample) float64
 	}{
-		{"RSS MB", func(s soakSample) float64 { return s.RSSBytes }, 1e6, "%.1f"},
-		{"heap in use MB", func(s soakSample) float64 { return s.HeapBytes }, 1e6, "%.1f"},
-		{"goroutines", func(s soakSample) float64 { return s.Goroutines }, 1, "%.0f"},
-		{"open fds", func(s soakSample) float64 { return s.FDs }, 1, "%.0f"},
-		{"registrations", func(s soakSample) float64 { return s.Registrations }, 1, "%.0f"},
+		{"RSS MB", "%.1f", func(s soakSample) float64 { return s.RSSBytes / 1e6 }},
+		{"heap in use MB", "%.1f", func(s soakSample) float64 { return s.HeapBytes / 1e6 }},
+		{"goroutines", "%.0f", func(s soakSample) float64 { return s.Goroutines }},
+		{"open fds", "%.0f", func(s soakSample) float64 { return s.FDs }},
+		{"registrations", "%.0f", func(s soakSample) float64 { return s.Registrations }},
+	} {
+		c, f := column(res.samples, r.get), r.fmt
+		fmt.Fprintf(w, "  %-15s start "+f+", end "+f+", min "+f+", max "+f+"\n", r.name, c[0], c[len(c)-1], slices.Min(c), slices.Max(c))
 	}
-	for _, r := range rows {
-		lo, hi := col(r.get)
-		f := r.fmt
-		fmt.Fprintf(w, "  %-15s start "+f+", end "+f+", min "+f+", max "+f+"\n", r.name, r.get(first)/r.unit, r.get(last)/r.unit, lo/r.unit, hi/r.unit)
-	}
-	var p99s, means, rates, churn []float64
-	for _, s := range res.samples[1:] {
-		p99s, means, rates, churn = append(p99s, s.LookupP99ms), append(means, s.DaemonMeanMs), append(rates, s.LookupPerSec), append(churn, s.ChurnPerSec)
-	}
-	med := func(v []float64) float64 {
+	later := res.samples[1:] // the first sample has no window
+	med := func(get func(soakSample) float64) float64 {
+		v := column(later, get)
 		if len(v) == 0 {
 			return 0
 		}
-		v = slices.Clone(v)
 		slices.Sort(v)
 		return v[len(v)/2]
 	}
+	p99 := func(s soakSample) float64 { return s.LookupP99ms }
 	fmt.Fprintf(w, "  /lookup         %.0f requests/s; p99 per window: median %.2f ms, max %.2f ms; daemon mean %.3f ms\n",
-		med(rates), med(p99s), slices.Max(append(p99s, 0)), med(means))
-	fmt.Fprintf(w, "  churn           %.0f commands/s\n", med(churn))
+		med(func(s soakSample) float64 { return s.LookupPerSec }), med(p99), slices.Max(append(column(later, p99), 0)),
+		med(func(s soakSample) float64 { return s.DaemonMeanMs }))
+	fmt.Fprintf(w, "  churn           %.0f commands/s\n", med(func(s soakSample) float64 { return s.ChurnPerSec }))
 	for _, g := range res.growth {
 		fmt.Fprintf(w, "  %s\n", g)
 	}
 	if o.soak < soakMinCheck {
 		fmt.Fprintf(w, "  (slopes not checked: a soak under %s is too short to tell a slope from noise)\n", shortDuration(soakMinCheck))
 	}
+	first, last := res.samples[0], res.samples[len(res.samples)-1]
 	fmt.Fprintf(w, "soak: %s, rss %.1f→%.1f MB, goroutines %.0f→%.0f, wrote %s %s\n",
 		shortDuration(o.soak), first.RSSBytes/1e6, last.RSSBytes/1e6, first.Goroutines, last.Goroutines, res.csvPath, res.svgPath)
 }

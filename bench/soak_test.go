@@ -18,21 +18,21 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-func TestSlope(t *testing.T) {
+func TestFitLine(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		xs, ys []float64
-		want   float64
+		name             string
+		xs, ys           []float64
+		slope, intercept float64
 	}{
-		{"a line", []float64{0, 1, 2, 3}, []float64{1, 3, 5, 7}, 2},
-		{"flat", []float64{0, 1, 2}, []float64{4, 4, 4}, 0},
-		{"falling", []float64{0, 2}, []float64{10, 0}, -5},
-		{"one point", []float64{1}, []float64{1}, 0},
-		{"one x", []float64{1, 1}, []float64{1, 2}, 0},
-		{"mismatched", []float64{1, 2}, []float64{1}, 0},
+		{"a line", []float64{0, 1, 2, 3}, []float64{1, 3, 5, 7}, 2, 1},
+		{"flat", []float64{0, 1, 2}, []float64{4, 4, 4}, 0, 4},
+		{"falling", []float64{0, 2}, []float64{10, 0}, -5, 10},
+		{"one point", []float64{1}, []float64{1}, 0, 1},
+		{"one x", []float64{1, 1}, []float64{1, 2}, 0, 1.5},
+		{"mismatched", []float64{1, 2}, []float64{1}, 0, 0},
 	} {
-		if got := slope(tc.xs, tc.ys); math.Abs(got-tc.want) > 1e-9 {
-			t.Errorf("%s: slope %v; want %v", tc.name, got, tc.want)
+		if s, i := fitLine(tc.xs, tc.ys); math.Abs(s-tc.slope) > 1e-9 || math.Abs(i-tc.intercept) > 1e-9 {
+			t.Errorf("%s: slope %v, intercept %v; want %v, %v", tc.name, s, i, tc.slope, tc.intercept)
 		}
 	}
 }

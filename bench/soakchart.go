@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -36,27 +37,15 @@ type chartPanel struct {
 	title  string
 	series []chartSeries
 	fit    *growth // drawn dashed over the first series, when set
-	scale  float64 // the fit's unit over the series' (MB series: 1)
 }
 
 // writeSoakSVG writes the chart of samples under a title and a subtitle.
 func writeSoakSVG(w io.Writer, title, subtitle string, samples []soakSample, growths []growth) error {
-	xs := make([]float64, len(samples))
-	col := func(get func(soakSample) float64) []float64 {
-		out := make([]float64, len(samples))
-		for i, s := range samples {
-			out[i] = get(s)
-		}
-		return out
-	}
-	for i, s := range samples {
-		xs[i] = s.Seconds / 60
-	}
+	col := func(get func(soakSample) float64) []float64 { return column(samples, get) }
+	xs := col(func(s soakSample) float64 { return s.Seconds / 60 })
 	fitOf := func(name string) *growth {
-		for i := range growths {
-			if growths[i].name == name {
-				return &growths[i]
-			}
+		if i := slices.IndexFunc(growths, func(g growth) bool { return g.name == name }); i >= 0 {
+			return &growths[i]
 		}
 		return nil
 	}
@@ -70,10 +59,10 @@ func writeSoakSVG(w io.Writer, title, subtitle string, samples []soakSample, gro
 		{title: "memory (MB)", series: []chartSeries{
 			{"RSS", col(func(s soakSample) float64 { return s.RSSBytes / 1e6 })},
 			{"heap in use", col(func(s soakSample) float64 { return s.HeapBytes / 1e6 })},
-		}, fit: fitOf("RSS"), scale: 1},
+		}, fit: fitOf("RSS")},
 		{title: "goroutines", series: []chartSeries{
 			{"goroutines", col(func(s soakSample) float64 { return s.Goroutines })},
-		}, fit: fitOf("goroutines"), scale: 1},
+		}, fit: fitOf("goroutines")},
 		{title: "open file descriptors", series: []chartSeries{
 			{"open fds", col(func(s soakSample) float64 { return s.FDs })},
 		}},
@@ -159,7 +148,7 @@ func writePanel(b *strings.Builder, p chartPanel, y0 int, xs []float64, xmax flo
 		x0, x1 := g.from/60, xs[len(xs)-1]
 		fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#000" fill-opacity="0.05"/>`+"\n", left, top, px(x0)-left, bottom-top)
 		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" fill="#777" font-size="11">warm-up</text>`+"\n", left+4, top+12)
-		y := func(min float64) float64 { return (g.intercept + g.perHour*min/60) / p.scale }
+		y := func(min float64) float64 { return g.intercept + g.perHour*min/60 }
 		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="black" stroke-width="1.2" stroke-dasharray="6 4"/>`+"\n",
 			px(x0), py(y(x0)), px(x1), py(y(x1)))
 		ly := top + 14 + float64(len(p.series))*18

@@ -126,20 +126,14 @@ func (e expectation) checkTopic(ctx context.Context, h *httpClient, i int) error
 	if e.churn != nil {
 		want = append(want, e.w.Producers+e.churn.churnerOf(i))
 	}
-	var got, wantPorts []int
-	for _, p := range la.Producers {
-		idx := p.TCPPort - fakeTCPBase
-		if idx < 0 || idx >= e.producers() || p.Hostname != e.nm.hostname(idx) ||
-			p.HTTPPort != fakeHTTPBase+idx || p.BroadcastAddress != "127.0.0.1" || p.Version != "1.3.0" {
+	got := make([]int, len(la.Producers))
+	for k, p := range la.Producers {
+		if got[k] = e.producerOf(p); got[k] < 0 || p.BroadcastAddress != "127.0.0.1" || p.Version != "1.3.0" {
 			return fmt.Errorf("GET %s: unexpected producer %+v", path, p)
 		}
-		got = append(got, p.TCPPort)
 	}
-	for _, p := range want {
-		wantPorts = append(wantPorts, fakeTCPBase+p)
-	}
-	if err := sameSet(got, wantPorts); err != nil {
-		return fmt.Errorf("GET %s: producers by tcp_port: %w", path, err)
+	if err := sameSet(got, want); err != nil {
+		return fmt.Errorf("GET %s: producers: %w", path, err)
 	}
 
 	var ca struct {
@@ -162,6 +156,16 @@ func (e expectation) producers() int {
 		return e.w.Producers
 	}
 	return e.w.Producers + e.churn.n
+}
+
+// producerOf returns the index of the producer p announces, or -1 if p is
+// none of the fleet and the churn connections.
+func (e expectation) producerOf(p peerAnswer) int {
+	idx := p.TCPPort - fakeTCPBase
+	if idx < 0 || idx >= e.producers() || p.Hostname != e.nm.hostname(idx) || p.HTTPPort != fakeHTTPBase+idx {
+		return -1
+	}
+	return idx
 }
 
 // checkChannels compares got, the channels of topic i, with the fleet's
@@ -200,8 +204,8 @@ func (e expectation) checkNodes(ctx context.Context, h *httpClient) error {
 				foreign++
 				return nil
 			}
-			idx := p.TCPPort - fakeTCPBase
-			if idx < 0 || idx >= len(seen) || p.Hostname != e.nm.hostname(idx) || p.HTTPPort != fakeHTTPBase+idx {
+			idx := e.producerOf(p.peerAnswer)
+			if idx < 0 {
 				return fmt.Errorf("unexpected producer %+v", p.peerAnswer)
 			}
 			if seen[idx] {
