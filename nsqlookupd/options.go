@@ -7,6 +7,7 @@ import (
 
 	"github.com/lookupd/nsqlookupd/internal/lg"
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/access"
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/auth"
 )
 
 // Logger receives the daemon's log lines; *log.Logger satisfies it.
@@ -106,6 +107,12 @@ type Options struct {
 	HTTPAdminAllow             []string `flag:"http-admin-allow" cfg:"http_admin_allow_networks"`                   // who may use the admin POSTs and /debug/pprof
 	HTTPAdminRequireClientCert bool     `flag:"http-admin-require-client-cert"`                                     // those need a verified client certificate
 	HTTPAdminClientAllowedSANs []string `flag:"http-admin-client-allowed-san" cfg:"http_admin_client_allowed_sans"` // carrying one of these SANs
+
+	// Authorization (docs/authorization.md), with nsqd's options: with
+	// auth servers, reads need a secret and answer what it may reach.
+	AuthHTTPAddresses        []string      `flag:"auth-http-address" cfg:"auth_http_addresses"` // host:port or URL of each auth server; none: off
+	HTTPClientConnectTimeout time.Duration `flag:"http-client-connect-timeout"`                 // connecting to an auth server (default 2s)
+	HTTPClientRequestTimeout time.Duration `flag:"http-client-request-timeout"`                 // a whole auth query (default 5s)
 }
 
 // NewOptions returns the defaults.
@@ -126,6 +133,9 @@ func NewOptions() *Options {
 		ProducerReadTimeout:     60 * time.Second,
 		HTTPWriteTimeout:        60 * time.Second,
 		TLSMinVersion:           "tls1.2",
+
+		HTTPClientConnectTimeout: 2 * time.Second, // nsqd's defaults
+		HTTPClientRequestTimeout: 5 * time.Second,
 	}
 }
 
@@ -152,7 +162,16 @@ func (o *Options) Validate() error {
 	if err := o.validateTLS(); err != nil {
 		return err
 	}
-	return o.accessConfig().Validate()
+	if err := o.accessConfig().Validate(); err != nil {
+		return err
+	}
+	return o.authConfig().Validate()
+}
+
+// authConfig is the auth options; New adds the admin rule.
+func (o *Options) authConfig() auth.Config {
+	return auth.Config{Servers: o.AuthHTTPAddresses, ConnectTimeout: o.HTTPClientConnectTimeout,
+		RequestTimeout: o.HTTPClientRequestTimeout, RootCAFile: o.TLSRootCAFile}
 }
 
 // accessConfig is the access rules of the options.

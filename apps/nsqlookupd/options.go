@@ -54,6 +54,11 @@ func nsqlookupdFlagSet(opts *nsqlookupd.Options) *flag.FlagSet {
 	flagSet.Bool("http-admin-require-client-cert", opts.HTTPAdminRequireClientCert, "the admin POSTs and /debug/pprof need a client certificate verified against --tls-root-ca-file (over HTTPS; on the plain port they answer 403 TLS_REQUIRED); reads need none")
 	flagSet.Var(newListFlag(opts.HTTPAdminClientAllowedSANs), "http-admin-client-allowed-san", "with --http-admin-require-client-cert, a subject alternative name (DNS, email, IP or URI) the certificate must carry (may be given multiple times, or comma-separated; default: any)")
 
+	// authorization with nsqd's auth servers (nsqlookupd/internal/auth), nsqd's flags
+	flagSet.Var(newRepeatedFlag(opts.AuthHTTPAddresses), "auth-http-address", "<addr>:<port> or a full url of an auth server, as nsqd's: reads then need a secret (Authorization: Bearer) and answer what it may reach (may be given multiple times)")
+	flagSet.Duration("http-client-connect-timeout", opts.HTTPClientConnectTimeout, "timeout for connecting to an auth server")
+	flagSet.Duration("http-client-request-timeout", opts.HTTPClientRequestTimeout, "timeout for an auth query")
+
 	return flagSet
 }
 
@@ -75,6 +80,19 @@ func (l *listFlag) Set(s string) error {
 func (l *listFlag) String() string { return strings.Join(*l, ",") }
 
 func (l *listFlag) Get() interface{} { return []string(*l) }
+
+// repeatedFlag is a list option's flag whose items may hold commas (a
+// URL): each use adds one item, as nsqd's list flags do.
+type repeatedFlag struct{ listFlag }
+
+func newRepeatedFlag(items []string) *repeatedFlag {
+	return &repeatedFlag{*newListFlag(items)}
+}
+
+func (l *repeatedFlag) Set(s string) error {
+	l.listFlag = append(l.listFlag, s)
+	return nil
+}
 
 // loadConfig reads the TOML file at path ("" means none) and checks each
 // known key's value, so that a bad file is one clear error instead of a
