@@ -11,13 +11,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
-func TestPercentile(t *testing.T) {
+func TestPercentiles(t *testing.T) {
 	ms := func(vs ...int) []time.Duration {
 		out := make([]time.Duration, len(vs))
 		for i, v := range vs {
@@ -25,11 +26,11 @@ func TestPercentile(t *testing.T) {
 		}
 		return out
 	}
-	hundred := make([]time.Duration, 100)
+	hundred := make([]int, 100)
 	for i := range hundred {
-		hundred[i] = time.Duration(i+1) * time.Millisecond
+		hundred[i] = i + 1
 	}
-	tests := []struct {
+	for _, tc := range []struct {
 		name   string
 		sorted []time.Duration
 		p      float64
@@ -40,16 +41,22 @@ func TestPercentile(t *testing.T) {
 		{"single p99", ms(7), 99, 7 * time.Millisecond},
 		{"odd median", ms(1, 2, 3), 50, 2 * time.Millisecond},
 		{"even median is lower", ms(1, 2, 3, 4), 50, 2 * time.Millisecond},
-		{"p99 of 100", hundred, 99, 99 * time.Millisecond},
-		{"p50 of 100", hundred, 50, 50 * time.Millisecond},
-		{"p100 is max", hundred, 100, 100 * time.Millisecond},
-		{"tiny p is min", hundred, 0.001, 1 * time.Millisecond},
+		{"p99 of 100", ms(hundred...), 99, 99 * time.Millisecond},
+		{"p50 of 100", ms(hundred...), 50, 50 * time.Millisecond},
+		{"p100 is max", ms(hundred...), 100, 100 * time.Millisecond},
+		{"tiny p is min", ms(hundred...), 0.001, 1 * time.Millisecond},
 		{"p99 of 10 is max", ms(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), 99, 10 * time.Millisecond},
-	}
-	for _, tt := range tests {
-		if got := percentile(tt.sorted, tt.p); got != tt.want {
-			t.Errorf("%s: percentile(p=%v) = %v, want %v", tt.name, tt.p, got, tt.want)
+	} {
+		if got := percentile(tc.sorted, tc.p); got != tc.want {
+			t.Errorf("%s: percentile(p=%v) = %v, want %v", tc.name, tc.p, got, tc.want)
 		}
+	}
+	lat := ms(5, 1, 4, 2, 3, 100, 6, 7, 8, 9)
+	if p50, p99, mx := summarize(lat); p50 != 5*time.Millisecond || p99 != 100*time.Millisecond || mx != 100*time.Millisecond || !slices.IsSorted(lat) {
+		t.Errorf("summarize = %v, %v, %v, sorted: %v; want 5ms, 100ms, 100ms, true", p50, p99, mx, slices.IsSorted(lat))
+	}
+	if a, b, c := summarize(nil); a != 0 || b != 0 || c != 0 {
+		t.Errorf("summarize(nil) = %v, %v, %v; want zeros", a, b, c)
 	}
 }
 
@@ -122,85 +129,60 @@ func TestSameSet(t *testing.T) {
 }
 
 func TestParseFlags(t *testing.T) {
-	o, err := parseFlags([]string{"-preset", "medium", "-channels", "0", "-binary", "a,b", "-binary", "c"}, io.Discard)
+	o, err := parseFlags([]string{"-preset", "medium", "-channels", "0", "-binary", "a,b", "-binary", "c", "-duration", "3s"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Producers != 100 || o.Topics != 2000 || o.PerTopic != 10 || o.Channels != 0 || o.Preset != "medium+custom" {
-		t.Errorf("workload %+v", o.workload)
+	if o.workload != (workload{Preset: "medium+custom", Producers: 100, Topics: 2000, PerTopic: 10}) ||
+		strings.Join(o.binaries, " ") != "a b c" || o.verify != 200 {
+		t.Errorf("workload %+v, binaries %q, verify sample %d; want medium with no channels, a b c, 200", o.workload, o.binaries, o.verify)
 	}
-	if strings.Join(o.binaries, " ") != "a b c" {
-		t.Errorf("binaries %q", o.binaries)
+	if o.pingInterval != 15*time.Second || strings.Join(o.registerModes, ",") != "pipelined" ||
+		o.churnConns != 16 || o.churnRate != 2000 || o.churnDuration != 3*time.Second || !o.churnNodes {
+		t.Errorf("defaults: ping %v, modes %q, churn %d at %v for %v, nodes %v; want 15s (as nsqd), pipelined, 16 at 2000 for -duration, true",
+			o.pingInterval, o.registerModes, o.churnConns, o.churnRate, o.churnDuration, o.churnNodes)
 	}
-	if o.verify != 200 {
-		t.Errorf("verify sample %d, want 200", o.verify)
-	}
-	for _, bad := range [][]string{
-		{},                            // no target
-		{"-binary", "x", "-pid", "1"}, // pid with binary
-		{"-addr-tcp", "h:1"},          // half an address
-		{"-binary", "x", "-preset", "huge"},
-		{"-binary", "x", "-producers", "2", "-per-topic", "3"},
-	} {
-		if _, err := parseFlags(bad, io.Discard); err == nil {
-			t.Errorf("parseFlags(%q): no error", bad)
-		}
-	}
-}
-
-func TestParseNewFlags(t *testing.T) {
-	o, err := parseFlags([]string{"-binary", "x", "-duration", "3s"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.pingInterval != 15*time.Second {
-		t.Errorf("default -ping-interval %v; want 15s, as nsqd", o.pingInterval)
-	}
-	if o.churnConns != 16 || o.churnRate != 2000 || o.churnDuration != 3*time.Second || !o.churnNodes {
-		t.Errorf("churn defaults: conns %d, rate %v, duration %v, nodes %v; want 16, 2000, -duration (3s), true",
-			o.churnConns, o.churnRate, o.churnDuration, o.churnNodes)
-	}
-	if strings.Join(o.registerModes, ",") != "pipelined" {
-		t.Errorf("default -register-modes %q; want pipelined", o.registerModes)
-	}
-
 	o, err = parseFlags([]string{"-binary", "x", "-preset", "xlarge", "-register-modes", "sequential,pipelined",
 		"-churn-conns", "4", "-churn-rate", "500", "-churn-duration", "2s", "-churn-nodes=false",
 		"-block-profile", "b.pb.gz", "-block-profile-rate", "1"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.workload != (workload{Preset: "xlarge", Producers: 5000, Topics: 100000, PerTopic: 20, Channels: 5}) || o.registers() != 12_000_000 {
-		t.Errorf("xlarge: %+v, %d registrations; want 5000, 100000, 20, 5: 12M", o.workload, o.registers())
+	if o.workload != (workload{Preset: "xlarge", Producers: 5000, Topics: 100000, PerTopic: 20, Channels: 5}) || o.registers() != 12_000_000 || o.verify != 200 {
+		t.Errorf("xlarge: %+v, %d registrations, verify %d; want 5000, 100000, 20, 5: 12M, 200", o.workload, o.registers(), o.verify)
 	}
-	if o.verify != 200 {
-		t.Errorf("xlarge verify sample %d; want 200", o.verify)
+	if strings.Join(o.registerModes, ",") != "sequential,pipelined" || o.churnConns != 4 || o.churnRate != 500 ||
+		o.churnDuration != 2*time.Second || o.churnNodes || o.blockProfile != "b.pb.gz" || o.blockProfileRate != 1 {
+		t.Errorf("flags: %q %d %v %v %v %q %d", o.registerModes, o.churnConns, o.churnRate, o.churnDuration, o.churnNodes, o.blockProfile, o.blockProfileRate)
 	}
-	if strings.Join(o.registerModes, ",") != "sequential,pipelined" {
-		t.Errorf("-register-modes %q", o.registerModes)
+	for _, ok := range [][]string{{"-binary", "x", "-churn-conns", "0"}, {"-binary", "a", "-soak", "30m"}} {
+		if _, err := parseFlags(ok, io.Discard); err != nil {
+			t.Errorf("parseFlags(%q): %v", ok, err)
+		}
 	}
-	if o.churnConns != 4 || o.churnRate != 500 || o.churnDuration != 2*time.Second || o.churnNodes ||
-		o.blockProfile != "b.pb.gz" || o.blockProfileRate != 1 {
-		t.Errorf("churn flags: %d %v %v %v %q %d", o.churnConns, o.churnRate, o.churnDuration, o.churnNodes, o.blockProfile, o.blockProfileRate)
-	}
-	if o, err := parseFlags([]string{"-binary", "x", "-churn-conns", "0"}, io.Discard); err != nil || o.churnConns != 0 {
-		t.Errorf("-churn-conns 0 (no churn phase): %v", err)
-	}
-
-	for _, bad := range [][]string{
-		{"-binary", "x", "-register-modes", "batched"},
-		{"-binary", "x", "-register-modes", "sequential,sequential"},
-		{"-addr-tcp", "h:1", "-addr-http", "h:2", "-register-modes", "pipelined,sequential"},
-		{"-binary", "x", "-churn-conns", "-1"},
-		{"-binary", "x", "-topics", "10", "-churn-conns", "11"},
-		{"-binary", "x", "-producers", "29990", "-per-topic", "1"},
-		{"-binary", "x", "-churn-rate", "0"},
-		{"-binary", "x", "-churn-duration", "-1s"},
-		{"-binary", "x", "-churn-conns", "0", "-block-profile", "b"},
-		{"-binary", "x", "-block-profile", "b", "-block-profile-rate", "0"},
+	for bad, want := range map[string]string{
+		"":                                    "no target",
+		"-binary x -pid 1":                    "-pid",
+		"-addr-tcp h:1":                       "go together",
+		"-binary x -preset huge":              "-preset",
+		"-binary x -producers 2 -per-topic 3": "-per-topic",
+		"-binary x -register-modes batched":   "-register-modes",
+		"-binary x -register-modes sequential,sequential":                   "-register-modes",
+		"-addr-tcp h:1 -addr-http h:2 -register-modes pipelined,sequential": "fresh daemon",
+		"-binary x -churn-conns -1":                                         "-churn-conns",
+		"-binary x -topics 10 -churn-conns 11":                              "one per topic",
+		"-binary x -producers 29990 -per-topic 1":                           "-producers + -churn-conns",
+		"-binary x -churn-rate 0":                                           "-churn-rate",
+		"-binary x -churn-duration -1s":                                     "-churn-duration",
+		"-binary x -churn-conns 0 -block-profile b":                         "-block-profile",
+		"-binary x -block-profile b -block-profile-rate 0":                  "-block-profile-rate",
+		"-binary a -binary b -soak 30m":                                     "one -binary",
+		"-binary a -soak 30m -churn-conns 0":                                "-churn-conns",
+		"-binary a -soak 30m -soak-read-rate 0":                             "-soak-read-rate",
+		"-binary a -soak 30m -soak-every 0s":                                "-soak-every",
 	} {
-		if _, err := parseFlags(bad, io.Discard); err == nil {
-			t.Errorf("parseFlags(%q): no error", bad)
+		if _, err := parseFlags(strings.Fields(bad), io.Discard); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("parseFlags(%q): error %v; want one about %s", bad, err, want)
 		}
 	}
 }
@@ -282,7 +264,7 @@ func (f *fakeLookupd) serve(c net.Conn) {
 			io.ReadFull(r, n[:])
 			body := make([]byte, binary.BigEndian.Uint32(n[:]))
 			io.ReadFull(r, body)
-			var id identifyBody
+			var id identity
 			json.Unmarshal(body, &id)
 			hostname = id.Hostname
 			frame(`{"broadcast_address":"127.0.0.1","tcp_port":1,"http_port":2,"version":"1.3.0"}`)
@@ -368,6 +350,22 @@ func peerJSON(nm *naming, i int) string {
 		nm.hostname(i), fakeTCPBase+i, fakeHTTPBase+i)
 }
 
+// serve answers each path with its body over loopback, and returns a
+// client of it.
+func serve(t *testing.T, bodies map[string]string) *httpClient {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if body, ok := bodies[r.URL.Path]; ok {
+			io.WriteString(rw, body)
+		} else {
+			http.NotFound(rw, r)
+		}
+	}))
+	h := newHTTPClient(strings.TrimPrefix(srv.URL, "http://"), 1, 5*time.Second)
+	t.Cleanup(func() { h.close(); srv.Close() })
+	return h
+}
+
 // TestVerifyRejectsWrongAnswers serves hand-made answers over loopback and
 // checks that verification accepts the right one and rejects wrong ones.
 func TestVerifyRejectsWrongAnswers(t *testing.T) {
@@ -375,34 +373,19 @@ func TestVerifyRejectsWrongAnswers(t *testing.T) {
 	nm := newNaming("v", w)
 	e := expectation{w: w, nm: nm, assign: assignTopics(3, 1, 2), strict: true}
 	peer := func(i int) string { return peerJSON(nm, i) }
-	good := `{"channels":["ch1","ch0"],"producers":[` + peer(1) + `,` + peer(0) + `]}`
-	cases := map[string]struct {
+	for name, c := range map[string]struct {
 		lookup string
 		ok     bool
 	}{
-		"right":           {good, true},
+		"right":           {`{"channels":["ch1","ch0"],"producers":[` + peer(1) + `,` + peer(0) + `]}`, true},
 		"missing channel": {`{"channels":["ch1"],"producers":[` + peer(1) + `,` + peer(0) + `]}`, false},
 		"wrong producer":  {`{"channels":["ch0","ch1"],"producers":[` + peer(2) + `,` + peer(0) + `]}`, false},
 		"duplicate":       {`{"channels":["ch0","ch1"],"producers":[` + peer(0) + `,` + peer(0) + `]}`, false},
 		"null lists":      {`{"channels":null,"producers":null}`, false},
-	}
-	for name, c := range cases {
-		srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-			switch r.URL.Path {
-			case "/lookup":
-				io.WriteString(rw, c.lookup)
-			case "/channels":
-				io.WriteString(rw, `{"channels":["ch0","ch1"]}`)
-			default:
-				http.NotFound(rw, r)
-			}
-		}))
-		h := newHTTPClient(strings.TrimPrefix(srv.URL, "http://"), 1, 5*time.Second)
-		err := e.checkTopic(context.Background(), h, 0)
-		if (err == nil) != c.ok {
+	} {
+		h := serve(t, map[string]string{"/lookup": c.lookup, "/channels": `{"channels":["ch0","ch1"]}`})
+		if err := e.checkTopic(context.Background(), h, 0); (err == nil) != c.ok {
 			t.Errorf("%s: checkTopic error = %v, want ok=%v", name, err, c.ok)
 		}
-		h.close()
-		srv.Close()
 	}
 }

@@ -135,23 +135,6 @@ func TestChurnState(t *testing.T) {
 	}
 }
 
-func TestSummarize(t *testing.T) {
-	lat := []time.Duration{5, 1, 4, 2, 3, 100, 6, 7, 8, 9}
-	for i := range lat {
-		lat[i] *= time.Millisecond
-	}
-	p50, p99, mx := summarize(lat)
-	if p50 != 5*time.Millisecond || p99 != 100*time.Millisecond || mx != 100*time.Millisecond {
-		t.Errorf("summarize = %v, %v, %v; want 5ms, 100ms, 100ms", p50, p99, mx)
-	}
-	if !slices.IsSorted(lat) {
-		t.Error("summarize did not sort its input")
-	}
-	if a, b, c := summarize(nil); a != 0 || b != 0 || c != 0 {
-		t.Errorf("summarize(nil) = %v, %v, %v; want zeros", a, b, c)
-	}
-}
-
 func TestBlockProfilePath(t *testing.T) {
 	for _, c := range []struct {
 		path     string
@@ -257,7 +240,7 @@ func TestKeepalive(t *testing.T) {
 	n := keepaliveWorkers + 1 // worker 0 has producers 0 and keepaliveWorkers
 	w := workload{Producers: n, Topics: n, PerTopic: 1, Channels: 0}
 	nm := newNaming("ka", w)
-	f, _, err := connectFleet(context.Background(), srv.addr, nm, 0, assignTopics(n, n, 1), 0, 5*time.Second, func(identifyAnswer) error { return nil })
+	f, _, err := connectFleet(context.Background(), srv.addr, nm, 0, assignTopics(n, n, 1), 0, 5*time.Second, func(identity) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,21 +305,10 @@ func TestVerifyUnderChurn(t *testing.T) {
 		"unknown non-churn extra": {`["ch0","x#ephemeral"]`, false},
 	}
 	for name, c := range lookups {
-		srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-			switch r.URL.Path {
-			case "/lookup":
-				io.WriteString(rw, `{"channels":`+c.channels+`,"producers":`+peers+`}`)
-			case "/channels":
-				io.WriteString(rw, `{"channels":`+c.channels+`}`)
-			}
-		}))
-		h := newHTTPClient(strings.TrimPrefix(srv.URL, "http://"), 1, 5*time.Second)
-		err := e.checkTopic(context.Background(), h, 1)
-		if (err == nil) != c.ok {
+		h := serve(t, map[string]string{"/lookup": `{"channels":` + c.channels + `,"producers":` + peers + `}`, "/channels": `{"channels":` + c.channels + `}`})
+		if err := e.checkTopic(context.Background(), h, 1); (err == nil) != c.ok {
 			t.Errorf("%s: checkTopic error = %v; want ok=%v", name, err, c.ok)
 		}
-		h.close()
-		srv.Close()
 	}
 	// Once churn is over, no ephemeral channel may remain.
 	done := e
@@ -361,16 +333,9 @@ func TestVerifyUnderChurn(t *testing.T) {
 		"truncated":              {`{"producers":[` + node(0, t0), false},
 	}
 	for name, c := range nodes {
-		srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-			io.WriteString(rw, c.body)
-		}))
-		h := newHTTPClient(strings.TrimPrefix(srv.URL, "http://"), 1, 5*time.Second)
-		err := e.checkNodes(context.Background(), h)
-		if (err == nil) != c.ok {
+		if err := e.checkNodes(context.Background(), serve(t, map[string]string{"/nodes": c.body})); (err == nil) != c.ok {
 			t.Errorf("/nodes %s: error = %v; want ok=%v", name, err, c.ok)
 		}
-		h.close()
-		srv.Close()
 	}
 }
 

@@ -21,33 +21,31 @@ type fleet struct {
 
 // identifyStats summarises the connect+IDENTIFY phase.
 type identifyStats struct {
-	Seconds float64        `json:"seconds"`
-	Answer  identifyAnswer `json:"answer"`
+	Seconds float64  `json:"seconds"`
+	Answer  identity `json:"answer"`
 }
 
 // connectFleet dials and identifies len(assign) producers, numbered from
 // base, at most concurrency at a time: producer base+i will register the
 // topics assign[i]. check validates each IDENTIFY answer.
-func connectFleet(ctx context.Context, addr string, nm *naming, base int, assign [][]int, concurrency int, timeout time.Duration, check func(identifyAnswer) error) (*fleet, identifyStats, error) {
+func connectFleet(ctx context.Context, addr string, nm *naming, base int, assign [][]int, concurrency int, timeout time.Duration, check func(identity) error) (*fleet, identifyStats, error) {
 	f := &fleet{prods: make([]*producer, len(assign)), timeout: timeout}
-	answers := make([]identifyAnswer, len(assign))
+	var st identifyStats
 	start := time.Now()
 	err := forEach(ctx, len(assign), concurrency, func(i int) error {
 		p, ans, err := dialProducer(ctx, addr, base+i, nm, assign[i], timeout)
 		if err != nil {
 			return fmt.Errorf("producer %d: %w", base+i, err)
 		}
-		f.prods[i] = p
-		answers[i] = ans
+		if f.prods[i] = p; i == 0 {
+			st.Answer = ans
+		}
 		if err := check(ans); err != nil {
 			return fmt.Errorf("producer %d: IDENTIFY answer: %w", base+i, err)
 		}
 		return nil
 	})
-	st := identifyStats{Seconds: time.Since(start).Seconds()}
-	if len(answers) > 0 {
-		st.Answer = answers[0]
-	}
+	st.Seconds = time.Since(start).Seconds()
 	if err != nil {
 		f.close()
 		return nil, st, err

@@ -73,7 +73,7 @@ func (s *session) close(ctx context.Context, err *error) {
 
 // checkIdentify checks an IDENTIFY answer: a daemon the harness started
 // must announce the addresses it was given.
-func (s *session) checkIdentify(a identifyAnswer) error {
+func (s *session) checkIdentify(a identity) error {
 	if s.t.cmd == nil {
 		return nil // a daemon we did not start may announce anything
 	}

@@ -89,21 +89,14 @@ func (n *naming) hostname(producer int) string {
 func (n *naming) topicPrefix() string { return "b" + n.runID + "-t" }
 func (n *naming) hostPrefix() string  { return "bench-" + n.runID + "-p" }
 
-// identifyBody is what a producer sends in IDENTIFY, like nsqd does.
-type identifyBody struct {
+// identity is what an nsqd announces in IDENTIFY, what lookupd answers
+// about itself, and what /lookup and /nodes list of a producer.
+type identity struct {
+	RemoteAddress    string `json:"remote_address,omitempty"`
+	Hostname         string `json:"hostname"`
 	BroadcastAddress string `json:"broadcast_address"`
 	TCPPort          int    `json:"tcp_port"`
 	HTTPPort         int    `json:"http_port"`
-	Version          string `json:"version"`
-	Hostname         string `json:"hostname"`
-}
-
-// identifyAnswer is the daemon's JSON answer to IDENTIFY.
-type identifyAnswer struct {
-	BroadcastAddress string `json:"broadcast_address"`
-	Hostname         string `json:"hostname"`
-	HTTPPort         int    `json:"http_port"`
-	TCPPort          int    `json:"tcp_port"`
 	Version          string `json:"version"`
 }
 
@@ -111,11 +104,8 @@ type identifyAnswer struct {
 // registration port. mu is held by whoever uses the connection: a
 // registration, a churn command, a PING.
 type producer struct {
-	idx      int
-	hostname string
-	tcpPort  int
-	httpPort int
-	topics   []int // indices into naming.topics
+	idx    int
+	topics []int // indices into naming.topics
 
 	conn net.Conn
 	r    *bufio.Reader
@@ -126,48 +116,30 @@ type producer struct {
 // dialProducer connects producer idx to addr, sends the protocol magic and
 // IDENTIFY, and returns the daemon's answer. topics are the indices of the
 // topics the producer will register.
-func dialProducer(ctx context.Context, addr string, idx int, nm *naming, topics []int, timeout time.Duration) (*producer, identifyAnswer, error) {
-	p := &producer{
-		idx:      idx,
-		hostname: nm.hostname(idx),
-		tcpPort:  fakeTCPBase + idx,
-		httpPort: fakeHTTPBase + idx,
-		topics:   topics,
-	}
-	d := net.Dialer{Timeout: timeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+func dialProducer(ctx context.Context, addr string, idx int, nm *naming, topics []int, timeout time.Duration) (p *producer, ans identity, err error) {
+	conn, err := (&net.Dialer{Timeout: timeout}).DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, identifyAnswer{}, err
+		return nil, ans, err
 	}
-	p.conn = conn
-	p.r = bufio.NewReaderSize(conn, idleReaderSize)
-
-	body, _ := json.Marshal(identifyBody{
-		BroadcastAddress: "127.0.0.1",
-		TCPPort:          p.tcpPort,
-		HTTPPort:         p.httpPort,
-		Version:          "1.3.0",
-		Hostname:         p.hostname,
-	})
-	msg := make([]byte, 0, 4+9+4+len(body))
-	msg = append(msg, "  V1IDENTIFY\n"...)
-	msg = binary.BigEndian.AppendUint32(msg, uint32(len(body)))
-	msg = append(msg, body...)
-
+	defer func() {
+		if err != nil {
+			conn.Close()
+		}
+	}()
+	p = &producer{idx: idx, topics: topics, conn: conn, r: bufio.NewReaderSize(conn, idleReaderSize)}
+	body, _ := json.Marshal(identity{Hostname: nm.hostname(idx), BroadcastAddress: "127.0.0.1",
+		TCPPort: fakeTCPBase + idx, HTTPPort: fakeHTTPBase + idx, Version: "1.3.0"})
+	msg := binary.BigEndian.AppendUint32([]byte("  V1IDENTIFY\n"), uint32(len(body)))
 	conn.SetDeadline(time.Now().Add(timeout))
 	defer conn.SetDeadline(time.Time{})
-	var ans identifyAnswer
-	if _, err := conn.Write(msg); err != nil {
-		conn.Close()
+	if _, err := conn.Write(append(msg, body...)); err != nil {
 		return nil, ans, fmt.Errorf("IDENTIFY: %w", err)
 	}
 	frame, err := p.readFrame()
 	if err != nil {
-		conn.Close()
 		return nil, ans, fmt.Errorf("IDENTIFY answer: %w", err)
 	}
 	if err := json.Unmarshal(frame, &ans); err != nil {
-		conn.Close()
 		return nil, ans, fmt.Errorf("IDENTIFY answer %q: %w", truncate(frame, 200), err)
 	}
 	return p, ans, nil

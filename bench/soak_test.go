@@ -243,24 +243,3 @@ func TestShortDuration(t *testing.T) {
 		}
 	}
 }
-
-func TestParseSoakFlags(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		err  string
-	}{
-		{[]string{"-binary", "a", "-soak", "30m"}, ""},
-		{[]string{"-binary", "a", "-binary", "b", "-soak", "30m"}, "one -binary"},
-		{[]string{"-binary", "a", "-soak", "30m", "-churn-conns", "0"}, "-churn-conns"},
-		{[]string{"-binary", "a", "-soak", "30m", "-soak-read-rate", "0"}, "-soak-read-rate"},
-		{[]string{"-binary", "a", "-soak", "30m", "-soak-every", "0s"}, "-soak-every"},
-	} {
-		_, err := parseFlags(tc.args, io.Discard)
-		switch {
-		case tc.err == "" && err != nil:
-			t.Errorf("%q: %v", tc.args, err)
-		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
-			t.Errorf("%q: error %v; want one about %s", tc.args, err, tc.err)
-		}
-	}
-}

@@ -13,22 +13,13 @@ import (
 
 // lookupAnswer is the body of GET /lookup.
 type lookupAnswer struct {
-	Channels  []string     `json:"channels"`
-	Producers []peerAnswer `json:"producers"`
-}
-
-type peerAnswer struct {
-	RemoteAddress    string `json:"remote_address"`
-	Hostname         string `json:"hostname"`
-	BroadcastAddress string `json:"broadcast_address"`
-	TCPPort          int    `json:"tcp_port"`
-	HTTPPort         int    `json:"http_port"`
-	Version          string `json:"version"`
+	Channels  []string   `json:"channels"`
+	Producers []identity `json:"producers"`
 }
 
 // nodeAnswer is one producer of GET /nodes.
 type nodeAnswer struct {
-	peerAnswer
+	identity
 	Tombstones []bool   `json:"tombstones"`
 	Topics     []string `json:"topics"`
 }
@@ -160,7 +151,7 @@ func (e expectation) producers() int {
 
 // producerOf returns the index of the producer p announces, or -1 if p is
 // none of the fleet and the churn connections.
-func (e expectation) producerOf(p peerAnswer) int {
+func (e expectation) producerOf(p identity) int {
 	idx := p.TCPPort - fakeTCPBase
 	if idx < 0 || idx >= e.producers() || p.Hostname != e.nm.hostname(idx) || p.HTTPPort != fakeHTTPBase+idx {
 		return -1
@@ -204,9 +195,9 @@ func (e expectation) checkNodes(ctx context.Context, h *httpClient) error {
 				foreign++
 				return nil
 			}
-			idx := e.producerOf(p.peerAnswer)
+			idx := e.producerOf(p.identity)
 			if idx < 0 {
-				return fmt.Errorf("unexpected producer %+v", p.peerAnswer)
+				return fmt.Errorf("unexpected producer %+v", p.identity)
 			}
 			if seen[idx] {
 				return fmt.Errorf("producer %d listed twice", idx)
