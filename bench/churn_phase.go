@@ -6,7 +6,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -281,28 +280,18 @@ func (st *churnStats) ratios(res *result) {
 // d (GET /debug/pprof/block?seconds=N, a delta profile).
 func fetchBlockProfile(ctx context.Context, addr string, d, timeout time.Duration, path string) error {
 	secs := max(1, int(math.Ceil(d.Seconds())))
-	c := &http.Client{Timeout: time.Duration(secs)*time.Second + timeout}
-	url := fmt.Sprintf("http://%s/debug/pprof/block?seconds=%d", addr, secs)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
+	h := newHTTPClient(addr, 1, time.Duration(secs)*time.Second+timeout)
+	defer h.close()
+	return h.getStream(ctx, fmt.Sprintf("/debug/pprof/block?seconds=%d", secs), func(r io.Reader) error {
+		body, err := io.ReadAll(io.LimitReader(r, 256<<20))
+		if err == nil && (len(body) < 2 || body[0] != 0x1f || body[1] != 0x8b) {
+			err = fmt.Errorf("not a gzipped profile: %q", truncate(body, 100))
+		}
+		if err == nil {
+			err = os.WriteFile(path, body, 0o644)
+		}
 		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: status %d, body %q", url, resp.StatusCode, truncate(body, 200))
-	}
-	if len(body) < 2 || body[0] != 0x1f || body[1] != 0x8b {
-		return fmt.Errorf("GET %s: not a gzipped profile: %q", url, truncate(body, 100))
-	}
-	return os.WriteFile(path, body, 0o644)
+	})
 }
 
 // blockProfilePath is the block profile file of target index out of n:

@@ -11,13 +11,11 @@ import (
 	"time"
 )
 
-// target is one daemon under test: either started by the harness from a
-// binary, or already running at given addresses.
+// target is one daemon under test: started by the harness from a binary
+// (cmd), or already running at the given addresses.
 type target struct {
-	binary   string // empty for an external daemon
-	tcpAddr  string
-	httpAddr string
-	pid      int // 0 if unknown
+	tcpAddr, httpAddr string
+	pid               int // 0 if unknown
 
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when the spawned process has exited
@@ -26,20 +24,20 @@ type target struct {
 	keepLog bool
 }
 
-// freePorts returns n distinct free TCP ports on 127.0.0.1 by listening on
-// port 0 and closing the listeners. Another process could take a port in
-// between; startDaemon's /ping wait would then fail clearly.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
+// freeAddrs returns n distinct free loopback addresses. Another process
+// could take one before the daemon does; the wait for /ping would then
+// fail clearly.
+func freeAddrs(n int) ([]string, error) {
+	var addrs []string
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("picking ports: %w", err)
 		}
 		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		addrs = append(addrs, l.Addr().String())
 	}
-	return ports, nil
+	return addrs, nil
 }
 
 // startDaemon starts binary on free loopback ports and waits until it
@@ -47,41 +45,25 @@ func freePorts(n int) ([]int, error) {
 // named by tag and the binary, otherwise a temporary file removed by stop
 // unless the run failed.
 func startDaemon(ctx context.Context, binary, tag string, extra []string, logDir string, timeout time.Duration) (*target, error) {
-	ports, err := freePorts(2)
+	addrs, err := freeAddrs(2)
 	if err != nil {
-		return nil, fmt.Errorf("picking ports: %w", err)
+		return nil, err
 	}
-	t := &target{
-		binary:   binary,
-		tcpAddr:  fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		httpAddr: fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		exited:   make(chan struct{}),
-	}
+	t := &target{tcpAddr: addrs[0], httpAddr: addrs[1], exited: make(chan struct{})}
 	var logFile *os.File
-	if logDir != "" {
-		t.logPath = filepath.Join(logDir, fmt.Sprintf("%s-%s.log", tag, filepath.Base(binary)))
-		logFile, err = os.Create(t.logPath)
-		t.keepLog = true
+	if t.keepLog = logDir != ""; t.keepLog {
+		logFile, err = os.Create(filepath.Join(logDir, fmt.Sprintf("%s-%s.log", tag, filepath.Base(binary))))
 	} else {
 		logFile, err = os.CreateTemp("", "bench-nsqlookupd-*.log")
-		if err == nil {
-			t.logPath = logFile.Name()
-		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("daemon log: %w", err)
 	}
+	t.logPath = logFile.Name()
 	defer logFile.Close() // the child keeps its own descriptor
-
-	args := append([]string{
-		"--tcp-address=" + t.tcpAddr,
-		"--http-address=" + t.httpAddr,
-		"--broadcast-address=127.0.0.1",
-	}, extra...)
-	t.cmd = exec.Command(binary, args...)
-	t.cmd.Stdout = logFile
-	t.cmd.Stderr = logFile
-	t.cmd.SysProcAttr = daemonSysProcAttr()
+	t.cmd = exec.Command(binary, append([]string{"--tcp-address=" + t.tcpAddr, "--http-address=" + t.httpAddr,
+		"--broadcast-address=127.0.0.1"}, extra...)...)
+	t.cmd.Stdout, t.cmd.Stderr, t.cmd.SysProcAttr = logFile, logFile, daemonSysProcAttr()
 	if err := t.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", binary, err)
 	}
@@ -90,7 +72,6 @@ func startDaemon(ctx context.Context, binary, tag string, extra []string, logDir
 		t.waitErr = t.cmd.Wait()
 		close(t.exited)
 	}()
-
 	h := newHTTPClient(t.httpAddr, 1, time.Second)
 	defer h.close()
 	if err := waitPing(ctx, h, timeout, t.exited); err != nil {

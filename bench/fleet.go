@@ -53,17 +53,10 @@ func connectFleet(ctx context.Context, addr string, nm *naming, base int, assign
 	return f, st, nil
 }
 
-// registerStats summarises the registration phase.
-type registerStats struct {
-	Commands  int     `json:"commands"`
-	Seconds   float64 `json:"seconds"`
-	PerSecond float64 `json:"per_second"`
-}
-
 // registerAll runs every producer's registration in mode (modePipelined or
 // modeSequential), at most concurrency producers at a time, and measures
 // REGISTER/s from the first write to the last OK.
-func (f *fleet) registerAll(ctx context.Context, nm *naming, concurrency int, mode string) (registerStats, error) {
+func (f *fleet) registerAll(ctx context.Context, nm *naming, concurrency int, mode string) (*registerPhase, error) {
 	var mu sync.Mutex
 	var first, last time.Time
 	total := 0
@@ -92,7 +85,7 @@ func (f *fleet) registerAll(ctx context.Context, nm *naming, concurrency int, mo
 	if err == nil {
 		err = ctx.Err()
 	}
-	st := registerStats{Commands: total}
+	st := &registerPhase{Commands: total, Mode: mode, Producers: len(f.prods)}
 	if total > 0 {
 		st.Seconds = last.Sub(first).Seconds()
 		st.PerSecond = float64(total) / st.Seconds

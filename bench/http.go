@@ -247,10 +247,9 @@ func pollPath(ctx context.Context, h *httpClient, path string, more func(done in
 		lat = append(lat, d)
 		st.Bytes = n
 	}
-	slices.Sort(lat)
-	st.Samples = len(lat)
-	if len(lat) > 0 {
-		st.MinMs, st.MedianMs, st.MaxMs = ms(lat[0]), ms(percentile(lat, 50)), ms(lat[len(lat)-1])
+	p50, _, mx := summarize(lat)
+	if st.Samples = len(lat); len(lat) > 0 {
+		st.MinMs, st.MedianMs, st.MaxMs = ms(lat[0]), ms(p50), ms(mx)
 	}
 	return st, nil
 }

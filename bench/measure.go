@@ -177,16 +177,15 @@ func (s *session) register(ctx context.Context, mode string) (*registerPhase, er
 
 	logger.Printf("%s: registering (%d REGISTER commands, %s)", name, o.registers(), mode)
 	cpu := startCPU(s.t.pid)
-	rst, err := f.registerAll(ctx, s.nm, o.concurrency, mode)
+	ph, err := f.registerAll(ctx, s.nm, o.concurrency, mode)
 	if err != nil {
 		return nil, err
 	}
-	if rst.Commands != o.registers() {
-		return nil, fmt.Errorf("sent %d REGISTER commands, want %d", rst.Commands, o.registers())
+	if ph.Commands != o.registers() {
+		return nil, fmt.Errorf("sent %d REGISTER commands, want %d", ph.Commands, o.registers())
 	}
-	ph := &registerPhase{registerStats: rst, Mode: mode, Producers: o.Producers}
 	ph.DaemonCPU, ph.HarnessCPU, _ = cpu.stop()
-	ph.CPUPer1k = per1k(ph.DaemonCPU, rst.Commands)
+	ph.CPUPer1k = per1k(ph.DaemonCPU, ph.Commands)
 	return ph, nil
 }
 

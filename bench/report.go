@@ -83,7 +83,9 @@ type result struct {
 }
 
 type registerPhase struct {
-	registerStats
+	Commands   int      `json:"commands"`
+	Seconds    float64  `json:"seconds"`
+	PerSecond  float64  `json:"per_second"`
 	Mode       string   `json:"mode"`
 	Producers  int      `json:"producers"`
 	DaemonCPU  *float64 `json:"daemon_cpu_seconds,omitempty"`

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -26,18 +27,12 @@ type nodeAnswer struct {
 
 // expectation knows what the daemon must answer after registration.
 type expectation struct {
-	w      workload
-	nm     *naming
-	assign [][]int // each producer's topics: assignTopics(w)
-	// strict: the daemon was started by the harness, so it must hold
-	// nothing but this run's topics and producers.
-	strict bool
-	// churn, when not nil, are the churn connections, registered in
-	// their topics after the fleet (producers P, P+1, ...).
-	churn *churnLayout
-	// ephemeralOK: a topic's channels may also include #ephemeral
-	// channels of its churn connection (churn is running).
-	ephemeralOK bool
+	w           workload
+	nm          *naming
+	assign      [][]int      // each producer's topics: assignTopics(w)
+	strict      bool         // a started daemon holds nothing but this run's names
+	churn       *churnLayout // the churn connections, producers P, P+1, ... (nil: none)
+	ephemeralOK bool         // churn runs: a topic may list its churn connection's #ephemeral channels
 }
 
 // verifyStats records what was checked.
@@ -45,20 +40,16 @@ type verifyStats struct {
 	LookupTopics int  `json:"lookup_topics"`
 	Nodes        bool `json:"nodes"`
 	Topics       bool `json:"topics"`
-	// RecheckTopics were verified again after the last phase, which
-	// shows the producers stayed registered and active under load.
-	RecheckTopics int `json:"recheck_topics"`
-	// TimedOut names the checks that could not be made because a request
-	// took longer than -http-timeout.
-	TimedOut []string `json:"timed_out,omitempty"`
+	// RecheckTopics were verified again after the load: the producers
+	// stayed registered and active.
+	RecheckTopics int      `json:"recheck_topics"`
+	TimedOut      []string `json:"timed_out,omitempty"` // checks whose request passed -http-timeout
 }
 
-// verify checks a sample of /lookup and /channels answers (sample topics,
-// or every topic when sample < 0 or >= T), then /topics. /nodes is checked
-// later (checkNodes), after the timed phases: on v1.3.0 at the xlarge preset
-// it can run for an hour, and must not load the daemon under the others. All
-// lists are compared as sets: v1.3.0 returns them in map order. A check
-// that times out is recorded in TimedOut, not failed.
+// verify checks /lookup and /channels of sample topics (all if sample < 0),
+// then /topics; /nodes comes after the timed phases, which it must not load
+// (v1.3.0 can take an hour over it). Lists are compared as sets (v1.3.0
+// answers in map order); a check that times out is recorded, not failed.
 func verify(ctx context.Context, h *httpClient, e expectation, sample, clients int, seed uint64) (verifyStats, error) {
 	var st verifyStats
 	n, err := e.checkTopics(ctx, h, sample, clients, seed)
@@ -83,9 +74,8 @@ func tolerate(ctx context.Context, err error, timedOut *[]string, what string) (
 	return err == nil, err
 }
 
-// checkTopics verifies /lookup and /channels for sample random topics (all
-// topics if sample < 0 or >= T), from clients concurrent requests, and
-// returns how many topics were checked.
+// checkTopics verifies sample random topics (all if sample < 0) from
+// clients concurrent requests, and returns how many it checked.
 func (e expectation) checkTopics(ctx context.Context, h *httpClient, sample, clients int, seed uint64) (int, error) {
 	topics := make([]int, e.w.Topics)
 	for i := range topics {
@@ -242,12 +232,8 @@ func (e expectation) checkNodes(ctx context.Context, h *httpClient) error {
 func decodeNodes(r io.Reader, each func(*nodeAnswer) error) error {
 	dec := json.NewDecoder(r)
 	delim := func(want json.Delim) error {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		if tok != want {
-			return fmt.Errorf("got %v, want %v", tok, want)
+		if tok, err := dec.Token(); err != nil || tok != want {
+			return fmt.Errorf("got %v (%v), want %v", tok, err, want)
 		}
 		return nil
 	}
@@ -267,9 +253,8 @@ func decodeNodes(r io.Reader, each func(*nodeAnswer) error) error {
 			}
 			continue
 		}
-		found = true
-		if err := delim('['); err != nil {
-			return fmt.Errorf("producers: %w", err)
+		if found = true; delim('[') != nil {
+			return errors.New("producers: not a list")
 		}
 		for dec.More() {
 			var p nodeAnswer
@@ -288,7 +273,7 @@ func decodeNodes(r io.Reader, each func(*nodeAnswer) error) error {
 		return err
 	}
 	if !found {
-		return fmt.Errorf("no \"producers\" key")
+		return errors.New(`no "producers" key`)
 	}
 	return nil
 }
