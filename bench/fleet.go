@@ -15,8 +15,7 @@ type fleet struct {
 
 	stopPing context.CancelFunc
 	pingWG   sync.WaitGroup
-	errMu    sync.Mutex
-	pingErr  error
+	pingErr  atomic.Pointer[error] // the first keepalive failure
 }
 
 // identifyStats summarises the connect+IDENTIFY phase.
@@ -129,7 +128,8 @@ func (f *fleet) startKeepalive(interval time.Duration) {
 				err := p.pingLocked(f.timeout)
 				p.mu.Unlock()
 				if err != nil && ctx.Err() == nil {
-					f.recordPingErr(fmt.Errorf("producer %d: keepalive PING: %w", p.idx, err))
+					err = fmt.Errorf("producer %d: keepalive PING: %w", p.idx, err)
+					f.pingErr.CompareAndSwap(nil, &err)
 					return
 				}
 			}
@@ -137,23 +137,12 @@ func (f *fleet) startKeepalive(interval time.Duration) {
 	}
 }
 
-func (f *fleet) recordPingErr(err error) {
-	f.errMu.Lock()
-	defer f.errMu.Unlock()
-	if f.pingErr == nil {
-		f.pingErr = err
-	}
-}
-
 // checkAlive sends one PING on every connection and returns the first
 // failure, or a failure recorded by the keepalive goroutines: a daemon that
 // dropped a producer during the run fails it.
 func (f *fleet) checkAlive(ctx context.Context, concurrency int) error {
-	f.errMu.Lock()
-	err := f.pingErr
-	f.errMu.Unlock()
-	if err != nil {
-		return err
+	if err := f.pingErr.Load(); err != nil {
+		return *err
 	}
 	return forEach(ctx, len(f.prods), concurrency, func(i int) error {
 		if err := f.prods[i].ping(f.timeout); err != nil {
