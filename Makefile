@@ -9,11 +9,13 @@ DURATION ?= 30m
 
 .PHONY: test build run bench bench-go fuzz mutate lint clean install chaos soak
 
-# test (default): every test of both modules, race detector on
+# test (default): every test of both modules, race detector on; the last lines name each test that failed (with TestChaos's seed)
 test:
 	bash scripts/install-test-deps.sh
-	$(GO) test -race -count=1 -parallel 8 ./...
-	cd test/interop && $(GO) test -race -count=1 ./...
+	$(GO) build -o build/testsummary ./scripts/testsummary
+	build/testsummary -go $(GO) -- \
+		. -race -count=1 -parallel 8 ./... -- \
+		test/interop -race -count=1 ./...
 
 # build: the daemon, to build/nsqlookupd
 build:

@@ -41,7 +41,8 @@ func TestChaos(t *testing.T) {
 		seed = rand.Uint64() >> 1
 	}
 	schedule := generate(genOptions{seed: seed, faults: *chaosFaults, meanGap: *chaosGap, tombstone: defaultTimings.tombstone})
-	t.Logf("chaos: seed %d, %d faults; replay with -args -chaos.seed=%d -chaos.faults=%d", seed, len(schedule), seed, len(schedule))
+	// make test's summary repeats this line if the test fails
+	t.Logf("chaos: seed %d, %d faults; replay: make chaos SEED=%d FAULTS=%d", seed, len(schedule), seed, len(schedule))
 	res := runChaos(t, seed, schedule, defaultTimings, nil)
 	if *chaosSummary != "" {
 		if err := os.WriteFile(*chaosSummary, []byte(res.summary()), 0o644); err != nil {
@@ -482,8 +483,7 @@ func (res *chaosResult) report(t *testing.T) {
 	if res.violations() == 0 {
 		return
 	}
-	t.Errorf("chaos: %d violations with seed %d; replay: go test -run '^TestChaos$' -v -args -chaos.seed=%d -chaos.faults=%d",
-		res.violations(), res.seed, res.seed, len(res.schedule))
+	t.Errorf("chaos: %d violations with seed %d (%d faults)", res.violations(), res.seed, len(res.schedule))
 	for _, v := range res.k.violations {
 		if v.dump != "" {
 			t.Errorf("at %.1fs: %s\n%s", v.at.Seconds(), v.what, v.dump)
