@@ -57,6 +57,11 @@ type Config struct {
 	// {"message":"CLIENT_CERT_NOT_ALLOWED"}.
 	ClientSANs []string
 
+	// AdminRuleRequired (auth is on: docs/authorization.md) makes the
+	// admin routes, /debug/pprof and /debug need an explicit rule above:
+	// without one, they are refused to every source.
+	AdminRuleRequired bool
+
 	// What RequireClientCert needs of the HTTPS options: an HTTPS
 	// address, a root CA, and a client auth policy that verifies.
 	HTTPS, RootCA    bool
@@ -128,6 +133,9 @@ type Guard struct {
 	// with one of sans when sans is not empty.
 	requireCert bool
 	sans        []string
+	// closed: no admin rule, yet one is required: every admin request is
+	// refused.
+	closed bool
 
 	refusals  *prometheus.CounterVec
 	refusedBy [numRefusals]prometheus.Counter
@@ -150,6 +158,7 @@ func New(c Config, tlsRequired http.Handler, logf lg.AppLogFunc, now func() time
 	g.tcp, _ = parseAllowlist("tcp-allow", c.TCPAllow)
 	g.admin, _ = parseAllowlist("http-admin-allow", c.AdminAllow)
 	g.sans, _ = parseSANs(c.ClientSANs)
+	g.closed = c.AdminRuleRequired && g.admin == nil && !g.requireCert
 
 	g.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "nsqlookupd_access_refusals_total",
@@ -185,6 +194,9 @@ func (g *Guard) String() string {
 		tcp = "registrations only from " + g.tcp.String()
 	}
 	admin := "admin routes and /debug/pprof from any source"
+	if g.closed {
+		admin = "admin routes and /debug/pprof refused: auth is on and there is no admin rule"
+	}
 	if g.admin != nil {
 		admin = "admin routes and /debug/pprof only from " + g.admin.String()
 	}
@@ -199,7 +211,13 @@ func (g *Guard) String() string {
 
 // GuardsHTTP reports whether any rule applies to the admin routes.
 func (g *Guard) GuardsHTTP() bool {
-	return g != nil && (g.admin != nil || g.requireCert)
+	return g != nil && (g.admin != nil || g.requireCert || g.closed)
+}
+
+// Admits reports whether req passes an explicit admin rule: false when
+// there is none.
+func (g *Guard) Admits(req *http.Request) bool {
+	return g != nil && (g.admin != nil || g.requireCert) && g.check(req) < 0
 }
 
 // AllowTCP reports whether conn, a registration connection just accepted,
@@ -241,6 +259,9 @@ func peerAddr(a net.Addr) netip.Addr {
 // may pass. The source is the connection's peer (req.RemoteAddr, set by
 // net/http).
 func (g *Guard) check(req *http.Request) int {
+	if g.closed {
+		return refusedHTTPSource
+	}
 	if g.admin != nil {
 		ap, _ := netip.ParseAddrPort(req.RemoteAddr)
 		if !g.admin.contains(ap.Addr()) {

@@ -3,8 +3,12 @@ package access
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
+
+	"github.com/lookupd/nsqlookupd/internal/lg"
 )
 
 // BenchmarkAccessCheck measures what the rules cost: the check of an
@@ -53,6 +57,54 @@ func BenchmarkAccessCheck(b *testing.B) {
 				if g.check(req) >= 0 {
 					b.Fatal("refused")
 				}
+			}
+		})
+	}
+}
+
+// TestAdminRuleRequired: with auth on, the admin routes need an explicit
+// rule; without one they are refused to every source, and Admits (which
+// lets a request read unfiltered) holds only for a request that passes a
+// rule that is there.
+func TestAdminRuleRequired(t *testing.T) {
+	nop := func(lg.LogLevel, string, ...interface{}) {}
+	req := func(remote string) *http.Request {
+		r := httptest.NewRequest("POST", "/topic/create?topic=t", nil)
+		r.RemoteAddr = remote
+		return r
+	}
+	tests := []struct {
+		name    string
+		c       Config
+		remote  string
+		guards  bool
+		refused bool
+		admits  bool
+		rules   string
+	}{
+		{"auth off, no rule", Config{}, "10.0.0.1:1", false, false, false, ""},
+		{"auth on, no rule", Config{AdminRuleRequired: true}, "127.0.0.1:1", true, true, false,
+			"registrations from any source; admin routes and /debug/pprof refused: auth is on and there is no admin rule"},
+		{"auth on, allowed source", Config{AdminRuleRequired: true, AdminAllow: []string{"127.0.0.1"}}, "127.0.0.1:1", true, false, true,
+			"registrations from any source; admin routes and /debug/pprof only from 127.0.0.1"},
+		{"auth on, other source", Config{AdminRuleRequired: true, AdminAllow: []string{"127.0.0.1"}}, "127.0.0.2:1", true, true, false, ""},
+		{"auth off, allowed source", Config{AdminAllow: []string{"127.0.0.1"}}, "127.0.0.1:1", true, false, true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := New(tt.c, nil, nop, time.Now)
+			r := req(tt.remote)
+			if got := g.GuardsHTTP(); got != tt.guards {
+				t.Errorf("GuardsHTTP: got %v; want %v", got, tt.guards)
+			}
+			if got := g.refusal(r) != nil; got != tt.refused {
+				t.Errorf("refused: got %v; want %v", got, tt.refused)
+			}
+			if got := g.Admits(r); got != tt.admits {
+				t.Errorf("Admits: got %v; want %v", got, tt.admits)
+			}
+			if tt.rules != "" && g.String() != tt.rules {
+				t.Errorf("String: got %q; want %q", g.String(), tt.rules)
 			}
 		})
 	}
