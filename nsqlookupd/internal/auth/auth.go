@@ -90,12 +90,10 @@ type Config struct {
 	// against (--tls-root-ca-file, as nsqd); empty, the system's roots.
 	RootCAFile string
 	// Admin reports whether a request passes an explicitly configured
-	// admin rule (--http-admin-allow, the admin client certificate);
-	// nil when there is none. Such a request without a secret reads
+	// admin rule (--http-admin-allow, the admin client certificate); nil
+	// when there is none. Such a request without a secret reads
 	// unfiltered: nsqadmin sends none.
 	Admin func(*http.Request) bool
-	// AdminRules describes the admin rules for the start-up line.
-	AdminRules string
 }
 
 // Validate reports the first option that cannot work; its errors name
@@ -120,6 +118,7 @@ func (c Config) Validate() error {
 type Authorizer struct {
 	client  atomic.Pointer[client]
 	timeout atomic.Int64 // the request timeout in force, in ns
+	connect atomic.Int64 // the connect timeout in force, in ns
 	admin   func(*http.Request) bool
 	cache   *cache
 	flight  singleflight.Group
@@ -142,9 +141,9 @@ type failures struct {
 	skipped int       // failures since, not logged
 }
 
-// New makes the Authorizer of c, which has passed Validate, and logs the
-// start-up line naming the auth servers; nil when c has no server. now
-// tells the time for expiry and the failure log.
+// New makes the Authorizer of c, which has passed Validate; nil when c
+// has no server. now tells the time for expiry and the failure log. The
+// caller logs its String as the start-up line.
 func New(c Config, logf lg.AppLogFunc, now func() time.Time) (*Authorizer, error) {
 	if len(c.Servers) == 0 {
 		return nil, nil
@@ -156,13 +155,15 @@ func New(c Config, logf lg.AppLogFunc, now func() time.Time) (*Authorizer, error
 		return nil, err
 	}
 	a.m = newMetrics(a)
-	admin := "refused: no admin rule (--http-admin-allow, --http-admin-require-client-cert)"
-	if c.Admin != nil {
-		admin = "as the admin rules allow (" + c.AdminRules + "), and such requests without a secret read unfiltered"
-	}
-	logf(lg.INFO, "AUTH: reads need a secret (Authorization: Bearer) checked against %s (connect timeout %s, request timeout %s); /debug, the admin POSTs and /debug/pprof: %s",
-		a.client.Load().names(), c.ConnectTimeout, c.RequestTimeout, admin)
 	return a, nil
+}
+
+// String describes the auth in force, for the start-up line: it names the
+// auth servers.
+func (a *Authorizer) String() string {
+	return fmt.Sprintf("reads need a secret (Authorization: Bearer) checked against %s (connect timeout %s, request timeout %s); "+
+		"/debug joins the admin routes; a request without a secret reads unfiltered if it passes an admin rule",
+		a.client.Load().names(), time.Duration(a.connect.Load()), time.Duration(a.timeout.Load()))
 }
 
 // Reload puts c's servers and timeouts in force, for the next queries, and
@@ -181,6 +182,7 @@ func (a *Authorizer) Reload(c Config) error {
 		return err
 	}
 	a.timeout.Store(int64(c.RequestTimeout))
+	a.connect.Store(int64(c.ConnectTimeout))
 	if old := a.client.Swap(cl); old != nil {
 		old.close()
 		a.cache.flush()
@@ -296,6 +298,8 @@ func (a *Authorizer) check(req *http.Request, secret string) (*State, error) {
 			return q.state, nil
 		case resultRefused:
 			return nil, ErrAuthFailed
+		case resultLimited:
+			return nil, ErrAuthRateLimited
 		}
 	case <-timer.C:
 	case <-req.Context().Done():
@@ -312,6 +316,13 @@ type queried struct {
 // query asks the auth servers about secret and caches what they answer.
 // It waits for a slot among maxInFlight at most timeout.
 func (a *Authorizer) query(k key, secret string, p params, src netip.Prefix, timeout time.Duration) queried {
+	// A request that missed the cache just before the last query for k
+	// stored its answer, and asked after that query had ended, finds it now.
+	if st, refused := a.cache.get(k, a.now()); st != nil {
+		return queried{state: st, result: resultOK}
+	} else if refused {
+		return queried{result: resultRefused}
+	}
 	wait := time.NewTimer(timeout)
 	defer wait.Stop()
 	select {
@@ -322,6 +333,9 @@ func (a *Authorizer) query(k key, secret string, p params, src netip.Prefix, tim
 		return queried{result: resultFailed}
 	case <-a.ctx.Done():
 		return queried{result: resultFailed}
+	}
+	if !a.cache.take(src, a.now()) {
+		return queried{result: resultLimited}
 	}
 	start := time.Now()
 	st, result := a.client.Load().queryAny(a.ctx, secret, p, a.now, a.logFailure)
@@ -337,7 +351,9 @@ func (a *Authorizer) query(k key, secret string, p params, src netip.Prefix, tim
 			until = st.Expires
 		}
 		a.cache.putRefused(k, until, now)
-		a.cache.charge(src, now)
+	}
+	if result != resultRefused {
+		a.cache.refund(src, now)
 	}
 	return queried{state: st, result: result}
 }

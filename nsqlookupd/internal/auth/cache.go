@@ -203,12 +203,28 @@ func (c *cache) overBudget(src netip.Prefix, now time.Time) bool {
 	return b != nil && b.refill(now) < 1
 }
 
-// charge counts one refusal against src.
-func (c *cache) charge(src netip.Prefix, now time.Time) {
+// take reserves a refusal of src's budget for a query about to be made,
+// and reports false if there is none left. Reserved before the query, not
+// counted after it, a refusal cannot be spent by many concurrent queries
+// at once.
+func (c *cache) take(src netip.Prefix, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b := c.budgetLocked(src, now)
-	b.tokens, b.at = max(0, b.refill(now)-1), now
+	tokens := b.refill(now)
+	if tokens < 1 {
+		return false
+	}
+	b.tokens, b.at = tokens-1, now
+	return true
+}
+
+// refund gives back what take reserved, for a query that was not refused.
+func (c *cache) refund(src netip.Prefix, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.budgetLocked(src, now)
+	b.tokens, b.at = min(sourceBurst, b.refill(now)+1), now
 }
 
 // flush forgets every state and refusal (the budgets stay).

@@ -36,6 +36,8 @@ const (
 	resultRefused        // 401 or 403, or an answer with no authorization
 	resultFailed         // no usable answer: unreachable, timed out, another status, or an answer nsqd would reject
 	numResults
+	// resultLimited: not queried, the source's budget of refusals spent.
+	resultLimited = numResults
 )
 
 var resultNames = [numResults]string{"ok", "refused", "failed"}

@@ -3,6 +3,7 @@ package auth
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 )
 
@@ -20,7 +21,9 @@ type answer struct {
 }
 
 // State is what one secret may reach, as an auth server answered for it,
-// until Expires. It is immutable once made, and safe to share.
+// until Expires. It is immutable once made, and safe to share. A nil
+// *State is a request that reads everything (auth off, an admin, a
+// producer): its MaySee, Topics and Channels keep every name.
 type State struct {
 	Identity    string
 	IdentityURL string
@@ -138,11 +141,21 @@ func (s *State) MaySubscribe(topic, channel string) bool {
 	return false
 }
 
+// Wildcard is lookupd's "*" topic parameter (every topic): it names no
+// topic a secret may see.
+const Wildcard = "*"
+
 // MaySee reports whether topic is visible to the identity: whether it may
 // publish to the topic, or subscribe to some channel of it (an
 // authorization with the subscribe permission whose topic expression
 // matches and that has channel expressions).
 func (s *State) MaySee(topic string) bool {
+	if s == nil {
+		return true
+	}
+	if topic == Wildcard {
+		return false
+	}
 	for i := range s.auths {
 		a := &s.auths[i]
 		if !a.topic.MatchString(topic) {
@@ -153,6 +166,23 @@ func (s *State) MaySee(topic string) bool {
 		}
 	}
 	return false
+}
+
+// Topics keeps, in place, the topics of names the identity may see.
+func (s *State) Topics(names []string) []string {
+	if s == nil {
+		return names
+	}
+	return slices.DeleteFunc(names, func(t string) bool { return !s.MaySee(t) })
+}
+
+// Channels keeps, in place, the channels of topic among names that the
+// identity may subscribe to; none of the wildcard.
+func (s *State) Channels(topic string, names []string) []string {
+	if s == nil {
+		return names
+	}
+	return slices.DeleteFunc(names, func(c string) bool { return topic == Wildcard || !s.MaySubscribe(topic, c) })
 }
 
 // Authorizations is how many authorizations the state holds; a state

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -67,5 +68,31 @@ func TestHugeTTL(t *testing.T) {
 	st := mustState(t, `{"ttl":9223372036,"authorizations":[]}`)
 	if !st.Expires.After(time.Unix(0, 0).Add(99 * 365 * 24 * time.Hour)) {
 		t.Errorf("Expires: got %v", st.Expires)
+	}
+}
+
+// TestFilters: Topics and Channels keep what the state may see and
+// subscribe to, nothing of the wildcard; a nil state keeps everything.
+func TestFilters(t *testing.T) {
+	st := mustState(t, `{"ttl":60,"authorizations":[
+		{"topic":".*","channels":["^archive$"],"permissions":["subscribe"]},
+		{"topic":"^tenant_a\\.","channels":[".*"],"permissions":["publish"]}
+	]}`)
+	topics := st.Topics([]string{"tenant_a.orders", "*", "tenant_b.payments"})
+	if got := fmt.Sprint(topics); got != "[tenant_a.orders tenant_b.payments]" {
+		t.Errorf("Topics: got %s", got)
+	}
+	if got := fmt.Sprint(st.Channels("tenant_b.payments", []string{"archive", "audit"})); got != "[archive]" {
+		t.Errorf("Channels: got %s", got)
+	}
+	if got := fmt.Sprint(st.Channels("*", []string{"archive", "audit"})); got != "[]" {
+		t.Errorf("Channels of the wildcard: got %s", got)
+	}
+	if st.MaySee("*") {
+		t.Error("MaySee(*): got true")
+	}
+	var all *State
+	if got := fmt.Sprint(all.Topics([]string{"a", "*"}), all.Channels("*", []string{"c"}), all.MaySee("*")); got != "[a *] [c] true" {
+		t.Errorf("nil state: got %s", got)
 	}
 }
