@@ -544,10 +544,10 @@ func TestHostileRefusedSources(t *testing.T) {
 	const logInterval, loggedSources = time.Minute, 256
 	logs := newLogLines(t)
 	clock := newFakeClock()
-	l := startLookupdWith(t, func(o *Options) {
+	l := startLookupd(t, func(o *Options) {
 		o.Logger = logs
 		o.TCPAllow = []string{"127.0.0.1"}
-	}, func(l *NSQLookupd) { l.clock = clock })
+	}, clock.install)
 	victim := connectProducer(t, l, 4150, 4151)
 	victim.mustOK("REGISTER orders archive")
 	src := func(i int) string { return fmt.Sprintf("127.0.%d.%d", 1+i/250, 2+i%250) }

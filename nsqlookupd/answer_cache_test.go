@@ -89,7 +89,7 @@ func TestStalledReadersShareAnswers(t *testing.T) {
 	const readers = 40
 	const writeTimeout = time.Second
 	closed := &closedConns{}
-	l := startLookupdWith(t, func(o *Options) {
+	l := startLookupd(t, func(o *Options) {
 		o.Logger = lg.NilLogger{} // a log kept in memory would count as heap
 		o.HTTPWriteTimeout = writeTimeout
 	}, func(l *NSQLookupd) {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lookupd/nsqlookupd/internal/lg"
 	"github.com/lookupd/nsqlookupd/internal/test"
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
 )
@@ -37,6 +38,9 @@ func newFakeClock() *fakeClock {
 		timers: make(map[*fakeTimer]struct{}),
 	}
 }
+
+// install is a setup of startLookupd: the daemon tells the time by c.
+func (c *fakeClock) install(l *NSQLookupd) { l.clock = c }
 
 func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
@@ -193,19 +197,6 @@ func containsInt(s []int, v int) bool {
 	return false
 }
 
-// startWithClock starts a daemon whose clock is a fakeClock, with a
-// producer read timeout of d and its log kept.
-func startWithClock(t *testing.T, d time.Duration) (*NSQLookupd, *fakeClock, *logLines) {
-	t.Helper()
-	clk := newFakeClock()
-	logs := newLogLines(t)
-	l := startLookupdWith(t, func(o *Options) {
-		o.Logger = logs
-		o.ProducerReadTimeout = d
-	}, func(l *NSQLookupd) { l.clock = clk })
-	return l, clk, logs
-}
-
 // serverConn returns the daemon's end of the registration connection whose
 // client end is c, or nil once it has been closed.
 func serverConn(l *NSQLookupd, c net.Conn) net.Conn {
@@ -299,19 +290,10 @@ func (c *fakeConn) SetWriteDeadline(time.Time) error { return nil }
 // ioTimeout bounds every read and write a test makes on a connection.
 const ioTimeout = 5 * time.Second
 
-// startLookupd starts a daemon on 127.0.0.1:0 with its log in the test log;
-// modify, when not nil, changes the options first. It is stopped when the
-// test ends.
-func startLookupd(tb testing.TB, modify func(*Options)) *NSQLookupd {
-	tb.Helper()
-	return startLookupdWith(tb, modify, nil)
-}
-
-// startLookupdWith is startLookupd with before, when not nil, run after New
-// and before Main: the place to set unexported fields (test hooks, server
-// timeouts) without racing with the servers that read them.
-func startLookupdWith(tb testing.TB, modify func(*Options), before func(*NSQLookupd)) *NSQLookupd {
-	tb.Helper()
+// testOptions returns the options of a test's daemon: every address on
+// 127.0.0.1, ports from :0, its log in the test log; modify, when not nil,
+// changes them.
+func testOptions(tb testing.TB, modify func(*Options)) *Options {
 	opts := NewOptions()
 	opts.Logger = test.NewTestLogger(tb)
 	opts.TCPAddress = "127.0.0.1:0"
@@ -320,12 +302,37 @@ func startLookupdWith(tb testing.TB, modify func(*Options), before func(*NSQLook
 	if modify != nil {
 		modify(opts)
 	}
-	l, err := New(opts)
+	return opts
+}
+
+// quietLog drops the daemon's log: a test log kept in memory would count
+// as heap.
+func quietLog(o *Options) { o.Logger = lg.NilLogger{} }
+
+// newLookupd returns New(testOptions(tb, modify)), failing the test on
+// error; Exit runs when the test ends. Main does not run: this is for the
+// tests of the lifecycle itself, which run it. Every other test calls
+// startLookupd.
+func newLookupd(tb testing.TB, modify func(*Options)) *NSQLookupd {
+	tb.Helper()
+	l, err := New(testOptions(tb, modify))
 	if err != nil {
 		tb.Fatalf("New: %s", err)
 	}
-	if before != nil {
-		before(l)
+	tb.Cleanup(l.Exit)
+	return l
+}
+
+// startLookupd is how a test starts a daemon: newLookupd, then each of
+// setup, then Main until the test ends (its error fails the test). setup
+// runs after New and before Main, the place to replace what the servers
+// read once they run (a clock, a listener, a server's hook) without racing
+// with them.
+func startLookupd(tb testing.TB, modify func(*Options), setup ...func(*NSQLookupd)) *NSQLookupd {
+	tb.Helper()
+	l := newLookupd(tb, modify)
+	for _, f := range setup {
+		f(l)
 	}
 	done := make(chan error, 1)
 	go func() { done <- l.Main() }()
@@ -618,14 +625,6 @@ type nodesAnswer struct {
 		Tombstones []bool   `json:"tombstones"`
 		Topics     []string `json:"topics"`
 	} `json:"producers"`
-}
-
-// withClock starts a daemon whose clock is a fake one, returned.
-func withClock(t *testing.T, modify func(*Options)) (*NSQLookupd, *fakeClock) {
-	t.Helper()
-	clk := newFakeClock()
-	l := startLookupdWith(t, modify, func(l *NSQLookupd) { l.clock = clk })
-	return l, clk
 }
 
 func (r *logLines) has(substr string) bool {

@@ -278,7 +278,7 @@ func garbageAnswer(in []byte) string {
 func TestHostileInput(t *testing.T) {
 	t.Parallel()
 	tlsFiles := newTLSFiles(t)
-	l := startLookupdWith(t, tlsFiles.withHTTPS(func(o *Options) {
+	l := startLookupd(t, tlsFiles.withHTTPS(func(o *Options) {
 		o.IdentifyTimeout = hostileIdentifyTimeout
 	}), func(l *NSQLookupd) {
 		// The exported constant stays the default; only this daemon waits
@@ -945,7 +945,7 @@ const idleTLSDeadline = 5 * time.Second
 // check of its own daemon follows, as for every case.)
 func idleTLSConnections(t *testing.T, _ *NSQLookupd, _ *victim) {
 	tlsFiles := newTLSFiles(t)
-	l := startLookupdWith(t, tlsFiles.withHTTPS(nil), func(l *NSQLookupd) {
+	l := startLookupd(t, tlsFiles.withHTTPS(nil), func(l *NSQLookupd) {
 		l.httpServer.ReadHeaderTimeout = idleTLSDeadline
 		l.httpsServer.ReadHeaderTimeout = idleTLSDeadline
 	})

@@ -253,7 +253,7 @@ func TestHTTPWriteTimeout(t *testing.T) {
 	t.Parallel()
 	const writeTimeout = time.Second // long enough for the other clients' answers on a loaded machine
 	states := &connStates{closed: make(map[string]time.Time)}
-	l := startLookupdWith(t, func(o *Options) { o.HTTPWriteTimeout = writeTimeout }, func(l *NSQLookupd) {
+	l := startLookupd(t, func(o *Options) { o.HTTPWriteTimeout = writeTimeout }, func(l *NSQLookupd) {
 		l.httpServer.ConnState = states.hook
 		l.httpListener = smallSendBuffers{l.httpListener}
 	})
@@ -340,7 +340,7 @@ func TestHTTPWriteTimeoutPerRequest(t *testing.T) {
 func TestAccessLogStatus(t *testing.T) {
 	t.Parallel()
 	logs := newLogLines(t)
-	l := startLookupdWith(t, func(o *Options) { o.Logger = logs }, func(l *NSQLookupd) {
+	l := startLookupd(t, func(o *Options) { o.Logger = logs }, func(l *NSQLookupd) {
 		// A route that panics, as only a bug could make one.
 		hs := newHTTPServer(l)
 		hs.router.GET("/boom", func(http.ResponseWriter, *http.Request, httprouter.Params) {
@@ -395,8 +395,7 @@ func TestLookupWildcardEntry(t *testing.T) {
 		reads    = 20
 	)
 	clk := newFakeClock()
-	l := startLookupdWith(t, func(o *Options) { o.TombstoneLifetime = lifetime },
-		func(l *NSQLookupd) { l.clock = clk })
+	l := startLookupd(t, func(o *Options) { o.TombstoneLifetime = lifetime }, clk.install)
 	tombstone := func(topic string, httpPort int) {
 		t.Helper()
 		path := fmt.Sprintf("/topic/tombstone?topic=%s&node=127.0.0.1:%d", topic, httpPort)
@@ -450,7 +449,7 @@ func TestLookupWildcardEntry(t *testing.T) {
 func TestDebug(t *testing.T) {
 	t.Parallel()
 	clk := newFakeClock()
-	l := startLookupdWith(t, func(o *Options) { o.ProducerReadTimeout = 0 }, func(l *NSQLookupd) { l.clock = clk })
+	l := startLookupd(t, func(o *Options) { o.ProducerReadTimeout = 0 }, clk.install)
 	plain := connectProducer(t, l, 4150, 4151)
 	plain.mustOK("REGISTER t c")
 	zoned := dial(t, l)
@@ -516,7 +515,8 @@ func TestDebugKeyOrder(t *testing.T) {
 func TestTombstoneLifetime(t *testing.T) {
 	t.Parallel()
 	const lifetime = 45 * time.Second
-	l, clk := withClock(t, func(o *Options) { o.TombstoneLifetime = lifetime })
+	clk := newFakeClock()
+	l := startLookupd(t, func(o *Options) { o.TombstoneLifetime = lifetime }, clk.install)
 	a := connectProducer(t, l, 1, 11)
 	b := connectProducer(t, l, 2, 12)
 	a.mustOK("REGISTER t c")
@@ -577,10 +577,11 @@ func TestTombstoneLifetime(t *testing.T) {
 func TestInactiveProducerTimeout(t *testing.T) {
 	t.Parallel()
 	const timeout = 5 * time.Minute
-	l, clk := withClock(t, func(o *Options) {
+	clk := newFakeClock()
+	l := startLookupd(t, func(o *Options) {
 		o.InactiveProducerTimeout = timeout
 		o.ProducerReadTimeout = 0 // here a producer falls silent and stays connected
-	})
+	}, clk.install)
 	a := connectProducer(t, l, 1, 11)
 	a.mustOK("REGISTER t")
 	if got := fmt.Sprint(lookupPorts(t, l, "t")); got != "[1]" {

@@ -257,11 +257,7 @@ func TestHTTPSBadConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			opts := NewOptions()
-			opts.Logger = test.NewTestLogger(t)
-			opts.TCPAddress, opts.HTTPAddress = "127.0.0.1:0", "127.0.0.1:0"
-			tt.modify(opts)
-			l, err := New(opts)
+			l, err := New(testOptions(t, tt.modify))
 			if err == nil {
 				l.Exit()
 				t.Fatalf("New: got no error; want %q", tt.want)

@@ -188,15 +188,7 @@ func TestHTTPSExit(t *testing.T) {
 	t.Parallel()
 	f := newTLSFiles(t)
 	logs := newLogLines(t)
-	opts := NewOptions()
-	f.withHTTPS(func(o *Options) {
-		o.Logger = logs
-		o.TCPAddress, o.HTTPAddress = "127.0.0.1:0", "127.0.0.1:0"
-	})(opts)
-	l, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newLookupd(t, f.withHTTPS(func(o *Options) { o.Logger = logs }))
 	mainDone := make(chan error, 1)
 	go func() { mainDone <- l.Main() }()
 
@@ -334,7 +326,7 @@ func TestHTTPSWriteTimeout(t *testing.T) {
 	const writeTimeout = time.Second // long enough for the other clients' answers on a loaded machine
 	f := newTLSFiles(t)
 	states := &connStates{closed: make(map[string]time.Time)}
-	l := startLookupdWith(t, f.withHTTPS(func(o *Options) { o.HTTPWriteTimeout = writeTimeout }), func(l *NSQLookupd) {
+	l := startLookupd(t, f.withHTTPS(func(o *Options) { o.HTTPWriteTimeout = writeTimeout }), func(l *NSQLookupd) {
 		l.httpsServer.ConnState = states.hook
 		l.httpsListener = smallSendBuffers{l.httpsListener}
 	})

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lookupd/nsqlookupd/internal/lg"
 	"github.com/lookupd/nsqlookupd/internal/protocol"
 	"github.com/lookupd/nsqlookupd/internal/test"
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
@@ -38,10 +37,9 @@ func FuzzCommandLine(f *testing.F) {
 		f.Add(s, true)
 		f.Add(s, false)
 	}
-	opts := NewOptions()
-	opts.Logger = lg.NilLogger{}
+	l := newLookupd(f, quietLog) // Main need not run: exec is called directly
 	f.Fuzz(func(t *testing.T, line string, identified bool) {
-		l := &NSQLookupd{opts: opts, db: registry.New(time.Minute), clock: realClock{}, identifyResponse: []byte("{}")}
+		l.db = registry.New(time.Minute) // each input starts from an empty registry
 		client := newClientV1(newFakeConn(nil))
 		if identified {
 			info, err := decodeIdentify([]byte(identifyJSON(1, 2)), client.addr)

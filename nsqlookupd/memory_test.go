@@ -33,13 +33,6 @@ func kib(n int64) string {
 	return fmt.Sprintf("%d KiB", n/1024)
 }
 
-// quietLookupd starts a daemon whose log is dropped: a test log kept in
-// memory would be counted as heap.
-func quietLookupd(t *testing.T) *NSQLookupd {
-	t.Helper()
-	return startLookupdWith(t, func(o *Options) { o.Logger = lg.NilLogger{} }, nil)
-}
-
 // registryLens returns how many topic registrations and producers the
 // registry holds.
 func registryLens(l *NSQLookupd) (topics, producers int) {
@@ -50,7 +43,7 @@ func registryLens(l *NSQLookupd) (topics, producers int) {
 func TestMemoryConnectionsClose(t *testing.T) {
 	const n, workers = 2000, 8
 	ensureFDs(t, 2*n+256)
-	l := quietLookupd(t)
+	l := startLookupd(t, quietLog)
 	before := liveHeap()
 
 	conns := make([]net.Conn, n)
@@ -176,7 +169,7 @@ func TestMemoryChannelRegistrations(t *testing.T) {
 		{"durable", "", count, refCost + refCost/4},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			l := quietLookupd(t)
+			l := startLookupd(t, quietLog)
 			before := liveHeap()
 
 			c := connectProducer(t, l, 30150, 30151)
@@ -262,7 +255,7 @@ func churnProducer(l *NSQLookupd, id, regs int) error {
 func TestMemoryReturnsAfterChurn(t *testing.T) {
 	const producers, regs, workers = 100, 500, 20 // 50 000 ephemeral registrations
 	const floodTopics = 10000
-	l := quietLookupd(t)
+	l := startLookupd(t, quietLog)
 	// what stays throughout: 5 producers in the 50 durable topics
 	stay := make([]*tcpClient, 5)
 	register := func() {
@@ -350,7 +343,7 @@ func TestMemoryReturnsAfterChurn(t *testing.T) {
 func TestMemoryReleasedAfterMassDeletion(t *testing.T) {
 	clk := newFakeClock()
 	logs := &logLines{next: lg.NilLogger{}}
-	l := startLookupdWith(t, func(o *Options) { o.Logger = logs }, func(l *NSQLookupd) { l.clock = clk })
+	l := startLookupd(t, func(o *Options) { o.Logger = logs }, clk.install)
 	// check advances the clock to the next check and waits until it has
 	// run (it re-arms its timer last), returning the releases so far.
 	check := func() int {
@@ -404,7 +397,7 @@ func TestMemoryReleasedAfterMassDeletion(t *testing.T) {
 // in parallel, because they are the whole process's.
 func TestHugeBodyMemory(t *testing.T) {
 	f := newTLSFiles(t)
-	l := startLookupd(t, f.withHTTPS(func(o *Options) { o.Logger = lg.NilLogger{} }))
+	l := startLookupd(t, f.withHTTPS(quietLog))
 	for _, tt := range []struct {
 		name     string
 		dial     dialer

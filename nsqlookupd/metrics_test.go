@@ -168,8 +168,7 @@ func readRegistryGauges(tb testing.TB, l *NSQLookupd) registryGauges {
 func TestMetricsRegistry(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock()
-	l := startLookupdWith(t, func(o *Options) { o.TombstoneLifetime = 45 * time.Second },
-		func(l *NSQLookupd) { l.clock = clock })
+	l := startLookupd(t, func(o *Options) { o.TombstoneLifetime = 45 * time.Second }, clock.install)
 	check := func(step string, want registryGauges) {
 		t.Helper()
 		if got := readRegistryGauges(t, l); got != want {
@@ -299,7 +298,8 @@ func TestMetricsTCP(t *testing.T) {
 func TestMetricsEvictions(t *testing.T) {
 	t.Parallel()
 	const timeout = time.Minute
-	l, clk, _ := startWithClock(t, timeout)
+	clk := newFakeClock()
+	l := startLookupd(t, func(o *Options) { o.ProducerReadTimeout = timeout }, clk.install)
 	p := connectProducer(t, l, 1, 11)
 	p.mustOK("REGISTER t c")
 	s := scrape(t, l)
@@ -452,7 +452,7 @@ func TestMetricsPanics(t *testing.T) {
 // counted.
 func TestMetricsCardinality(t *testing.T) {
 	t.Parallel()
-	l := startLookupdWith(t, func(o *Options) { o.Logger = lg.NilLogger{} }, nil)
+	l := startLookupd(t, quietLog)
 	before := scrape(t, l)
 	const requestsSent, workers = 10000, 4
 

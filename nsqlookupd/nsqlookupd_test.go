@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lookupd/nsqlookupd/internal/lg"
 	"github.com/lookupd/nsqlookupd/internal/test"
 )
 
@@ -21,7 +20,7 @@ import (
 // in loops while HTTP readers query and tombstone, under -race; then the
 // registry must hold nothing of them.
 func TestRaceStress(t *testing.T) {
-	l := startLookupdWith(t, func(o *Options) { o.Logger = lg.NilLogger{} }, nil)
+	l := startLookupd(t, quietLog)
 	const producers, rounds = 20, 40
 	topics := []string{"s0", "s1", "s2#ephemeral"}
 	channels := []string{"a", "b#ephemeral"}
@@ -165,13 +164,7 @@ func TestRaceStress(t *testing.T) {
 
 func TestExitTwiceAndBounded(t *testing.T) {
 	t.Parallel()
-	opts := NewOptions()
-	opts.Logger = test.NewTestLogger(t)
-	opts.TCPAddress, opts.HTTPAddress = "127.0.0.1:0", "127.0.0.1:0"
-	l, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newLookupd(t, nil)
 	mainDone := make(chan error, 1)
 	go func() { mainDone <- l.Main() }()
 
@@ -208,13 +201,7 @@ func TestExitTwiceAndBounded(t *testing.T) {
 
 func TestExitWithoutMain(t *testing.T) {
 	t.Parallel()
-	opts := NewOptions()
-	opts.Logger = test.NewTestLogger(t)
-	opts.TCPAddress, opts.HTTPAddress = "127.0.0.1:0", "127.0.0.1:0"
-	l, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newLookupd(t, nil)
 	l.Exit()
 	if err := l.Main(); err != nil {
 		t.Fatalf("Main after Exit: got %v; want nil", err)
@@ -228,10 +215,7 @@ func TestNewListenFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	opts := NewOptions()
-	opts.Logger = test.NewTestLogger(t)
-	opts.TCPAddress, opts.HTTPAddress = "127.0.0.1:0", busy.Addr().String()
-	_, err = New(opts)
+	_, err = New(testOptions(t, func(o *Options) { o.HTTPAddress = busy.Addr().String() }))
 	want := fmt.Sprintf("listen (%s) failed - ", busy.Addr())
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("got %v; want an error starting %q", err, want)

@@ -29,7 +29,8 @@ import (
 func TestSilentProducerEvicted(t *testing.T) {
 	t.Parallel()
 	const timeout = 45 * time.Second // not the default: the option is used
-	l, clk, logs := startWithClock(t, timeout)
+	clk, logs := newFakeClock(), newLogLines(t)
+	l := startLookupd(t, func(o *Options) { o.Logger = logs; o.ProducerReadTimeout = timeout }, clk.install)
 	silent := connectProducer(t, l, 1, 11)
 	silent.mustOK("REGISTER t c")
 	live := connectProducer(t, l, 2, 12)
@@ -67,7 +68,8 @@ func TestSilentProducerEvicted(t *testing.T) {
 func TestPingingProducerKept(t *testing.T) {
 	t.Parallel()
 	const timeout = time.Minute
-	l, clk, _ := startWithClock(t, timeout)
+	clk := newFakeClock()
+	l := startLookupd(t, func(o *Options) { o.ProducerReadTimeout = timeout }, clk.install)
 	p := connectProducer(t, l, 1, 11)
 	p.mustOK("REGISTER t c")
 	for i := 0; i < 20; i++ {
@@ -89,7 +91,8 @@ func TestPingingProducerKept(t *testing.T) {
 // a silent producer stays.
 func TestProducerReadTimeoutDisabled(t *testing.T) {
 	t.Parallel()
-	l, clk, _ := startWithClock(t, 0)
+	clk := newFakeClock()
+	l := startLookupd(t, func(o *Options) { o.ProducerReadTimeout = 0 }, clk.install)
 	p := connectProducer(t, l, 1, 11)
 	p.mustOK("REGISTER t c")
 	if n := clk.Pending(); n != 1 {
@@ -111,7 +114,8 @@ func TestProducerReadTimeoutDisabled(t *testing.T) {
 func TestDribblingProducerEvicted(t *testing.T) {
 	t.Parallel()
 	const timeout = time.Minute
-	l, clk, _ := startWithClock(t, timeout)
+	clk := newFakeClock()
+	l := startLookupd(t, func(o *Options) { o.ProducerReadTimeout = timeout }, clk.install)
 	p := connectProducer(t, l, 1, 11)
 	p.mustOK("REGISTER t c")
 	for _, b := range "REGIST" {
@@ -136,7 +140,7 @@ func TestStalledRegistrationReader(t *testing.T) {
 	t.Parallel()
 	const writeTimeout = 200 * time.Millisecond
 	logs := newLogLines(t)
-	l := startLookupdWith(t, func(o *Options) { o.Logger = logs }, func(l *NSQLookupd) {
+	l := startLookupd(t, func(o *Options) { o.Logger = logs }, func(l *NSQLookupd) {
 		l.tcpServer.writeTimeout = writeTimeout
 		l.tcpListener = smallSendBuffers{l.tcpListener}
 	})
@@ -207,7 +211,7 @@ func BenchmarkPipelinedRegister(b *testing.B) {
 			"REGISTER t c#ephemeral\nUNREGISTER t c#ephemeral\n", lg.NewBatchedLogger("[nsqlookupd] ", io.Discard)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			l := startLookupdWith(b, func(o *Options) {
+			l := startLookupd(b, func(o *Options) {
 				o.Logger = bc.logger
 				o.ProducerReadTimeout = bc.readTimeout
 			}, func(l *NSQLookupd) { l.tcpServer.writeTimeout = bc.writeTimeout })
