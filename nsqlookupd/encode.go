@@ -3,6 +3,7 @@ package nsqlookupd
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
@@ -56,6 +57,53 @@ func appendNode(b []byte, info *registry.Info, topics []registry.NodeTopic, buil
 		b = appendJSONString(b, t.Name)
 	}
 	return append(b, "]}"...), validUntil
+}
+
+// zeroTimeUnixNano is Go's zero time in unix ns: v1.3.0's tombstoned_at
+// for a producer never tombstoned.
+var zeroTimeUnixNano = time.Time{}.UnixNano()
+
+// appendDebugProducer appends a producer as /debug lists it, its fields in
+// the order v1.3.0's map sorts them.
+func appendDebugProducer(b []byte, e registry.Entry) []byte {
+	info := &e.Producer.Info
+	tombstonedAt := zeroTimeUnixNano
+	if !e.Tombstoned.IsZero() {
+		tombstonedAt = e.Tombstoned.UnixNano()
+	}
+	b = appendJSONString(append(b, `{"broadcast_address":`...), info.BroadcastAddress)
+	b = appendJSONString(append(b, `,"hostname":`...), info.Hostname)
+	b = strconv.AppendInt(append(b, `,"http_port":`...), int64(info.HTTPPort), 10)
+	b = appendJSONString(append(b, `,"id":`...), info.ID)
+	b = strconv.AppendInt(append(b, `,"last_update":`...), e.Producer.LastUpdate().UnixNano(), 10)
+	b = strconv.AppendInt(append(b, `,"tcp_port":`...), int64(info.TCPPort), 10)
+	b = strconv.AppendBool(append(b, `,"tombstoned":`...), !e.Tombstoned.IsZero())
+	b = strconv.AppendInt(append(b, `,"tombstoned_at":`...), tombstonedAt, 10)
+	if info.TopologyRegion != "" {
+		b = appendJSONString(append(b, `,"topology_region":`...), info.TopologyRegion)
+	}
+	if info.TopologyZone != "" {
+		b = appendJSONString(append(b, `,"topology_zone":`...), info.TopologyZone)
+	}
+	return append(appendJSONString(append(b, `,"version":`...), info.Version), '}')
+}
+
+// compareDebugKeys orders topic names as their /debug keys sort, a+":"
+// against b+":". Topic names hold no ':' (protocol.IsValidTopicName), so
+// the keys of a topic's channels follow its own.
+func compareDebugKeys(a, b string) int {
+	n := min(len(a), len(b))
+	if c := strings.Compare(a[:n], b[:n]); c != 0 {
+		return c
+	}
+	switch {
+	case len(a) == len(b):
+		return 0
+	case len(a) < len(b):
+		return strings.Compare(":", b[n:n+1])
+	default:
+		return strings.Compare(a[n:n+1], ":")
+	}
 }
 
 // appendNames appends names as a JSON array of strings.

@@ -3,8 +3,9 @@ package nsqlookupd
 import (
 	"io"
 	"net/http"
-	"net/http/pprof"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,152 +17,6 @@ import (
 	"github.com/lookupd/nsqlookupd/internal/version"
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
 )
-
-// httpServer is the HTTP API (docs/wire.md, HTTP API), profiling and
-// /metrics, on one router; each request is counted in /metrics.
-type httpServer struct {
-	nsqlookupd *NSQLookupd
-	router     *httprouter.Router
-}
-
-// Statuses each kind of route answers with. Their series are exported at
-// zero from start-up, so that the set of series does not change at run
-// time and a rate over an error code sees its first increase.
-var (
-	// apiCodes: the V1 and PlainText decorators answer 200, an Err's code
-	// (400 or 404), or 500 (a panic).
-	apiCodes = []int{http.StatusOK, http.StatusBadRequest, http.StatusNotFound, http.StatusInternalServerError}
-	// plainCodes: net/http/pprof answers 400 to a bad parameter and 500
-	// when a profile is already running; promhttp 500 when a collector
-	// fails.
-	plainCodes = []int{http.StatusOK, http.StatusBadRequest, http.StatusInternalServerError}
-)
-
-// newHTTPServer declares every route. Only /metrics and the pprof routes
-// are not access-logged.
-func newHTTPServer(l *NSQLookupd) *httpServer {
-	log := http_api.Log(l.logf)
-	router := httprouter.New()
-	router.HandleMethodNotAllowed = true
-	router.PanicHandler = func(w http.ResponseWriter, req *http.Request, p interface{}) {
-		l.panics.Add(1)
-		http_api.LogPanicHandler(l.logf)(w, req, p)
-	}
-	router.NotFound = http_api.LogNotFoundHandler(l.logf)
-	router.MethodNotAllowed = http_api.LogMethodNotAllowedHandler(l.logf)
-	s := &httpServer{nsqlookupd: l, router: router}
-
-	s.api("GET", "/ping", s.pingHandler, log, http_api.PlainText)
-	s.api("GET", "/info", s.doInfo, log, http_api.V1)
-
-	s.api("GET", "/debug", s.doDebug, log, http_api.V1)
-	s.api("GET", "/lookup", s.doLookup, log, http_api.V1)
-	s.api("GET", "/topics", s.doTopics, log, http_api.V1)
-	s.api("GET", "/channels", s.doChannels, log, http_api.V1)
-	s.api("GET", "/nodes", s.doNodes, log, http_api.V1)
-
-	s.adminAPI("POST", "/topic/create", s.doCreateTopic, log, http_api.V1)
-	s.adminAPI("POST", "/topic/delete", s.doDeleteTopic, log, http_api.V1)
-	s.adminAPI("POST", "/channel/create", s.doCreateChannel, log, http_api.V1)
-	s.adminAPI("POST", "/channel/delete", s.doDeleteChannel, log, http_api.V1)
-	s.adminAPI("POST", "/topic/tombstone", s.doTombstoneTopicProducer, log, http_api.V1)
-
-	// Not access-logged (a scrape every 15 s would flood the log), and
-	// served with --disable-pprof too.
-	s.plain("GET", "/metrics", l.metrics.handler)
-
-	// The admin POSTs above and the pprof routes below are declared
-	// through adminAPI and adminPlain: behind the access rules (internal/access).
-	if !l.opts.DisablePprof {
-		// v1.3.0's routes, then the index at /debug/pprof/ (where its
-		// relative links resolve) and the profiles it links to. The
-		// server's write timeout is extended by ?seconds=N for those that
-		// take it (net/http/pprof does that itself).
-		s.adminPlain("GET", "/debug/pprof", http.HandlerFunc(pprof.Index))
-		s.adminPlain("GET", "/debug/pprof/", http.HandlerFunc(pprof.Index))
-		s.adminPlain("GET", "/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
-		s.adminPlain("GET", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
-		s.adminPlain("POST", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
-		s.adminPlain("GET", "/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
-		s.adminPlain("GET", "/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
-		for _, name := range []string{"allocs", "block", "goroutine", "heap", "mutex", "threadcreate"} {
-			s.adminPlain("GET", "/debug/pprof/"+name, pprof.Handler(name))
-		}
-	}
-	return s
-}
-
-// api declares a route answered by an APIHandler through the decorators ds.
-func (s *httpServer) api(method, path string, f http_api.APIHandler, ds ...http_api.Decorator) {
-	s.nsqlookupd.metrics.expectRoute(method, path, apiCodes)
-	s.router.Handle(method, path, http_api.Decorate(f, ds...))
-}
-
-// plain declares a route answered by a plain http.Handler.
-func (s *httpServer) plain(method, path string, h http.Handler) {
-	s.nsqlookupd.metrics.expectRoute(method, path, plainCodes)
-	s.router.Handler(method, path, h)
-}
-
-// ServeHTTP serves a request and counts its answer.
-func (s *httpServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
-	s.router.ServeHTTP(sw, req)
-	s.nsqlookupd.metrics.request(s.route(req, sw.status()), req.Method, sw.status(), time.Since(start))
-}
-
-// route returns the route label of a request answered with code: the
-// route's path, or what the router answered for want of one. Routes have
-// no parameters, so the path of a request a route answered is the route's
-// pattern.
-func (s *httpServer) route(req *http.Request, code int) string {
-	switch h, _, _ := s.router.Lookup(req.Method, req.URL.Path); {
-	case code == http.StatusMovedPermanently || code == http.StatusTemporaryRedirect:
-		return "redirect" // no route redirects: the router does
-	case h != nil:
-		return req.URL.Path
-	case code == http.StatusMethodNotAllowed:
-		return "method_not_allowed"
-	case req.Method == http.MethodOptions && code == http.StatusOK:
-		return req.URL.Path // the router's Allow answer for a route's path
-	}
-	return "not_found"
-}
-
-// statusWriter records the status written through it.
-type statusWriter struct {
-	http.ResponseWriter
-	code int // the first status written; 0 until then
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 && code >= 200 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController (pprof sets write deadlines through
-// it) reach the connection.
-func (w *statusWriter) Unwrap() http.ResponseWriter {
-	return w.ResponseWriter
-}
-
-// status returns the status sent: 200 when the handler wrote nothing.
-func (w *statusWriter) status() int {
-	if w.code == 0 {
-		return http.StatusOK
-	}
-	return w.code
-}
 
 // The API's errors, as docs/wire.md, HTTP API, lists them.
 var (
@@ -352,57 +207,58 @@ func (s *httpServer) doNodes(w http.ResponseWriter, req *http.Request, ps httpro
 	}), nil
 }
 
-// zeroTimeUnixNano is Go's zero time in unix ns: v1.3.0's tombstoned_at
-// for a producer never tombstoned.
-var zeroTimeUnixNano = time.Time{}.UnixNano()
-
 // doDebug streams the registrations: /debug is the largest answer (about
 // 240 bytes a registration), so it is encoded a registration at a time,
-// never held whole. Its keys and fields come in the order v1.3.0's maps
-// sort them.
+// never held whole. Its keys, "<category>:<key>:<subkey>", come in the
+// order v1.3.0's map sorts them: the channel registrations, the client
+// one, then the topic ones, each kind by topic name in key order
+// (compareDebugKeys), a topic's channels by name.
 func (s *httpServer) doDebug(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
 	db := s.nsqlookupd.db
 	return http_api.JSONStream(func(w io.Writer) error {
-		// {"<category>:<key>:<subkey>":[{"broadcast_address":...},...],...}
+		topics := db.TopicNames()
+		slices.SortFunc(topics, compareDebugKeys)
 		b := []byte{'{'}
 		var err error
-		db.Debug(func(r registry.Registration, producers []registry.Entry) bool {
+		write := func(key string, producers []registry.Entry) bool {
 			if len(b) == 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, r.Category+":"+r.Key+":"+r.SubKey)
+			b = appendJSONString(b, key)
 			b = append(b, ':', '[')
 			for i, e := range producers {
 				if i > 0 {
 					b = append(b, ',')
 				}
-				info := &e.Producer.Info
-				tombstonedAt := zeroTimeUnixNano
-				if !e.Tombstoned.IsZero() {
-					tombstonedAt = e.Tombstoned.UnixNano()
-				}
-				b = appendJSONString(append(b, `{"broadcast_address":`...), info.BroadcastAddress)
-				b = appendJSONString(append(b, `,"hostname":`...), info.Hostname)
-				b = strconv.AppendInt(append(b, `,"http_port":`...), int64(info.HTTPPort), 10)
-				b = appendJSONString(append(b, `,"id":`...), info.ID)
-				b = strconv.AppendInt(append(b, `,"last_update":`...), e.Producer.LastUpdate().UnixNano(), 10)
-				b = strconv.AppendInt(append(b, `,"tcp_port":`...), int64(info.TCPPort), 10)
-				b = strconv.AppendBool(append(b, `,"tombstoned":`...), !e.Tombstoned.IsZero())
-				b = strconv.AppendInt(append(b, `,"tombstoned_at":`...), tombstonedAt, 10)
-				if info.TopologyRegion != "" {
-					b = appendJSONString(append(b, `,"topology_region":`...), info.TopologyRegion)
-				}
-				if info.TopologyZone != "" {
-					b = appendJSONString(append(b, `,"topology_zone":`...), info.TopologyZone)
-				}
-				b = append(appendJSONString(append(b, `,"version":`...), info.Version), '}')
+				b = appendDebugProducer(b, e)
 			}
 			_, err = w.Write(append(b, ']'))
 			b = b[:0]
 			return err == nil
-		})
-		if err != nil {
-			return err
+		}
+		for _, t := range topics {
+			if !db.EachChannel(t, func(c string, producers []registry.Entry) bool {
+				return write("channel:"+t+":"+c, producers)
+			}) {
+				return err
+			}
+		}
+		if nodes := db.Nodes(); len(nodes) > 0 {
+			producers := make([]registry.Entry, len(nodes))
+			for i, n := range nodes {
+				producers[i].Producer = n.Producer
+			}
+			if !write("client::", producers) {
+				return err
+			}
+		}
+		var channels []string
+		var producers []registry.Entry
+		for _, t := range topics {
+			channels, producers, _ = db.Lookup(t, channels[:0], producers[:0])
+			if len(producers) > 0 && !write("topic:"+t+":", producers) {
+				return err
+			}
 		}
 		_, err = w.Write(append(b, '}'))
 		return err
@@ -428,10 +284,10 @@ func (s *httpServer) doDeleteTopic(w http.ResponseWriter, req *http.Request, ps 
 		return nil, err
 	}
 	for _, r := range s.nsqlookupd.db.DeleteTopic(topicName) {
-		if r.Category == "channel" {
-			s.nsqlookupd.logf(lg.INFO, "DB: removing channel(%s) from topic(%s)", r.SubKey, r.Key)
+		if r.Kind == registry.KindChannel {
+			s.nsqlookupd.logf(lg.INFO, "DB: removing channel(%s) from topic(%s)", r.Channel, r.Topic)
 		} else {
-			s.nsqlookupd.logf(lg.INFO, "DB: removing topic(%s)", r.Key)
+			s.nsqlookupd.logf(lg.INFO, "DB: removing topic(%s)", r.Topic)
 		}
 	}
 	return nil, nil
@@ -470,27 +326,27 @@ func (s *httpServer) doTombstoneTopicProducer(w http.ResponseWriter, req *http.R
 		return nil, errMissingNode
 	}
 	s.nsqlookupd.logf(lg.INFO, "DB: setting tombstone for producer@%s of topic(%s)", node, topicName)
-	s.nsqlookupd.db.Tombstone(topicName, node, s.nsqlookupd.clock.Now())
+	s.nsqlookupd.db.Tombstone(topicName, s.nsqlookupd.clock.Now(), nodeAddresses(node)...)
 	return nil, nil
 }
 
-// adminAPI declares an admin route (a POST that changes the registry) as
-// api does, behind the access rules when there are any; its 403 is then
-// counted from start-up, as every answer a route can give.
-func (s *httpServer) adminAPI(method, path string, f http_api.APIHandler, ds ...http_api.Decorator) {
-	if g := s.nsqlookupd.access; g.GuardsHTTP() {
-		ds = append(ds, g.API)
-		s.nsqlookupd.metrics.expect(path, method, http.StatusForbidden)
+// nodeAddresses returns the producer addresses node, as /topic/tombstone
+// names one, may mean: a broadcast address and HTTP port joined as v1.3.0
+// joins them ("::1:4151") or as nsqadmin does ("[::1]:4151"). See
+// docs/differences.md, IPv6 tombstones.
+func nodeAddresses(node string) []registry.Address {
+	i := strings.LastIndexByte(node, ':')
+	if i < 0 {
+		return nil
 	}
-	s.api(method, path, f, ds...)
-}
-
-// adminPlain declares a /debug/pprof route as plain does, behind the
-// access rules when there are any.
-func (s *httpServer) adminPlain(method, path string, h http.Handler) {
-	if g := s.nsqlookupd.access; g.GuardsHTTP() {
-		h = g.Handler(h)
-		s.nsqlookupd.metrics.expect(path, method, http.StatusForbidden)
+	host, port := node[:i], node[i+1:]
+	n, err := strconv.Atoi(port)
+	if err != nil || strconv.Itoa(n) != port {
+		return nil // no HTTP port is written so
 	}
-	s.plain(method, path, h)
+	addrs := []registry.Address{{BroadcastAddress: host, HTTPPort: n}}
+	if inner, ok := strings.CutPrefix(host, "["); ok && strings.HasSuffix(inner, "]") && strings.Contains(inner, ":") {
+		addrs = append(addrs, registry.Address{BroadcastAddress: inner[:len(inner)-1], HTTPPort: n})
+	}
+	return addrs
 }

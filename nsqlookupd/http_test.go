@@ -19,6 +19,7 @@ import (
 
 	"github.com/lookupd/nsqlookupd/internal/lg"
 	"github.com/lookupd/nsqlookupd/internal/test"
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
 )
 
 const (
@@ -639,5 +640,32 @@ func BenchmarkHTTPLookup(b *testing.B) {
 				i++
 			}
 		})
+	}
+}
+
+// TestNodeAddresses: /topic/tombstone's node names a producer by its
+// broadcast address and HTTP port, joined as v1.3.0 joins them or as
+// nsqadmin does (docs/differences.md, IPv6 tombstones).
+func TestNodeAddresses(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		addr, node string
+		want       bool
+	}{
+		{"h", "h:4151", true},
+		{"h", "h:4150", false},
+		{"h", "g:4151", false},
+		{"h", "h:04151", false},
+		{"h", "h", false},
+		{"::1", "::1:4151", true},   // as v1.3.0 joins them
+		{"::1", "[::1]:4151", true}, // as nsqadmin does
+		{"::1", "[::1]:4150", false},
+		{"[::1]", "[::1]:4151", true},
+		{"10.0.0.1", "[10.0.0.1]:4151", false},
+	} {
+		a := registry.Address{BroadcastAddress: tt.addr, HTTPPort: 4151}
+		if got := slices.Contains(nodeAddresses(tt.node), a); got != tt.want {
+			t.Errorf("node %q names %s: got %t; want %t (addresses %v)", tt.node, tt.addr, got, tt.want, nodeAddresses(tt.node))
+		}
 	}
 }

@@ -237,10 +237,10 @@ func (p *lookupProtocolV1) REGISTER(client *clientV1, reader *bufio.Reader, para
 	}
 	channelAdded, topicAdded := p.nsqlookupd.db.Register(client.producer, topic, channel)
 	if channelAdded {
-		p.nsqlookupd.logDB(client, "REGISTER", registry.Registration{Category: "channel", Key: topic, SubKey: channel})
+		p.nsqlookupd.logDB(client, "REGISTER", registry.Registration{Kind: registry.KindChannel, Topic: topic, Channel: channel})
 	}
 	if topicAdded {
-		p.nsqlookupd.logDB(client, "REGISTER", registry.Registration{Category: "topic", Key: topic})
+		p.nsqlookupd.logDB(client, "REGISTER", registry.Registration{Kind: registry.KindTopic, Topic: topic})
 	}
 	return okResponse, nil
 }
@@ -258,7 +258,7 @@ func (p *lookupProtocolV1) UNREGISTER(client *clientV1, reader *bufio.Reader, pa
 	db := p.nsqlookupd.db
 	if channel != "" {
 		if db.UnregisterChannel(client.producer, topic, channel) {
-			p.nsqlookupd.logDB(client, "UNREGISTER", registry.Registration{Category: "channel", Key: topic, SubKey: channel})
+			p.nsqlookupd.logDB(client, "UNREGISTER", registry.Registration{Kind: registry.KindChannel, Topic: topic, Channel: channel})
 		}
 		return okResponse, nil
 	}
@@ -270,7 +270,7 @@ func (p *lookupProtocolV1) UNREGISTER(client *clientV1, reader *bufio.Reader, pa
 			client, "channel", topic, ch)
 	}
 	if removed {
-		p.nsqlookupd.logDB(client, "UNREGISTER", registry.Registration{Category: "topic", Key: topic})
+		p.nsqlookupd.logDB(client, "UNREGISTER", registry.Registration{Kind: registry.KindTopic, Topic: topic})
 	}
 	return okResponse, nil
 }
@@ -321,7 +321,7 @@ func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader *bufio.Reader, para
 		l.logf(lg.WARN, "client(%s) replaced a stale producer with the same address; closing its connection", client)
 		l.tcpServer.closeStale(client.addr, client.Conn)
 	}
-	l.logDB(client, "REGISTER", registry.Registration{Category: "client"})
+	l.logDB(client, "REGISTER", registry.Registration{Kind: registry.KindProducer})
 	// Identified: the connection may now stay as long as the producer keeps
 	// sending commands.
 	client.SetReadDeadline(time.Time{})

@@ -231,3 +231,63 @@ type promLogger struct {
 func (p promLogger) Println(v ...interface{}) {
 	p.logf(lg.ERROR, "METRICS: %s", fmt.Sprint(v...))
 }
+
+// ServeHTTP serves a request and counts its answer.
+func (s *httpServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	s.router.ServeHTTP(sw, req)
+	s.nsqlookupd.metrics.request(s.route(req, sw.status()), req.Method, sw.status(), time.Since(start))
+}
+
+// route returns the route label of a request answered with code: the
+// route's path, or what the router answered for want of one. Routes have
+// no parameters, so the path of a request a route answered is the route's
+// pattern.
+func (s *httpServer) route(req *http.Request, code int) string {
+	switch h, _, _ := s.router.Lookup(req.Method, req.URL.Path); {
+	case code == http.StatusMovedPermanently || code == http.StatusTemporaryRedirect:
+		return "redirect" // no route redirects: the router does
+	case h != nil:
+		return req.URL.Path
+	case code == http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case req.Method == http.MethodOptions && code == http.StatusOK:
+		return req.URL.Path // the router's Allow answer for a route's path
+	}
+	return "not_found"
+}
+
+// statusWriter records the status written through it.
+type statusWriter struct {
+	http.ResponseWriter
+	code int // the first status written; 0 until then
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 && code >= 200 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController (pprof sets write deadlines through
+// it) reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter {
+	return w.ResponseWriter
+}
+
+// status returns the status sent: 200 when the handler wrote nothing.
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
+}

@@ -283,8 +283,13 @@ func (l *NSQLookupd) logf(level lg.LogLevel, f string, args ...interface{}) {
 }
 
 // logDB logs a change of a client's registrations at INFO: one line per
-// registration (a fleet's start logs millions), built without fmt.
+// registration (a fleet's start logs millions), built without fmt, naming
+// the registration as v1.3.0 does (category, key, subkey).
 func (l *NSQLookupd) logDB(client *clientV1, verb string, r registry.Registration) {
 	lg.Log(l.opts.Logger, l.opts.LogLevel, lg.INFO, "DB: client(", client.addr, ") ", verb,
-		" category:", r.Category, " key:", r.Key, " subkey:", r.SubKey)
+		" category:", categories[r.Kind], " key:", r.Topic, " subkey:", r.Channel)
 }
+
+// categories are v1.3.0's names of the kinds of registration, in its log
+// lines and /debug keys.
+var categories = [...]string{registry.KindProducer: "client", registry.KindTopic: "topic", registry.KindChannel: "channel"}

@@ -57,7 +57,7 @@ var diffRegressions = []struct {
 		// tombstones: a node named as nsqadmin names it ("[::1]:5151")
 		// tombstones the producer that broadcasts ::1 (diff_test sends
 		// v1.3.0 its own form too); we matched only v1.3.0's form. Fixed
-		// by what is now the registry's Info.IsNode.
+		// by what is now the tombstone handler's nodeAddresses (nsqlookupd/http.go).
 		name: "tombstone with nsqadmin's IPv6 node form",
 		steps: []step{
 			tcpConnect(0),

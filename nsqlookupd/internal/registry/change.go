@@ -30,7 +30,7 @@ func (db *DB) AddProducer(info Info, now time.Time, left func([]Registration)) (
 	if replaced != nil {
 		// p registers nothing before this returns: the topics keep one
 		// entry per ID
-		db.removeTopics(replaced, []Registration{{Category: "client"}}, left)
+		db.removeTopics(replaced, []Registration{{Kind: KindProducer}}, left)
 	}
 	return p, replaced
 }
@@ -270,7 +270,7 @@ func (db *DB) RemoveProducer(p *Producer, left func([]Registration)) {
 		db.producers.Delete(p.ID)
 		p.gone = true
 		db.changed()
-		batch = append(batch, Registration{Category: "client"})
+		batch = append(batch, Registration{Kind: KindProducer})
 	}
 	db.mu.Unlock()
 	db.removeTopics(p, batch, left)
@@ -289,9 +289,9 @@ func (db *DB) removeTopics(p *Producer, batch []Registration, left func([]Regist
 			n++
 			i, _ := entryIndex(t.producers, p)
 			for _, c := range db.leaveTopicLocked(t, p, i, true) {
-				batch = append(batch, Registration{"channel", t.name, c})
+				batch = append(batch, Registration{KindChannel, t.name, c})
 			}
-			batch = append(batch, Registration{"topic", t.name, ""})
+			batch = append(batch, Registration{Kind: KindTopic, Topic: t.name})
 			if len(t.producers) == 0 && protocol.IsEphemeral(t.name) {
 				db.setRegisteredLocked(t, false)
 			}
@@ -373,7 +373,7 @@ func (db *DB) DeleteTopic(topicName string) []Registration {
 		// a channel's producers have entries in the topic (invariant 4):
 		// their counts of t's channels go with those entries, below
 		for c := range t.channels.From("") {
-			removed = append(removed, Registration{"channel", t.name, c.name})
+			removed = append(removed, Registration{KindChannel, t.name, c.name})
 			db.registrations -= len(c.producers)
 		}
 		db.channels -= t.channels.Len()
@@ -387,7 +387,7 @@ func (db *DB) DeleteTopic(topicName string) []Registration {
 			db.registrations -= len(t.producers)
 			t.producers = nil
 			db.setRegisteredLocked(t, false)
-			removed = append(removed, Registration{"topic", t.name, ""})
+			removed = append(removed, Registration{Kind: KindTopic, Topic: t.name})
 		}
 		db.gcLocked(t)
 	}
@@ -416,9 +416,9 @@ func (db *DB) DeleteChannel(topicName, channelName string) bool {
 }
 
 // Tombstone tombstones, as of now, every producer entry of the matching
-// topics whose producer is node (Info.IsNode), and returns how many it
-// tombstoned. A tombstoned entry is tombstoned again.
-func (db *DB) Tombstone(topicName, node string, now time.Time) int {
+// topics whose producer has one of the addresses (Info.Address), and
+// returns how many it tombstoned. A tombstoned entry is tombstoned again.
+func (db *DB) Tombstone(topicName string, now time.Time, addrs ...Address) int {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	// let go of the tombstones Stats no longer counts
@@ -430,7 +430,7 @@ func (db *DB) Tombstone(topicName, node string, now time.Time) int {
 	for _, t := range db.matchingLocked(topicName) {
 		for i := range t.producers {
 			e := &t.producers[i]
-			if !e.p.IsNode(node) {
+			if !slices.Contains(addrs, e.p.Address()) {
 				continue
 			}
 			tomb := &tombstone{at: now.UnixNano()}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 )
 
 // Check verifies the invariants of the package doc and returns every
@@ -45,9 +44,6 @@ func (db *DB) Check() error {
 		if !t.registered && t.channels.Len() == 0 {
 			bad(1, "topic %q is neither registered nor has a channel", name)
 		}
-		if strings.Contains(name, ":") {
-			bad(9, "topic name %q holds ':'", name)
-		}
 		for i, e := range t.producers {
 			if i > 0 && t.producers[i-1].p.ID >= e.p.ID {
 				bad(2, "topic %q: entries %q, %q not sorted by ID or repeated", name, t.producers[i-1].p.ID, e.p.ID)
@@ -78,9 +74,6 @@ func (db *DB) Check() error {
 				bad(1, "topic %q: channels %q, %q not in order", name, prev, c.name)
 			}
 			n, prev = n+1, c.name
-			if strings.Contains(c.name, ":") {
-				bad(9, "topic %q: channel name %q holds ':'", name, c.name)
-			}
 			for i, p := range c.producers {
 				if slices.Index(c.producers, p) != i {
 					bad(4, "channel %q/%q holds %q twice", name, c.name, p.ID)

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +15,8 @@ import (
 )
 
 // The registry against a reference model. The model keeps v1.3.0's shape,
-// one map from (category, key, subkey) to the producers registered there,
-// with no index and no order: each query scans and sorts everything, so it
+// one map from a registration (kind, topic, channel) to the producers
+// registered there, with no index and no order: each query scans and sorts everything, so it
 // is obviously right. Both take the same random operations; after each one
 // every query's answer is compared, and Check runs.
 
@@ -62,9 +61,9 @@ func (m *model) removeFrom(r Registration, id string, evenIfAbsent bool) bool {
 	}
 	_, removed := producers[id]
 	delete(producers, id)
-	name := r.SubKey
-	if r.Category == "topic" {
-		name = r.Key
+	name := r.Channel
+	if r.Kind == KindTopic {
+		name = r.Topic
 	}
 	if len(producers) == 0 && protocol.IsEphemeral(name) && (removed || evenIfAbsent) {
 		delete(m.regs, r)
@@ -87,13 +86,13 @@ func (m *model) register(p *Producer, topic, channel string) (channelAdded, topi
 		return false, false
 	}
 	if channel != "" {
-		c := m.ensure(Registration{"channel", topic, channel})
+		c := m.ensure(Registration{KindChannel, topic, channel})
 		if c[p.ID] == nil {
 			c[p.ID] = &modelEntry{}
 			channelAdded = true
 		}
 	}
-	t := m.ensure(Registration{"topic", topic, ""})
+	t := m.ensure(Registration{KindTopic, topic, ""})
 	if t[p.ID] == nil {
 		t[p.ID] = &modelEntry{}
 		topicAdded = true
@@ -105,7 +104,7 @@ func (m *model) unregisterChannel(p *Producer, topic, channel string) bool {
 	if !m.isLive(p) {
 		return false
 	}
-	return m.removeFrom(Registration{"channel", topic, channel}, p.ID, true)
+	return m.removeFrom(Registration{KindChannel, topic, channel}, p.ID, true)
 }
 
 func (m *model) unregisterTopic(p *Producer, topic string) ([]string, bool) {
@@ -114,22 +113,22 @@ func (m *model) unregisterTopic(p *Producer, topic string) ([]string, bool) {
 	}
 	var channels []string
 	for r := range m.regs {
-		if r.Category == "channel" && r.Key == topic {
+		if r.Kind == KindChannel && r.Topic == topic {
 			if _, in := m.regs[r][p.ID]; !in {
 				continue
 			}
 			delete(m.regs[r], p.ID) // kept even if ephemeral and empty, as v1.3.0 keeps it
-			channels = append(channels, r.SubKey)
+			channels = append(channels, r.Channel)
 		}
 	}
-	return channels, m.removeFrom(Registration{"topic", topic, ""}, p.ID, true)
+	return channels, m.removeFrom(Registration{KindTopic, topic, ""}, p.ID, true)
 }
 
 func (m *model) removeProducer(p *Producer) []Registration {
 	if !m.isLive(p) {
 		return nil
 	}
-	removed := []Registration{{Category: "client"}}
+	removed := []Registration{{Kind: KindProducer}}
 	for r := range m.regs {
 		if m.removeFrom(r, p.ID, false) {
 			removed = append(removed, r)
@@ -139,11 +138,11 @@ func (m *model) removeProducer(p *Producer) []Registration {
 	return removed
 }
 
-func (m *model) createTopic(topic string) { m.ensure(Registration{"topic", topic, ""}) }
+func (m *model) createTopic(topic string) { m.ensure(Registration{KindTopic, topic, ""}) }
 
 func (m *model) createChannel(topic, channel string) {
-	m.ensure(Registration{"channel", topic, channel})
-	m.ensure(Registration{"topic", topic, ""})
+	m.ensure(Registration{KindChannel, topic, channel})
+	m.ensure(Registration{KindTopic, topic, ""})
 }
 
 func matches(pattern, name string) bool { return pattern == Wildcard || pattern == name }
@@ -151,7 +150,7 @@ func matches(pattern, name string) bool { return pattern == Wildcard || pattern 
 func (m *model) deleteTopic(topic string) []Registration {
 	var removed []Registration
 	for r := range m.regs {
-		if matches(topic, r.Key) {
+		if matches(topic, r.Topic) {
 			delete(m.regs, r)
 			removed = append(removed, r)
 		}
@@ -160,21 +159,21 @@ func (m *model) deleteTopic(topic string) []Registration {
 }
 
 func (m *model) deleteChannel(topic, channel string) bool {
-	r := Registration{"channel", topic, channel}
+	r := Registration{KindChannel, topic, channel}
 	_, ok := m.regs[r]
 	delete(m.regs, r)
 	return ok
 }
 
-func (m *model) tombstone(topic, node string, now time.Time) int {
+func (m *model) tombstone(topic string, now time.Time, addrs ...Address) int {
 	n := 0
 	for r, producers := range m.regs {
-		if r.Category != "topic" || !matches(topic, r.Key) {
+		if r.Kind != KindTopic || !matches(topic, r.Topic) {
 			continue
 		}
 		for id, e := range producers {
 			p := m.live[id]
-			if node == p.BroadcastAddress+":"+strconv.Itoa(p.HTTPPort) || node == "["+p.BroadcastAddress+"]:"+strconv.Itoa(p.HTTPPort) {
+			if slices.Contains(addrs, Address{p.BroadcastAddress, p.HTTPPort}) {
 				*e = modelEntry{tombstoned: true, at: now.UnixNano()}
 				n++
 			}
@@ -186,8 +185,8 @@ func (m *model) tombstone(topic, node string, now time.Time) int {
 func (m *model) topics() []string {
 	names := []string{}
 	for r := range m.regs {
-		if r.Category == "topic" {
-			names = append(names, r.Key)
+		if r.Kind == KindTopic {
+			names = append(names, r.Topic)
 		}
 	}
 	slices.Sort(names)
@@ -197,8 +196,8 @@ func (m *model) topics() []string {
 func (m *model) channels(topic string) []string {
 	names := []string{}
 	for r := range m.regs {
-		if r.Category == "channel" && matches(topic, r.Key) {
-			names = append(names, r.SubKey)
+		if r.Kind == KindChannel && matches(topic, r.Topic) {
+			names = append(names, r.Channel)
 		}
 	}
 	slices.Sort(names)
@@ -227,7 +226,7 @@ func (m *model) lookup(topic string) ([]string, []modelProducer, bool) {
 	best := map[string]*modelEntry{}
 	ok := false
 	for r, producers := range m.regs {
-		if r.Category != "topic" || !matches(topic, r.Key) {
+		if r.Kind != KindTopic || !matches(topic, r.Topic) {
 			continue
 		}
 		ok = true
@@ -261,7 +260,7 @@ func (m *model) nodes(now time.Time) []modelNode {
 	for _, id := range slices.Sorted(maps.Keys(m.live)) {
 		n := modelNode{producer: m.state(id, nil), topics: []string{}, tombstones: []bool{}}
 		for _, topic := range m.topics() {
-			if e, ok := m.regs[Registration{"topic", topic, ""}][id]; ok {
+			if e, ok := m.regs[Registration{KindTopic, topic, ""}][id]; ok {
 				n.topics = append(n.topics, topic)
 				n.tombstones = append(n.tombstones, e.tombstoned && now.Sub(time.Unix(0, e.at)) < modelLifetime)
 			}
@@ -290,54 +289,82 @@ func nodes(db *DB, now time.Time) []modelNode {
 	return out
 }
 
-func (m *model) debug() []string {
-	data := map[string][]modelProducer{}
+// registrations lists every registration that has producers, with its
+// producers by ID, and every topic name held.
+func (m *model) registrations() []string {
+	var out []string
+	names := map[string]bool{}
 	for _, id := range slices.Sorted(maps.Keys(m.live)) {
-		data["client::"] = append(data["client::"], m.state(id, nil))
+		if len(out) == 0 {
+			out = append(out, fmt.Sprint(Registration{Kind: KindProducer}))
+		}
+		out[0] += fmt.Sprint(m.state(id, nil))
 	}
 	for r, producers := range m.regs {
-		for _, id := range slices.Sorted(maps.Keys(producers)) {
-			key := r.Category + ":" + r.Key + ":" + r.SubKey
-			data[key] = append(data[key], m.state(id, producers[id]))
+		names[r.Topic] = true
+		if len(producers) == 0 {
+			continue
 		}
+		line := fmt.Sprint(r)
+		for _, id := range slices.Sorted(maps.Keys(producers)) {
+			line += fmt.Sprint(m.state(id, producers[id]))
+		}
+		out = append(out, line)
 	}
-	var out []string
-	for _, k := range slices.Sorted(maps.Keys(data)) {
-		out = append(out, fmt.Sprint(k, data[k]))
-	}
-	return out
+	slices.Sort(out)
+	return append(out, fmt.Sprint("topics ", slices.Sorted(maps.Keys(names))))
 }
 
-// debug is the registry's Debug walk in the model's terms, failing unless
-// the keys come in string order.
-func debug(db *DB) []string {
+// registrations is the same from the registry's walks: Nodes, TopicNames,
+// EachChannel and Lookup. It notes a walk out of order.
+func registrations(db *DB) []string {
 	var out []string
-	prev := ""
-	db.Debug(func(r Registration, producers []Entry) bool {
-		key := r.Category + ":" + r.Key + ":" + r.SubKey
-		if prev >= key {
-			out = append(out, fmt.Sprintf("key %q after %q: out of order", key, prev))
+	for _, n := range db.Nodes() {
+		if len(out) == 0 {
+			out = append(out, fmt.Sprint(Registration{Kind: KindProducer}))
 		}
-		prev = key
-		out = append(out, fmt.Sprint(key, normalize(producers)))
-		return true
-	})
-	return out
+		out[0] += fmt.Sprint(out1(Entry{Producer: n.Producer}))
+	}
+	names := db.TopicNames()
+	for _, t := range names {
+		prev := ""
+		db.EachChannel(t, func(c string, producers []Entry) bool {
+			if c <= prev || !slices.IsSortedFunc(producers, func(a, b Entry) int { return strings.Compare(a.Producer.ID, b.Producer.ID) }) {
+				out = append(out, fmt.Sprintf("EachChannel(%q): %q out of order", t, c))
+			}
+			prev = c
+			line := fmt.Sprint(Registration{KindChannel, t, c})
+			for _, e := range producers {
+				line += fmt.Sprint(out1(e))
+			}
+			out = append(out, line)
+			return true
+		})
+		if _, producers, _ := db.Lookup(t, nil, nil); len(producers) > 0 {
+			line := fmt.Sprint(Registration{KindTopic, t, ""})
+			for _, e := range producers {
+				line += fmt.Sprint(out1(e))
+			}
+			out = append(out, line)
+		}
+	}
+	slices.Sort(out)
+	return append(out, fmt.Sprint("topics ", names))
 }
 
 func (m *model) stats(now time.Time) Stats {
 	s := Stats{Producers: len(m.live)}
 	for r, producers := range m.regs {
 		s.Registrations += len(producers)
-		switch r.Category {
-		case "topic":
+		switch r.Kind {
+		case KindTopic:
 			s.Topics++
 			for _, e := range producers {
 				if e.tombstoned && now.Sub(time.Unix(0, e.at)) < modelLifetime {
 					s.Tombstones++
 				}
 			}
-		case "channel":
+		case KindChannel:
 			s.Channels++
 		}
 	}
@@ -345,12 +372,12 @@ func (m *model) stats(now time.Time) Stats {
 }
 
 // The universe the random operations draw from: few names, so that
-// operations collide; names that sort differently as "T" and "T:" (the
-// /debug key order), ephemeral ones, and producers that share a node.
+// operations collide; names that share prefixes, ephemeral ones, and
+// producers that share a node.
 var (
 	modelTopics   = []string{"a", "a.b", "a-1", "b", "e#ephemeral", "f#ephemeral"}
 	modelChannels = []string{"x", "y", "z#ephemeral", "w#ephemeral"}
-	modelNodes    = []string{"h0:4151", "h1:4151", "h2:4151", "nobody:1"}
+	modelAddrs    = []Address{{"h0", 4151}, {"h1", 4151}, {"h2", 4151}, {"h0", 4150}, {"nobody", 1}}
 )
 
 const (
@@ -470,7 +497,7 @@ func normalize(v any) any {
 		return slices.Sorted(slices.Values(v))
 	case []Registration:
 		return slices.SortedFunc(slices.Values(v), func(a, b Registration) int {
-			return cmp.Or(strings.Compare(a.Category, b.Category), strings.Compare(a.Key, b.Key), strings.Compare(a.SubKey, b.SubKey))
+			return cmp.Or(cmp.Compare(a.Kind, b.Kind), strings.Compare(a.Topic, b.Topic), strings.Compare(a.Channel, b.Channel))
 		})
 	}
 	return v
@@ -546,9 +573,12 @@ func (r *modelRun) step(o modelOp) {
 		if c%4 == 0 {
 			topic = Wildcard
 		}
-		node := pick(modelNodes, a)
-		desc = fmt.Sprintf("Tombstone(%q, %q)", topic, node)
-		r.same(desc, r.db.Tombstone(topic, node, r.now), r.m.tombstone(topic, node, r.now))
+		addrs := []Address{modelAddrs[a%len(modelAddrs)]}
+		if b%3 == 0 {
+			addrs = append(addrs, modelAddrs[b/3%len(modelAddrs)])
+		}
+		desc = fmt.Sprintf("Tombstone(%q, %v)", topic, addrs)
+		r.same(desc, r.db.Tombstone(topic, r.now, addrs...), r.m.tombstone(topic, r.now, addrs...))
 	case 12: // time passes; a producer PINGs
 		d := time.Duration(b%4) * modelLifetime / 3
 		r.now = r.now.Add(d)
@@ -573,7 +603,7 @@ func (r *modelRun) compare() {
 			fmt.Sprint(normalize(mchs), normalize(mps), mok))
 	}
 	r.same("Nodes", nodes(r.db, r.now), r.m.nodes(r.now))
-	r.same("Debug", debug(r.db), r.m.debug())
+	r.same("registrations", registrations(r.db), r.m.registrations())
 	r.same("Stats", r.db.Stats(r.now), r.m.stats(r.now))
 	if err := r.db.Check(); err != nil && r.err == nil {
 		r.err = err

@@ -175,89 +175,54 @@ func (db *DB) NodeTopics(p *Producer) (topics []NodeTopic, version uint64, ok bo
 	return topics, version, true
 }
 
-// Debug calls f with each registration that has producers, and its
-// producers by ID, in the order of v1.3.0's /debug keys
-// ("category:key:subkey" sorted as strings): the channel registrations,
-// the client registration, then the topic registrations. It stops when f
-// returns false. f runs without the lock; each registration is a
-// snapshot, the whole is not.
-func (db *DB) Debug(f func(r Registration, producers []Entry) bool) {
-	var topics []*topic
-	db.walk(func(t *topic) { topics = append(topics, t) })
-	slices.SortFunc(topics, func(a, b *topic) int { return compareKeys(a.name, b.name) })
+// TopicNames returns the name of every topic the registry holds: those
+// registered and those with channels.
+func (db *DB) TopicNames() []string {
+	names := []string{}
+	db.walk(func(t *topic) { names = append(names, t.name) })
+	return names
+}
 
-	byID := func(a, b Entry) int { return strings.Compare(a.Producer.ID, b.Producer.ID) }
-	type batchItem struct {
+// EachChannel calls f with each channel of the topic that has producers,
+// in name order, and its producers by ID, until f returns false; it
+// reports whether f never did. f runs without the lock, and each channel
+// is a snapshot, the whole is not: the lock is taken once per walkBatch
+// channels.
+func (db *DB) EachChannel(topicName string, f func(channel string, producers []Entry) bool) bool {
+	type item struct {
 		name      string
 		producers []Entry
 	}
-	for _, t := range topics {
-		for from, more := "", true; more; {
-			var batch []batchItem
-			n, last := 0, ""
-			db.mu.RLock()
+	byID := func(a, b Entry) int { return strings.Compare(a.Producer.ID, b.Producer.ID) }
+	for from, more := "", true; more; {
+		var batch []item
+		n, last := 0, ""
+		db.mu.RLock()
+		if t := db.topics[topicName]; t != nil {
 			for c := range t.channels.From(from) {
 				if n == walkBatch {
 					break
 				}
 				n, last = n+1, c.name
 				if len(c.producers) > 0 {
-					item := batchItem{name: c.name, producers: make([]Entry, len(c.producers))}
+					it := item{name: c.name, producers: make([]Entry, len(c.producers))}
 					for i, p := range c.producers {
-						item.producers[i] = Entry{Producer: p}
+						it.producers[i] = Entry{Producer: p}
 					}
-					batch = append(batch, item)
+					batch = append(batch, it)
 				}
 			}
-			db.mu.RUnlock()
-			more, from = n == walkBatch, last+"\x00"
-			for _, item := range batch {
-				slices.SortFunc(item.producers, byID)
-				if !f(Registration{"channel", t.name, item.name}, item.producers) {
-					return
-				}
-			}
-		}
-	}
-
-	if nodes := db.Nodes(); len(nodes) > 0 {
-		client := make([]Entry, len(nodes))
-		for i, n := range nodes {
-			client[i] = Entry{Producer: n.Producer}
-		}
-		if !f(Registration{Category: "client"}, client) {
-			return
-		}
-	}
-
-	for _, t := range topics {
-		db.mu.RLock()
-		producers := make([]Entry, len(t.producers))
-		for i, e := range t.producers {
-			producers[i] = e.out()
 		}
 		db.mu.RUnlock()
-		if len(producers) > 0 && !f(Registration{"topic", t.name, ""}, producers) {
-			return
+		more, from = n == walkBatch, last+"\x00"
+		for _, it := range batch {
+			slices.SortFunc(it.producers, byID)
+			if !f(it.name, it.producers) {
+				return false
+			}
 		}
 	}
-}
-
-// compareKeys orders topic names as /debug's keys order them, a+":"
-// against b+":" (names hold no ':', invariant 9).
-func compareKeys(a, b string) int {
-	n := min(len(a), len(b))
-	if c := strings.Compare(a[:n], b[:n]); c != 0 {
-		return c
-	}
-	switch {
-	case len(a) == len(b):
-		return 0
-	case len(a) < len(b):
-		return strings.Compare(":", b[n:n+1])
-	default:
-		return strings.Compare(a[n:n+1], ":")
-	}
+	return true
 }
 
 // Stats are the registry's sizes.

@@ -20,8 +20,14 @@
 //
 // # Locking
 //
-// One sync.RWMutex, mu, guards every field but two atomics. A change takes
-// it for writing, once. Queries take it for reading, and never for long:
+// One sync.RWMutex, mu, guards every field but two atomics. Most changes
+// take it for writing once: AddProducer (and once more per batch of
+// removeBatch topics of a producer it replaces), Register, Unregister,
+// CreateTopic, CreateChannel, DeleteTopic, DeleteChannel and Tombstone.
+// RemoveProducer takes it once, then once per batch of removeBatch topics
+// the producer held, so that a producer of a million registrations holds
+// writers up for one batch at a time. Ping takes no lock. Queries take it
+// for reading, and never for long:
 // one topic (a /lookup), one batch of topics or channels at a time (the
 // walks over everything: wildcards, /topics, /debug), or one producer's
 // topics (/nodes). So a REGISTER never waits for more than a short copy, and
@@ -81,13 +87,9 @@
 //     channel).
 //  8. An entry's tombstone is not dead, and a tombstone in tombstones
 //     that is not dead is one entry's.
-//  9. Topic and channel names hold no ':' (the order of /debug's keys
-//     relies on it).
 package registry
 
 import (
-	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,13 +112,16 @@ type Info struct {
 	TopologyRegion   string // empty unless given
 }
 
-// IsNode reports whether node, as /topic/tombstone names one, is this
-// producer's broadcast address and HTTP port: written as v1.3.0 joins them
-// ("::1:4151") or as nsqadmin does ("[::1]:4151"). See docs/differences.md,
-// IPv6 tombstones.
-func (i *Info) IsNode(node string) bool {
-	port := strconv.Itoa(i.HTTPPort)
-	return node == i.BroadcastAddress+":"+port || node == net.JoinHostPort(i.BroadcastAddress, port)
+// Address is where a producer's HTTP API is reached: what names it as a
+// node (Tombstone).
+type Address struct {
+	BroadcastAddress string
+	HTTPPort         int
+}
+
+// Address returns the producer's HTTP address.
+func (i *Info) Address() Address {
+	return Address{BroadcastAddress: i.BroadcastAddress, HTTPPort: i.HTTPPort}
 }
 
 // Producer is an identified nsqd as the registry holds it. Its Info never
@@ -137,11 +142,25 @@ func (p *Producer) LastUpdate() time.Time { return time.Unix(0, p.lastUpdate.Loa
 
 func (p *Producer) key() string { return p.ID }
 
-// Registration names a registration as v1.3.0 does: ("client", "", ""),
-// which every producer is in, ("topic", topic, "") or ("channel", topic,
-// channel).
+// Kind is the kind of a registration.
+type Kind uint8
+
+// The kinds of registration.
+const (
+	// KindProducer is the registration every identified producer is in;
+	// it has no topic or channel.
+	KindProducer Kind = iota
+	// KindTopic is a producer's registration in a topic.
+	KindTopic
+	// KindChannel is a producer's registration in a channel of a topic.
+	KindChannel
+)
+
+// Registration names a registration: its kind, and the topic and channel
+// its kind has.
 type Registration struct {
-	Category, Key, SubKey string
+	Kind           Kind
+	Topic, Channel string
 }
 
 // Entry is a producer as a topic holds it, copied out.

@@ -83,8 +83,8 @@ func TestIndexesConsistent(t *testing.T) {
 		t.Fatalf("Stats: got %+v", s)
 	}
 	for _, p := range producers {
-		if left := removeProducer(db, p); len(left) == 0 || left[0] != (Registration{Category: "client"}) {
-			t.Fatalf("RemoveProducer: left %v; want the client registration first", left)
+		if left := removeProducer(db, p); len(left) == 0 || left[0] != (Registration{Kind: KindProducer}) {
+			t.Fatalf("RemoveProducer: left %v; want the producer registration first", left)
 		}
 		if left := removeProducer(db, p); left != nil {
 			t.Fatalf("RemoveProducer again: left %v; want nothing", left)
@@ -98,10 +98,12 @@ func TestIndexesConsistent(t *testing.T) {
 	if got := len(db.Topics()); got != sz.T {
 		t.Fatalf("Topics: got %d; want %d", got, sz.T)
 	}
-	db.Debug(func(r Registration, _ []Entry) bool {
-		t.Fatalf("Debug lists %v; want no registration with producers", r)
-		return false
-	})
+	for _, topic := range db.TopicNames() {
+		db.EachChannel(topic, func(c string, _ []Entry) bool {
+			t.Fatalf("EachChannel(%q) lists %q; want no channel with producers", topic, c)
+			return false
+		})
+	}
 }
 
 // TestWalks checks the walks across their batches: more topics, and more
@@ -130,30 +132,32 @@ func TestWalks(t *testing.T) {
 	if got, _, _ := db.Lookup(Wildcard, nil, nil); !slices.Equal(got, channels) {
 		t.Fatalf("Lookup(*): got %d channels; want %d", len(got), len(channels))
 	}
-	keys := 0
-	db.Debug(func(Registration, []Entry) bool { keys++; return true })
-	if want := len(channels) + 1 + len(topics); keys != want {
-		t.Fatalf("Debug: %d registrations; want %d", keys, want)
+	if got := db.TopicNames(); !slices.Equal(got, topics) {
+		t.Fatalf("TopicNames: got %d names; want %d in order", len(got), len(topics))
+	}
+	var names []string
+	db.EachChannel("t0000", func(c string, _ []Entry) bool { names = append(names, c); return true })
+	if want := append([]string{"c"}, channels[len(channels)-(2*walkBatch+3):]...); !slices.Equal(names, want) {
+		t.Fatalf("EachChannel: got %d channels; want %d in order", len(names), len(want))
 	}
 	stopped := 0
-	db.Debug(func(Registration, []Entry) bool { stopped++; return stopped < walkBatch+2 })
-	if stopped != walkBatch+2 {
-		t.Fatalf("Debug went on after f returned false: %d calls", stopped)
+	if db.EachChannel("t0000", func(string, []Entry) bool { stopped++; return stopped < walkBatch+2 }) || stopped != walkBatch+2 {
+		t.Fatalf("EachChannel went on after f returned false: %d calls", stopped)
 	}
 }
 
 func TestTombstone(t *testing.T) {
 	t.Parallel()
 	db, producers := fill(t, fillSize{"t", 4, 4, 4, 1})
-	node := "host0:4151"
+	node := producers[0].Address()
 	now := time.Now()
-	if n := db.Tombstone("topic0", node, now); n != 1 {
+	if n := db.Tombstone("topic0", now, node); n != 1 {
 		t.Fatalf("tombstoned %d entries; want 1", n)
 	}
-	if n := db.Tombstone(Wildcard, node, now); n != 4 {
+	if n := db.Tombstone(Wildcard, now, node); n != 4 {
 		t.Fatalf("wildcard tombstoned %d entries; want 4", n)
 	}
-	if n := db.Tombstone("topic0", "nobody:1", now); n != 0 {
+	if n := db.Tombstone("topic0", now, Address{"nobody", 1}, Address{node.BroadcastAddress, 1}); n != 0 {
 		t.Fatalf("tombstoned %d entries for an unknown node; want 0", n)
 	}
 	_, entries, _ := db.Lookup("topic0", nil, nil)
@@ -165,27 +169,6 @@ func TestTombstone(t *testing.T) {
 	check(t, db)
 }
 
-func TestIsNode(t *testing.T) {
-	t.Parallel()
-	for _, tt := range []struct {
-		addr, node string
-		want       bool
-	}{
-		{"h", "h:4151", true},
-		{"h", "h:4150", false},
-		{"h", "g:4151", false},
-		{"::1", "::1:4151", true},   // as v1.3.0 joins them
-		{"::1", "[::1]:4151", true}, // as nsqadmin does
-		{"::1", "[::1]:4150", false},
-		{"10.0.0.1", "[10.0.0.1]:4151", false},
-	} {
-		i := Info{BroadcastAddress: tt.addr, HTTPPort: 4151}
-		if got := i.IsNode(tt.node); got != tt.want {
-			t.Errorf("%s IsNode(%q): got %t; want %t", tt.addr, tt.node, got, tt.want)
-		}
-	}
-}
-
 // TestTombstonesBounded: tombstoning the same entries again and again keeps
 // to what is tombstoned now, not what ever was.
 func TestTombstonesBounded(t *testing.T) {
@@ -193,7 +176,7 @@ func TestTombstonesBounded(t *testing.T) {
 	db, _ := fill(t, fillSize{"t", 4, 4, 4, 1})
 	now := time.Now()
 	for i := range 10000 {
-		db.Tombstone(Wildcard, fmt.Sprintf("host%d:4151", i%4), now)
+		db.Tombstone(Wildcard, now, Address{fmt.Sprintf("host%d", i%4), 4151})
 	}
 	if n := len(db.tombstones); n > 2*16 {
 		t.Fatalf("tombstones holds %d for 16 tombstoned entries", n)
@@ -400,7 +383,7 @@ func TestRemoveProducerBatches(t *testing.T) {
 		n := 0
 		for _, r := range rs {
 			seen[r]++
-			if r.Category == "topic" {
+			if r.Kind == KindTopic {
 				n++
 			}
 		}
@@ -455,8 +438,8 @@ func TestGeneration(t *testing.T) {
 		{"Register topic", func() { db.Register(p, "t", "") }, true, true},
 		{"Register channel", func() { db.Register(p, "t", "c") }, true, false},
 		{"Register again", func() { db.Register(p, "t", "c") }, false, false},
-		{"Tombstone", func() { db.Tombstone("t", "host0:4151", time.Now()) }, true, true},
-		{"Tombstone nobody", func() { db.Tombstone("t", "nobody:1", time.Now()) }, false, false},
+		{"Tombstone", func() { db.Tombstone("t", time.Now(), Address{"host0", 4151}) }, true, true},
+		{"Tombstone nobody", func() { db.Tombstone("t", time.Now(), Address{"nobody", 1}) }, false, false},
 		{"UnregisterChannel", func() { db.UnregisterChannel(p, "t", "c") }, true, false},
 		{"UnregisterTopic", func() { db.UnregisterTopic(p, "t") }, true, true},
 		{"CreateTopic", func() { db.CreateTopic("u") }, true, false},
@@ -505,7 +488,7 @@ func TestCheckFindsBreaches(t *testing.T) {
 			db.Register(p, "t", "c")
 			ps = append(ps, p)
 		}
-		db.Tombstone("t", "host0:4151", time.Now())
+		db.Tombstone("t", time.Now(), Address{"host0", 4151})
 		check(t, db)
 		return db, ps
 	}
@@ -548,37 +531,12 @@ func TestCheckFindsBreaches(t *testing.T) {
 		{7, func(db *DB, _ []*Producer) { db.registrations++ }},
 		{7, func(db *DB, _ []*Producer) { db.channels-- }},
 		{8, func(db *DB, _ []*Producer) { db.topics["t"].producers[0].tomb.dead = true }},
-		{9, func(db *DB, ps []*Producer) { db.Register(ps[0], "a:b", "") }},
 	} {
 		db, ps := build()
 		tt.breakIt(db, ps)
 		err := db.Check()
 		if want := fmt.Sprintf("invariant %d:", tt.invariant); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("invariant %d broken: Check says %v", tt.invariant, err)
-		}
-	}
-}
-
-func TestCompareKeys(t *testing.T) {
-	t.Parallel()
-	for _, tt := range []struct {
-		a, b string
-		want int
-	}{
-		{"a", "a", 0},
-		{"a", "b", -1},
-		{"a", "a.b", 1},  // "a:" after "a.b:": '.' < ':'
-		{"a.b", "a", -1}, // and the other way round
-		{"a", "aa", -1},  // 'a' > ':'
-		{"aa", "a", 1},
-		{"a", "a-1", 1}, // '-' < ':'
-		{"A", "a", -1},
-	} {
-		if got := compareKeys(tt.a, tt.b); got != tt.want {
-			t.Errorf("compareKeys(%q, %q) = %d; want %d", tt.a, tt.b, got, tt.want)
-		}
-		if got, want := compareKeys(tt.a, tt.b), strings.Compare(tt.a+":", tt.b+":"); got != want {
-			t.Errorf("compareKeys(%q, %q) = %d; the keys compare %d", tt.a, tt.b, got, want)
 		}
 	}
 }

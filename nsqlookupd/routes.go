@@ -1,0 +1,117 @@
+package nsqlookupd
+
+import (
+	"net/http"
+	"net/http/pprof"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/lookupd/nsqlookupd/internal/http_api"
+)
+
+// httpServer is the HTTP API (docs/wire.md, HTTP API), profiling and
+// /metrics, on one router; each request is counted in /metrics.
+type httpServer struct {
+	nsqlookupd *NSQLookupd
+	router     *httprouter.Router
+}
+
+// Statuses each kind of route answers with. Their series are exported at
+// zero from start-up, so that the set of series does not change at run
+// time and a rate over an error code sees its first increase.
+var (
+	// apiCodes: the V1 and PlainText decorators answer 200, an Err's code
+	// (400 or 404), or 500 (a panic).
+	apiCodes = []int{http.StatusOK, http.StatusBadRequest, http.StatusNotFound, http.StatusInternalServerError}
+	// plainCodes: net/http/pprof answers 400 to a bad parameter and 500
+	// when a profile is already running; promhttp 500 when a collector
+	// fails.
+	plainCodes = []int{http.StatusOK, http.StatusBadRequest, http.StatusInternalServerError}
+)
+
+// newHTTPServer declares every route. Only /metrics and the pprof routes
+// are not access-logged.
+func newHTTPServer(l *NSQLookupd) *httpServer {
+	log := http_api.Log(l.logf)
+	router := httprouter.New()
+	router.HandleMethodNotAllowed = true
+	router.PanicHandler = func(w http.ResponseWriter, req *http.Request, p interface{}) {
+		l.panics.Add(1)
+		http_api.LogPanicHandler(l.logf)(w, req, p)
+	}
+	router.NotFound = http_api.LogNotFoundHandler(l.logf)
+	router.MethodNotAllowed = http_api.LogMethodNotAllowedHandler(l.logf)
+	s := &httpServer{nsqlookupd: l, router: router}
+
+	s.api("GET", "/ping", s.pingHandler, log, http_api.PlainText)
+	s.api("GET", "/info", s.doInfo, log, http_api.V1)
+
+	s.api("GET", "/debug", s.doDebug, log, http_api.V1)
+	s.api("GET", "/lookup", s.doLookup, log, http_api.V1)
+	s.api("GET", "/topics", s.doTopics, log, http_api.V1)
+	s.api("GET", "/channels", s.doChannels, log, http_api.V1)
+	s.api("GET", "/nodes", s.doNodes, log, http_api.V1)
+
+	s.adminAPI("POST", "/topic/create", s.doCreateTopic, log, http_api.V1)
+	s.adminAPI("POST", "/topic/delete", s.doDeleteTopic, log, http_api.V1)
+	s.adminAPI("POST", "/channel/create", s.doCreateChannel, log, http_api.V1)
+	s.adminAPI("POST", "/channel/delete", s.doDeleteChannel, log, http_api.V1)
+	s.adminAPI("POST", "/topic/tombstone", s.doTombstoneTopicProducer, log, http_api.V1)
+
+	// Not access-logged (a scrape every 15 s would flood the log), and
+	// served with --disable-pprof too.
+	s.plain("GET", "/metrics", l.metrics.handler)
+
+	// The admin POSTs above and the pprof routes below are declared
+	// through adminAPI and adminPlain: behind the access rules (internal/access).
+	if !l.opts.DisablePprof {
+		// v1.3.0's routes, then the index at /debug/pprof/ (where its
+		// relative links resolve) and the profiles it links to. The
+		// server's write timeout is extended by ?seconds=N for those that
+		// take it (net/http/pprof does that itself).
+		s.adminPlain("GET", "/debug/pprof", http.HandlerFunc(pprof.Index))
+		s.adminPlain("GET", "/debug/pprof/", http.HandlerFunc(pprof.Index))
+		s.adminPlain("GET", "/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
+		s.adminPlain("GET", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		s.adminPlain("POST", "/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		s.adminPlain("GET", "/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		s.adminPlain("GET", "/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+		for _, name := range []string{"allocs", "block", "goroutine", "heap", "mutex", "threadcreate"} {
+			s.adminPlain("GET", "/debug/pprof/"+name, pprof.Handler(name))
+		}
+	}
+	return s
+}
+
+// api declares a route answered by an APIHandler through the decorators ds.
+func (s *httpServer) api(method, path string, f http_api.APIHandler, ds ...http_api.Decorator) {
+	s.nsqlookupd.metrics.expectRoute(method, path, apiCodes)
+	s.router.Handle(method, path, http_api.Decorate(f, ds...))
+}
+
+// plain declares a route answered by a plain http.Handler.
+func (s *httpServer) plain(method, path string, h http.Handler) {
+	s.nsqlookupd.metrics.expectRoute(method, path, plainCodes)
+	s.router.Handler(method, path, h)
+}
+
+// adminAPI declares an admin route (a POST that changes the registry) as
+// api does, behind the access rules when there are any; its 403 is then
+// counted from start-up, as every answer a route can give.
+func (s *httpServer) adminAPI(method, path string, f http_api.APIHandler, ds ...http_api.Decorator) {
+	if g := s.nsqlookupd.access; g.GuardsHTTP() {
+		ds = append(ds, g.API)
+		s.nsqlookupd.metrics.expect(path, method, http.StatusForbidden)
+	}
+	s.api(method, path, f, ds...)
+}
+
+// adminPlain declares a /debug/pprof route as plain does, behind the
+// access rules when there are any.
+func (s *httpServer) adminPlain(method, path string, h http.Handler) {
+	if g := s.nsqlookupd.access; g.GuardsHTTP() {
+		h = g.Handler(h)
+		s.nsqlookupd.metrics.expect(path, method, http.StatusForbidden)
+	}
+	s.plain(method, path, h)
+}
