@@ -31,6 +31,7 @@ import (
 	"github.com/lookupd/nsqlookupd/internal/version"
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/access"
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/tlsconfig"
 )
 
 // nsqdHeartbeat is how often nsqd PINGs each lookupd (fixed in nsqd): a
@@ -100,7 +101,7 @@ type identifyAnswer struct {
 // New checks opts, loads the TLS files if HTTPS is configured, and listens
 // on the TCP, HTTP and HTTPS addresses. It logs the version line and returns
 // an error rather than exiting.
-func New(opts *Options) (*NSQLookupd, error) {
+func New(opts *Options) (_ *NSQLookupd, err error) {
 	flushLog := func() {}
 	if opts.Logger == nil {
 		logger := lg.NewBatchedLogger(opts.LogPrefix, os.Stderr)
@@ -119,7 +120,7 @@ func New(opts *Options) (*NSQLookupd, error) {
 	// The TLS files are read before anything is logged: a bad pair is a
 	// bad configuration, one error and no other line.
 	if opts.HTTPSAddress != "" {
-		if l.tlsConfig, err = newTLSConfig(opts, l.logf); err != nil {
+		if l.tlsConfig, err = tlsconfig.New(opts.tlsOptions(), l.logf); err != nil {
 			return nil, err
 		}
 	}
@@ -128,24 +129,33 @@ func New(opts *Options) (*NSQLookupd, error) {
 		l.logf(lg.WARN, "producer-read-timeout %s is not longer than nsqd's %s heartbeat: an idle but healthy nsqd will be evicted", t, nsqdHeartbeat)
 	}
 
-	l.tcpListener, err = net.Listen("tcp", opts.TCPAddress)
-	if err != nil {
-		flushLog()
-		return nil, fmt.Errorf("listen (%s) failed - %w", opts.TCPAddress, err)
+	// one cleanup path: whatever was opened is closed if New fails
+	defer func() {
+		if err != nil {
+			for _, ln := range []net.Listener{l.tcpListener, l.httpListener, l.httpsListener} {
+				if ln != nil {
+					ln.Close()
+				}
+			}
+			flushLog()
+		}
+	}()
+	listen := func(addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen (%s) failed - %w", addr, err)
+		}
+		return ln, nil
 	}
-	l.httpListener, err = net.Listen("tcp", opts.HTTPAddress)
-	if err != nil {
-		l.tcpListener.Close()
-		flushLog()
-		return nil, fmt.Errorf("listen (%s) failed - %w", opts.HTTPAddress, err)
+	if l.tcpListener, err = listen(opts.TCPAddress); err != nil {
+		return nil, err
+	}
+	if l.httpListener, err = listen(opts.HTTPAddress); err != nil {
+		return nil, err
 	}
 	if opts.HTTPSAddress != "" {
-		l.httpsListener, err = net.Listen("tcp", opts.HTTPSAddress)
-		if err != nil {
-			l.tcpListener.Close()
-			l.httpListener.Close()
-			flushLog()
-			return nil, fmt.Errorf("listen (%s) failed - %w", opts.HTTPSAddress, err)
+		if l.httpsListener, err = listen(opts.HTTPSAddress); err != nil {
+			return nil, err
 		}
 	}
 
@@ -170,7 +180,7 @@ func New(opts *Options) (*NSQLookupd, error) {
 	// --tls-required, and to an admin request that needs a certificate
 	var tlsRequired http.Handler
 	if l.httpsListener != nil {
-		tlsRequired = tlsRequiredHandler(l.RealHTTPSAddr().Port, l.logf)
+		tlsRequired = tlsconfig.RequiredHandler(l.RealHTTPSAddr().Port, l.logf)
 	}
 	l.access = access.New(opts.accessConfig(), tlsRequired, l.logf, func() time.Time { return l.clock.Now() })
 	l.metrics.registry.MustRegister(l.access.Metrics())
@@ -183,7 +193,7 @@ func New(opts *Options) (*NSQLookupd, error) {
 		// only, as nsqd: no HTTP/2 to harden separately.
 		l.httpsServer = http_api.NewServer(router, opts.HTTPWriteTimeout, l.logf)
 		l.httpsServer.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
-		if opts.tlsRequired() {
+		if opts.tlsOptions().Required() {
 			plain = tlsRequired
 		}
 	}

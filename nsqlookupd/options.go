@@ -8,6 +8,7 @@ import (
 	"github.com/lookupd/nsqlookupd/internal/lg"
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/access"
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/auth"
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/tlsconfig"
 )
 
 // Logger receives the daemon's log lines; *log.Logger satisfies it.
@@ -159,7 +160,7 @@ func (o *Options) Validate() error {
 	case o.HTTPWriteTimeout < 0:
 		return fmt.Errorf("http-write-timeout must not be negative (got %s)", o.HTTPWriteTimeout)
 	}
-	if err := o.validateTLS(); err != nil {
+	if err := o.tlsOptions().Validate(); err != nil {
 		return err
 	}
 	if err := o.accessConfig().Validate(); err != nil {
@@ -179,4 +180,11 @@ func (o *Options) accessConfig() access.Config {
 	return access.Config{TCPAllow: o.TCPAllow, AdminAllow: o.HTTPAdminAllow,
 		RequireClientCert: o.HTTPAdminRequireClientCert, ClientSANs: o.HTTPAdminClientAllowedSANs,
 		HTTPS: o.HTTPSAddress != "", RootCA: o.TLSRootCAFile != "", ClientAuthPolicy: o.TLSClientAuthPolicy}
+}
+
+// tlsOptions returns the TLS options, for internal/tlsconfig.
+func (o *Options) tlsOptions() tlsconfig.Options {
+	return tlsconfig.Options{HTTPSAddress: o.HTTPSAddress, Cert: o.TLSCert, Key: o.TLSKey,
+		ClientAuthPolicy: o.TLSClientAuthPolicy, RootCAFile: o.TLSRootCAFile,
+		MinVersion: o.TLSMinVersion, RequireTLS: o.TLSRequired}
 }

@@ -1,8 +1,8 @@
-package nsqlookupd
-
-// HTTPS (docs/wire.md, HTTPS): nsqd v1.3.0's TLS options for the HTTP API. This file
-// checks them, builds the tls.Config (with a certificate that follows
-// renewals on disk) and holds the plain port's answer when TLS is required.
+// Package tlsconfig is the HTTPS port's TLS configuration (docs/wire.md,
+// HTTPS): nsqd v1.3.0's TLS options, checked, the tls.Config built from
+// them, with a certificate that follows renewals on disk, and the plain
+// port's answer when TLS is required.
+package tlsconfig
 
 import (
 	"crypto/tls"
@@ -19,6 +19,17 @@ import (
 	"github.com/lookupd/nsqlookupd/internal/http_api"
 	"github.com/lookupd/nsqlookupd/internal/lg"
 )
+
+// Options are the TLS options, as the daemon's flags of the same names
+// (--https-address, --tls-cert, ...) give them.
+type Options struct {
+	HTTPSAddress     string
+	Cert, Key        string
+	ClientAuthPolicy string
+	RootCAFile       string
+	MinVersion       string
+	RequireTLS       bool
+}
 
 // tlsVersions are the --tls-min-version values, as nsqd spells them.
 var tlsVersions = map[string]uint16{
@@ -59,28 +70,28 @@ var clientAuthPolicies = map[string]tls.ClientAuthType{
 // for its nsqd, say) send theirs whenever the server names no CA, so
 // clients that work with nsqd would be refused for a certificate that
 // authorizes nothing here. With a CA file, a certificate given is verified.
-func clientAuth(o *Options) tls.ClientAuthType {
-	if o.TLSClientAuthPolicy == "" && o.TLSRootCAFile == "" {
+func clientAuth(o Options) tls.ClientAuthType {
+	if o.ClientAuthPolicy == "" && o.RootCAFile == "" {
 		return tls.NoClientCert
 	}
-	return clientAuthPolicies[o.TLSClientAuthPolicy]
+	return clientAuthPolicies[o.ClientAuthPolicy]
 }
 
-// tlsRequired reports whether the plain HTTP port sends clients to HTTPS:
+// Required reports whether the plain HTTP port sends clients to HTTPS:
 // asked for, or implied by a client certificate policy (as in nsqd).
-func (o *Options) tlsRequired() bool {
-	return o.TLSRequired || o.TLSClientAuthPolicy != ""
+func (o Options) Required() bool {
+	return o.RequireTLS || o.ClientAuthPolicy != ""
 }
 
-// validateTLS reports the first TLS option that cannot work: an unknown
+// Validate reports the first TLS option that cannot work: an unknown
 // version or policy, or a TLS option without all of --https-address,
 // --tls-cert and --tls-key. It reads no file: New loads them.
-func (o *Options) validateTLS() error {
-	if _, err := parseTLSVersion(o.TLSMinVersion); err != nil {
+func (o Options) Validate() error {
+	if _, err := parseTLSVersion(o.MinVersion); err != nil {
 		return err
 	}
-	if _, ok := clientAuthPolicies[o.TLSClientAuthPolicy]; !ok {
-		return fmt.Errorf("unknown --tls-client-auth-policy %q (want require or require-verify, or empty)", o.TLSClientAuthPolicy)
+	if _, ok := clientAuthPolicies[o.ClientAuthPolicy]; !ok {
+		return fmt.Errorf("unknown --tls-client-auth-policy %q (want require or require-verify, or empty)", o.ClientAuthPolicy)
 	}
 	// Any TLS option needs the three below; name the first one given and
 	// every one missing.
@@ -89,17 +100,17 @@ func (o *Options) validateTLS() error {
 		set  bool
 	}{
 		{"https-address", o.HTTPSAddress != ""},
-		{"tls-cert", o.TLSCert != ""},
-		{"tls-key", o.TLSKey != ""},
+		{"tls-cert", o.Cert != ""},
+		{"tls-key", o.Key != ""},
 	}
 	given := ""
 	for _, opt := range []struct {
 		name string
 		set  bool
 	}{
-		{"tls-required", o.TLSRequired},
-		{"tls-client-auth-policy", o.TLSClientAuthPolicy != ""},
-		{"tls-root-ca-file", o.TLSRootCAFile != ""},
+		{"tls-required", o.RequireTLS},
+		{"tls-client-auth-policy", o.ClientAuthPolicy != ""},
+		{"tls-root-ca-file", o.RootCAFile != ""},
 		needed[0], needed[1], needed[2],
 	} {
 		if opt.set {
@@ -126,30 +137,30 @@ func (o *Options) validateTLS() error {
 	}
 }
 
-// newTLSConfig returns the HTTPS port's configuration, as nsqd's
-// buildTLSConfig maps the options, with two changes: the certificate is
-// served through a certReloader, and only HTTP/1.1 is offered (nsqd's
-// HTTPS offers no HTTP/2 either). opts must have passed Validate.
-func newTLSConfig(opts *Options, logf lg.AppLogFunc) (*tls.Config, error) {
-	reloader, err := newCertReloader(opts.TLSCert, opts.TLSKey, logf)
+// New returns the HTTPS port's configuration, as nsqd's buildTLSConfig
+// maps the options, with two changes: the certificate is served through a
+// certReloader, and only HTTP/1.1 is offered (nsqd's HTTPS offers no
+// HTTP/2 either). opts must have passed Validate.
+func New(opts Options, logf lg.AppLogFunc) (*tls.Config, error) {
+	reloader, err := newCertReloader(opts.Cert, opts.Key, logf)
 	if err != nil {
 		return nil, err
 	}
-	minVersion, _ := parseTLSVersion(opts.TLSMinVersion)
+	minVersion, _ := parseTLSVersion(opts.MinVersion)
 	cfg := &tls.Config{
 		GetCertificate: reloader.getCertificate,
 		ClientAuth:     clientAuth(opts),
 		MinVersion:     minVersion,
 		NextProtos:     []string{"http/1.1"},
 	}
-	if opts.TLSRootCAFile != "" {
-		pem, err := os.ReadFile(opts.TLSRootCAFile)
+	if opts.RootCAFile != "" {
+		pem, err := os.ReadFile(opts.RootCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("failed to read --tls-root-ca-file - %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("no PEM certificate in --tls-root-ca-file %s", opts.TLSRootCAFile)
+			return nil, fmt.Errorf("no PEM certificate in --tls-root-ca-file %s", opts.RootCAFile)
 		}
 		cfg.ClientCAs = pool
 	}
@@ -240,12 +251,12 @@ func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 // required, for their access lines.
 var errTLSRequired = http_api.Err{Code: http.StatusForbidden, Text: "TLS_REQUIRED"}
 
-// tlsRequiredHandler answers every request as nsqd v1.3.0's plain HTTP port
+// RequiredHandler answers every request as nsqd v1.3.0's plain HTTP port
 // does with TLS required: 403, both content-type headers, and exactly the
 // body {"message": "TLS_REQUIRED", "https_port": N} (with its spaces, which
 // RespondV1 would not write). nsqadmin and nsqd read https_port from it and
 // retry over HTTPS. Each answer is access-logged like any other.
-func tlsRequiredHandler(httpsPort int, logf lg.AppLogFunc) http.Handler {
+func RequiredHandler(httpsPort int, logf lg.AppLogFunc) http.Handler {
 	body := fmt.Sprintf(`{"message": "TLS_REQUIRED", "https_port": %d}`, httpsPort)
 	h := http_api.Decorate(func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) (interface{}, error) {
 		w.Header().Set("X-NSQ-Content-Type", "nsq; version=1.0")
