@@ -174,7 +174,7 @@ func New(opts *Options) (_ *NSQLookupd, err error) {
 		runtime.SetMutexProfileFraction(opts.MutexProfileFraction)
 	}
 
-	l.tcpServer = newTCPServer(l)
+	l.tcpServer = newTCPServer(l, answerWriteTimeout)
 	l.metrics = newMetrics(l)
 	// tlsRequired is the plain port's answer to every request with
 	// --tls-required, and to an admin request that needs a certificate

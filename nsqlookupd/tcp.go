@@ -24,13 +24,11 @@ type tcpServer struct {
 	connsPeak int                   // the most conns has held since it was made
 	accepted  uint64                // connections ever accepted
 
-	// writeTimeout bounds each write of answers: answerWriteTimeout, which
-	// tests may shorten before Main.
-	writeTimeout time.Duration
+	writeTimeout time.Duration // bounds each write of answers (0: none)
 }
 
-func newTCPServer(l *NSQLookupd) *tcpServer {
-	return &tcpServer{nsqlookupd: l, conns: make(map[net.Conn]struct{}), writeTimeout: answerWriteTimeout}
+func newTCPServer(l *NSQLookupd, writeTimeout time.Duration) *tcpServer {
+	return &tcpServer{nsqlookupd: l, conns: make(map[net.Conn]struct{}), writeTimeout: writeTimeout}
 }
 
 // track adds conn to the live set; it reports false once closeAll has run.

@@ -141,7 +141,7 @@ func TestStalledRegistrationReader(t *testing.T) {
 	const writeTimeout = 200 * time.Millisecond
 	logs := newLogLines(t)
 	l := startLookupd(t, func(o *Options) { o.Logger = logs }, func(l *NSQLookupd) {
-		l.tcpServer.writeTimeout = writeTimeout
+		l.tcpServer = newTCPServer(l, writeTimeout)
 		l.tcpListener = smallSendBuffers{l.tcpListener}
 	})
 	bystander := connectProducer(t, l, 2, 12)
@@ -214,7 +214,7 @@ func BenchmarkPipelinedRegister(b *testing.B) {
 			l := startLookupd(b, func(o *Options) {
 				o.Logger = bc.logger
 				o.ProducerReadTimeout = bc.readTimeout
-			}, func(l *NSQLookupd) { l.tcpServer.writeTimeout = bc.writeTimeout })
+			}, func(l *NSQLookupd) { l.tcpServer = newTCPServer(l, bc.writeTimeout) })
 			c := connectProducer(b, l, 1, 11)
 			c.mustOK("REGISTER t c")
 			per := strings.Count(bc.commands, "\n")

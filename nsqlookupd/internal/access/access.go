@@ -123,9 +123,7 @@ var refusalTexts = [numRefusals]string{
 // route's counts see the status.
 var errRefused = http_api.Err{Code: http.StatusForbidden, Text: "FORBIDDEN"}
 
-// Guard holds the rules in force and counts what they refuse. Its methods
-// are safe on a nil *Guard (no rules), for tests that build a daemon by
-// hand.
+// Guard holds the rules in force and counts what they refuse.
 type Guard struct {
 	tcp   allowlist // nil: any source may register
 	admin allowlist // nil: any source may use the admin routes
@@ -211,13 +209,13 @@ func (g *Guard) String() string {
 
 // GuardsHTTP reports whether any rule applies to the admin routes.
 func (g *Guard) GuardsHTTP() bool {
-	return g != nil && (g.admin != nil || g.requireCert || g.closed)
+	return g.admin != nil || g.requireCert || g.closed
 }
 
 // Admits reports whether req passes an explicit admin rule: false when
 // there is none.
 func (g *Guard) Admits(req *http.Request) bool {
-	return g != nil && (g.admin != nil || g.requireCert) && g.check(req) < 0
+	return (g.admin != nil || g.requireCert) && g.check(req) < 0
 }
 
 // AllowTCP reports whether conn, a registration connection just accepted,
@@ -225,7 +223,7 @@ func (g *Guard) Admits(req *http.Request) bool {
 // and set to be reset when the caller closes it: the peer gets an RST and
 // this side keeps no TIME_WAIT for it.
 func (g *Guard) AllowTCP(conn net.Conn) bool {
-	if g == nil || g.tcp == nil {
+	if g.tcp == nil {
 		return true
 	}
 	addr := peerAddr(conn.RemoteAddr()).Unmap()
