@@ -174,7 +174,7 @@ func startChaosCluster(t *testing.T, tm chaosTimings, lookupdArgs []string) *cha
 		}
 	})
 	for _, h := range c.hosts {
-		c.stops = append(c.stops, h.chatter(tm.chatter))
+		c.stops = append(c.stops, chatter(h.httpURL(""), keepaliveTopic, keepaliveChannel, tm.chatter))
 	}
 	c.startConsumer()
 	for _, h := range c.hosts {
@@ -352,42 +352,6 @@ func (h *chaosHost) post(pathAndQuery string) error {
 		return fmt.Errorf("POST %s: %s %s", pathAndQuery, resp.Status, body)
 	}
 	return nil
-}
-
-// chatter makes nsqd send its lookupds a command every interval:
-// it creates and deletes channel keepaliveChannel of keepaliveTopic, and
-// nsqd sends REGISTER and UNREGISTER. nsqd's own PING comes every 15 s,
-// beyond the lookupds' 5 s read timeout.
-func (h *chaosHost) chatter(every time.Duration) (stop func()) {
-	client := &http.Client{Timeout: every}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			action := "create"
-			if i%2 == 1 {
-				action = "delete"
-			}
-			resp, err := client.Post(h.httpURL("/channel/"+action+"?topic="+keepaliveTopic+"&channel="+keepaliveChannel), "", nil)
-			if err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		wg.Wait()
-	}
 }
 
 // messageLog is what was published (acknowledged by nsqd) and consumed.

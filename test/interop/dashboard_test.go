@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -224,36 +223,19 @@ func loadDashboard(t *testing.T) *grafanaDashboard {
 func dashboardTraffic(t *testing.T, d *lookupd) (stop func()) {
 	from := &net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
 	outsider := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: from.DialContext}}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			for _, path := range []string{"/lookup?topic=" + topicA, "/nodes", "/topics"} {
-				if resp, err := httpClient.Get(d.url(path)); err == nil {
-					resp.Body.Close()
-				}
-			}
-			if resp, err := outsider.Post(d.url("/topic/delete?topic="+topicA), "", nil); err == nil {
+	return repeat(100*time.Millisecond, func() {
+		for _, path := range []string{"/lookup?topic=" + topicA, "/nodes", "/topics"} {
+			if resp, err := httpClient.Get(d.url(path)); err == nil {
 				resp.Body.Close()
 			}
-			if conn, err := from.Dial("tcp", d.TCPAddr); err == nil {
-				conn.Close()
-			}
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
 		}
-	}()
-	return func() {
-		close(done)
-		wg.Wait()
-	}
+		if resp, err := outsider.Post(d.url("/topic/delete?topic="+topicA), "", nil); err == nil {
+			resp.Body.Close()
+		}
+		if conn, err := from.Dial("tcp", d.TCPAddr); err == nil {
+			conn.Close()
+		}
+	})
 }
 
 // promSample is one sample of an instant query's answer.

@@ -2,7 +2,6 @@ package interop
 
 import (
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -215,43 +214,6 @@ func (p *nsqdProc) post(t *testing.T, pathAndQuery string) {
 	doRequest(t, http.MethodPost, "http://"+p.HTTPAddr+pathAndQuery, nil)
 }
 
-// chatter makes nsqd send its lookupds a command every interval until stop
-// is called: it creates and deletes channel keepalive of topic through
-// nsqd's HTTP API, and nsqd sends REGISTER and UNREGISTER. A test's short
-// producer read timeout is below nsqd's 15 s heartbeat; this traffic keeps
-// a live nsqd inside it.
-func (p *nsqdProc) chatter(topic string, every time.Duration) (stop func()) {
-	client := &http.Client{Timeout: every}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			action := "create"
-			if i%2 == 1 {
-				action = "delete"
-			}
-			resp, err := client.Post("http://"+p.HTTPAddr+"/channel/"+action+"?topic="+topic+"&channel=keepalive", "", nil)
-			if err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		wg.Wait()
-	}
-}
-
 // listed reports whether d lists p in /lookup?topic= and in /nodes: "both",
 // "neither", or the reason it is only in one.
 func listed(d *lookupd, topic string, p *nsqdProc) (string, error) {
@@ -291,7 +253,7 @@ func TestHostDeath(t *testing.T) {
 	d := startLookupdOn(t, n.hostIP, "--producer-read-timeout="+readTimeout.String())
 	p := startNSQDIn(t, n, d.TCPAddr)
 	p.post(t, "/topic/create?topic="+topic)
-	stop := p.chatter(topic, every)
+	stop := chatter("http://"+p.HTTPAddr, topic, "keepalive", every)
 
 	waitListed := func(want string, within time.Duration) {
 		t.Helper()
@@ -328,7 +290,7 @@ func TestHostDeath(t *testing.T) {
 
 	n.setLink(t, true)
 	back := time.Now()
-	defer p.chatter(topic, every)()
+	defer chatter("http://"+p.HTTPAddr, topic, "keepalive", every)()
 	// nsqd finds its old connection dead at its next command, and connects
 	// again at the one after (its heartbeat is every 15 s)
 	waitListed("both", 35*time.Second)

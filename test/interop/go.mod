@@ -1,11 +1,12 @@
 module github.com/lookupd/nsqlookupd/test/interop
 
-go 1.24
+go 1.24.0
 
 require (
+	github.com/lookupd/nsqlookupd v0.0.0 // internal/test, by the replace below
 	github.com/nsqio/go-nsq v1.1.0
 	github.com/nsqio/nsq v1.3.0
-	golang.org/x/sys v0.10.0
+	golang.org/x/sys v0.35.0
 )
 
 require (
@@ -25,3 +26,5 @@ tool (
 )
 
 replace github.com/judwhite/go-svc => github.com/mreiferson/go-svc v1.2.2-0.20210815184239-7a96e00010f6
+
+replace github.com/lookupd/nsqlookupd => ../..

@@ -776,3 +776,47 @@ func runUntilCleanup(t *testing.T, name string, logger *testLogger, main func() 
 		}
 	})
 }
+
+// repeat calls f at once and then every interval until stop is called;
+// stop returns once f has returned for the last time.
+func repeat(every time.Duration, f func()) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			f()
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// chatter makes the nsqd whose HTTP API is at base create and delete
+// channel of topic, in turn, every interval until stop is called, and nsqd
+// sends its lookupds REGISTER and UNREGISTER each time. nsqd's own PING
+// comes every 15 s: this traffic keeps a live nsqd inside a test's shorter
+// producer read timeout.
+func chatter(base, topic, channel string, every time.Duration) (stop func()) {
+	client := &http.Client{Timeout: every}
+	actions := []string{"create", "delete"}
+	i := 0
+	return repeat(every, func() {
+		resp, err := client.Post(base+"/channel/"+actions[i%2]+"?topic="+topic+"&channel="+channel, "", nil)
+		i++
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
+}

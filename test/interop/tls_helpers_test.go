@@ -1,98 +1,40 @@
 package interop
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/lookupd/nsqlookupd/internal/test"
 )
 
-// testCA is a certificate authority made for one test, with its
-// certificate in a PEM file. Nothing is committed: every key is generated.
-type testCA struct {
-	cert     *x509.Certificate
-	key      *ecdsa.PrivateKey
-	dir      string
-	CertFile string
-	Pool     *x509.CertPool
+// testCA is a certificate authority made for one test: internal/test's,
+// which the daemon's own tests use, with the files and clients these
+// tests want of it.
+type testCA struct{ *test.CA }
+
+func newTestCA(t *testing.T, name string) testCA {
+	return testCA{test.NewCA(t, name)}
 }
 
-func newTestCA(t *testing.T, name string) *testCA {
+// issue writes a certificate signed by ca for 127.0.0.1, ::1 and
+// localhost, usable by a server and a client, and its key, and returns the
+// two files.
+func (ca testCA) issue(t *testing.T, name string) (certFile, keyFile string) {
 	t.Helper()
-	key := newECKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatalf("creating CA certificate: %v", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &testCA{cert: cert, key: key, dir: t.TempDir(), Pool: x509.NewCertPool()}
-	ca.Pool.AddCert(cert)
-	ca.CertFile = filepath.Join(ca.dir, "ca.pem")
-	writePEM(t, ca.CertFile, "CERTIFICATE", der)
-	return ca
-}
-
-// issue writes a certificate for 127.0.0.1 signed by ca, usable by a
-// server and a client, and its key, and returns the two files.
-func (ca *testCA) issue(t *testing.T, name string) (certFile, keyFile string) {
-	t.Helper()
-	key := newECKey(t)
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatalf("issuing certificate: %v", err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(ca.dir, name+".pem"), filepath.Join(ca.dir, name+"-key.pem")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
-	return certFile, keyFile
+	return ca.Issue(t, name).WriteFiles(t)
 }
 
 // client returns an HTTP client trusting ca, presenting the certificate in
 // certFile/keyFile when they are given.
-func (ca *testCA) client(t *testing.T, certFile, keyFile string) *http.Client {
+func (ca testCA) client(t *testing.T, certFile, keyFile string) *http.Client {
 	t.Helper()
 	cfg := &tls.Config{RootCAs: ca.Pool}
 	if certFile != "" {
@@ -105,22 +47,6 @@ func (ca *testCA) client(t *testing.T, certFile, keyFile string) *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 }
 
-func newECKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // lookupdTLS is how startLookupdTLS runs the daemon with HTTPS: its
 // certificate, more TLS flags, and a client of its HTTPS port.
 type lookupdTLS struct {
@@ -131,7 +57,7 @@ type lookupdTLS struct {
 
 // newLookupdTLS returns a server certificate from ca, args, and a client
 // trusting ca (with no client certificate).
-func newLookupdTLS(t *testing.T, ca *testCA, args ...string) *lookupdTLS {
+func newLookupdTLS(t *testing.T, ca testCA, args ...string) *lookupdTLS {
 	t.Helper()
 	certFile, keyFile := ca.issue(t, "nsqlookupd")
 	return &lookupdTLS{certFile: certFile, keyFile: keyFile, args: args, client: ca.client(t, "", "")}
