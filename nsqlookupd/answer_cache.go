@@ -1,10 +1,12 @@
 package nsqlookupd
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/auth"
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
 )
 
@@ -137,8 +139,22 @@ type cachedNode struct {
 
 // nodes returns the /nodes entry of every producer, by ID, at now. An entry
 // is built again only when its producer's topics or tombstones changed, a
-// tombstone expired or time went back.
-func (a *answers) nodes(db *registry.DB, now time.Time, lifetime time.Duration) []*cachedNode {
+// tombstone expired or time went back. With a secret's state (auth on),
+// the entries are built for this answer alone: each producer with topics
+// the secret may see, listing only those.
+func (a *answers) nodes(db *registry.DB, now time.Time, lifetime time.Duration, st *auth.State) []*cachedNode {
+	if st != nil {
+		var entries []*cachedNode
+		for _, n := range db.Nodes() {
+			topics, _, _ := db.NodeTopics(n.Producer)
+			if topics = slices.DeleteFunc(topics, func(t registry.NodeTopic) bool { return !st.MaySee(t.Name) }); len(topics) > 0 {
+				e := &cachedNode{producer: n.Producer}
+				e.json, _ = appendNode(nil, &n.Producer.Info, topics, now, lifetime)
+				entries = append(entries, e)
+			}
+		}
+		return entries
+	}
 	a.nodesMu.Lock()
 	defer a.nodesMu.Unlock()
 	valid := !now.Before(a.nodesBuilt)

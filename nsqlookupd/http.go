@@ -15,6 +15,7 @@ import (
 	"github.com/lookupd/nsqlookupd/internal/lg"
 	"github.com/lookupd/nsqlookupd/internal/protocol"
 	"github.com/lookupd/nsqlookupd/internal/version"
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/auth"
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
 )
 
@@ -76,26 +77,32 @@ func (s *httpServer) doInfo(w http.ResponseWriter, req *http.Request, ps httprou
 	return infoResponse{Version: version.Binary}, nil
 }
 
-func (s *httpServer) doTopics(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+func (s *httpServer) doTopics(w http.ResponseWriter, req *http.Request, st *auth.State) (interface{}, error) {
+	if st != nil {
+		return http_api.JSON(append(appendNames([]byte(`{"topics":`), st.Topics(s.nsqlookupd.db.Topics())), '}')), nil
+	}
 	return http_api.JSON(s.nsqlookupd.answers.topics(s.nsqlookupd.db)), nil
 }
 
-func (s *httpServer) doChannels(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+func (s *httpServer) doChannels(w http.ResponseWriter, req *http.Request, st *auth.State) (interface{}, error) {
 	_, topicName, err := topicParam(req)
 	if err != nil {
 		return nil, err
 	}
-	if topicName == registry.Wildcard {
+	if topicName == registry.Wildcard && st == nil {
 		return http_api.JSON(s.nsqlookupd.answers.allChannels(s.nsqlookupd.db)), nil
 	}
-	b := append([]byte(`{"channels":`), appendNames(nil, s.nsqlookupd.db.Channels(topicName))...)
+	b := append([]byte(`{"channels":`), appendNames(nil, st.Channels(topicName, s.nsqlookupd.db.Channels(topicName)))...)
 	return http_api.JSON(append(b, '}')), nil
 }
 
-func (s *httpServer) doLookup(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+func (s *httpServer) doLookup(w http.ResponseWriter, req *http.Request, st *auth.State) (interface{}, error) {
 	_, topicName, err := topicParam(req)
 	if err != nil {
 		return nil, err
+	}
+	if !st.MaySee(topicName) {
+		return nil, errTopicNotFound // as for a topic that does not exist
 	}
 	now := s.nsqlookupd.clock.Now()
 	if topicName == registry.Wildcard {
@@ -133,7 +140,7 @@ func (s *httpServer) doLookup(w http.ResponseWriter, req *http.Request, ps httpr
 	}
 	buf := lookupBuffers.Get().(*[]byte)
 	b := append((*buf)[:0], `{"channels":`...)
-	b = appendNames(b, channels)
+	b = appendNames(b, st.Channels(topicName, channels))
 	b = s.appendActive(append(b, `,"producers":`...), producers, now)
 	*buf = append(b, '}')
 	return http_api.PooledJSON{B: buf, Pool: &lookupBuffers}, nil
@@ -178,9 +185,9 @@ func (s *httpServer) appendActive(b []byte, entries []registry.Entry, now time.T
 
 // doNodes writes each active producer's entry as the node cache keeps it
 // encoded: concurrent answers share those bytes.
-func (s *httpServer) doNodes(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
+func (s *httpServer) doNodes(w http.ResponseWriter, req *http.Request, st *auth.State) (interface{}, error) {
 	now := s.nsqlookupd.clock.Now()
-	nodes := s.nsqlookupd.answers.nodes(s.nsqlookupd.db, now, s.nsqlookupd.opts.TombstoneLifetime)
+	nodes := s.nsqlookupd.answers.nodes(s.nsqlookupd.db, now, s.nsqlookupd.opts.TombstoneLifetime, st)
 	return http_api.JSONStream(func(w io.Writer) error {
 		// {"producers":[{<producer fields>,"tombstones":[...],"topics":[...]},...]}
 		if _, err := io.WriteString(w, `{"producers":[`); err != nil {

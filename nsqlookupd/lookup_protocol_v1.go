@@ -317,6 +317,7 @@ func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader *bufio.Reader, para
 		}
 	})
 	client.producer = producer
+	l.auth.ProducerUp(client.addr) // its nsqd may read /channels without a secret (internal/auth)
 	if replaced != nil {
 		l.logf(lg.WARN, "client(%s) replaced a stale producer with the same address; closing its connection", client)
 		l.tcpServer.closeStale(client.addr, client.Conn)

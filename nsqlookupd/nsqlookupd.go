@@ -30,6 +30,7 @@ import (
 	"github.com/lookupd/nsqlookupd/internal/util"
 	"github.com/lookupd/nsqlookupd/internal/version"
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/access"
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/auth"
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/tlsconfig"
 )
@@ -86,6 +87,8 @@ type NSQLookupd struct {
 	metrics *metrics
 	// access holds the access rules (internal/access).
 	access *access.Guard
+	// auth checks the secrets of reads (internal/auth); nil: auth off.
+	auth *auth.Authorizer
 }
 
 // identifyAnswer is the IDENTIFY response; its fields are in the order
@@ -124,7 +127,15 @@ func New(opts *Options) (_ *NSQLookupd, err error) {
 			return nil, err
 		}
 	}
+	ac := opts.authConfig() // its CA file read before anything is logged, as the TLS files
+	ac.Admin = func(req *http.Request) bool { return l.access.Admits(req) }
+	if l.auth, err = auth.New(ac, l.logf, func() time.Time { return l.clock.Now() }); err != nil {
+		return nil, err
+	}
 	l.logf(lg.INFO, "%s", version.String("nsqlookupd"))
+	if l.auth != nil {
+		l.logf(lg.INFO, "AUTH: %s", l.auth)
+	}
 	if t := opts.ProducerReadTimeout; t > 0 && t <= nsqdHeartbeat {
 		l.logf(lg.WARN, "producer-read-timeout %s is not longer than nsqd's %s heartbeat: an idle but healthy nsqd will be evicted", t, nsqdHeartbeat)
 	}
@@ -184,6 +195,9 @@ func New(opts *Options) (_ *NSQLookupd, err error) {
 	}
 	l.access = access.New(opts.accessConfig(), tlsRequired, l.logf, func() time.Time { return l.clock.Now() })
 	l.metrics.registry.MustRegister(l.access.Metrics())
+	if l.auth != nil {
+		l.metrics.registry.MustRegister(l.auth.Metrics())
+	}
 	router := newHTTPServer(l)
 	var plain http.Handler = router
 	if l.httpsListener != nil {
@@ -265,6 +279,7 @@ func (l *NSQLookupd) Exit() {
 		l.mu.Unlock()
 
 		l.releaser.stop()
+		l.auth.Close()
 		l.tcpListener.Close()
 		l.tcpServer.closeAll()
 

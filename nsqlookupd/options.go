@@ -179,7 +179,8 @@ func (o *Options) authConfig() auth.Config {
 func (o *Options) accessConfig() access.Config {
 	return access.Config{TCPAllow: o.TCPAllow, AdminAllow: o.HTTPAdminAllow,
 		RequireClientCert: o.HTTPAdminRequireClientCert, ClientSANs: o.HTTPAdminClientAllowedSANs,
-		HTTPS: o.HTTPSAddress != "", RootCA: o.TLSRootCAFile != "", ClientAuthPolicy: o.TLSClientAuthPolicy}
+		HTTPS: o.HTTPSAddress != "", RootCA: o.TLSRootCAFile != "", ClientAuthPolicy: o.TLSClientAuthPolicy,
+		AdminRuleRequired: len(o.AuthHTTPAddresses) > 0}
 }
 
 // tlsOptions returns the TLS options, for internal/tlsconfig.

@@ -7,6 +7,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/lookupd/nsqlookupd/internal/http_api"
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/auth"
 )
 
 // httpServer is the HTTP API (docs/wire.md, HTTP API), profiling and
@@ -46,11 +47,15 @@ func newHTTPServer(l *NSQLookupd) *httpServer {
 	s.api("GET", "/ping", s.pingHandler, log, http_api.PlainText)
 	s.api("GET", "/info", s.doInfo, log, http_api.V1)
 
-	s.api("GET", "/debug", s.doDebug, log, http_api.V1)
-	s.api("GET", "/lookup", s.doLookup, log, http_api.V1)
-	s.api("GET", "/topics", s.doTopics, log, http_api.V1)
-	s.api("GET", "/channels", s.doChannels, log, http_api.V1)
-	s.api("GET", "/nodes", s.doNodes, log, http_api.V1)
+	debug := s.api
+	if l.auth != nil {
+		debug = s.adminAPI // it names every topic: an admin route with auth on
+	}
+	debug("GET", "/debug", s.doDebug, log, http_api.V1)
+	s.read("/lookup", false, s.doLookup, log, http_api.V1)
+	s.read("/topics", false, s.doTopics, log, http_api.V1)
+	s.read("/channels", true, s.doChannels, log, http_api.V1)
+	s.read("/nodes", false, s.doNodes, log, http_api.V1)
 
 	s.adminAPI("POST", "/topic/create", s.doCreateTopic, log, http_api.V1)
 	s.adminAPI("POST", "/topic/delete", s.doDeleteTopic, log, http_api.V1)
@@ -87,6 +92,22 @@ func newHTTPServer(l *NSQLookupd) *httpServer {
 func (s *httpServer) api(method, path string, f http_api.APIHandler, ds ...http_api.Decorator) {
 	s.nsqlookupd.metrics.expectRoute(method, path, apiCodes)
 	s.router.Handle(method, path, http_api.Decorate(f, ds...))
+}
+
+// read declares a route that reads the registry: with auth on, a request
+// gets an auth error, or f gets the state that filters its answer (nil:
+// unfiltered); channels says the route is /channels (internal/auth, Read).
+func (s *httpServer) read(path string, channels bool, f func(http.ResponseWriter, *http.Request, *auth.State) (interface{}, error), ds ...http_api.Decorator) {
+	if s.nsqlookupd.auth != nil {
+		s.nsqlookupd.metrics.expectRoute("GET", path, auth.Statuses)
+	}
+	s.api("GET", path, func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) (interface{}, error) {
+		st, err := s.nsqlookupd.auth.Read(w, req, channels)
+		if err != nil {
+			return nil, err
+		}
+		return f(w, req, st)
+	}, ds...)
 }
 
 // plain declares a route answered by a plain http.Handler.

@@ -146,6 +146,7 @@ func (p *tcpServer) cleanup(client *clientV1) {
 		return
 	}
 	l := p.nsqlookupd
+	l.auth.ProducerDown(client.addr)
 	l.db.RemoveProducer(client.producer, func(left []registry.Registration) {
 		for _, r := range left {
 			l.logDB(client, "UNREGISTER", r)
