@@ -155,7 +155,7 @@ func TestParseFlags(t *testing.T) {
 		o.churnDuration != 2*time.Second || o.churnNodes || o.blockProfile != "b.pb.gz" || o.blockProfileRate != 1 {
 		t.Errorf("flags: %q %d %v %v %v %q %d", o.registerModes, o.churnConns, o.churnRate, o.churnDuration, o.churnNodes, o.blockProfile, o.blockProfileRate)
 	}
-	for _, ok := range [][]string{{"-binary", "x", "-churn-conns", "0"}, {"-binary", "a", "-soak", "30m"}} {
+	for _, ok := range [][]string{{"-binary", "x", "-churn-conns", "0"}, {"-binary", "a", "-soak", "30m"}, {"-binary", "a,b", "-auth"}} {
 		if _, err := parseFlags(ok, io.Discard); err != nil {
 			t.Errorf("parseFlags(%q): %v", ok, err)
 		}
@@ -180,6 +180,9 @@ func TestParseFlags(t *testing.T) {
 		"-binary a -soak 30m -churn-conns 0":                                "-churn-conns",
 		"-binary a -soak 30m -soak-read-rate 0":                             "-soak-read-rate",
 		"-binary a -soak 30m -soak-every 0s":                                "-soak-every",
+		"-addr-tcp h:1 -addr-http h:2 -auth":                                "-auth",
+		"-binary a -auth -soak 30m":                                         "-auth",
+		"-binary a -auth -block-profile b":                                  "-auth",
 	} {
 		if _, err := parseFlags(strings.Fields(bad), io.Discard); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("parseFlags(%q): error %v; want one about %s", bad, err, want)
@@ -387,5 +390,43 @@ func TestVerifyRejectsWrongAnswers(t *testing.T) {
 		if err := e.checkTopic(context.Background(), h, 0); (err == nil) != c.ok {
 			t.Errorf("%s: checkTopic error = %v, want ok=%v", name, err, c.ok)
 		}
+	}
+}
+
+// TestAuthRun: the auth run's daemon flags name the harness's auth
+// server, which grants the bench secret everything and refuses others, and
+// its client sends the secret.
+func TestAuthRun(t *testing.T) {
+	addr, stop, err := startAuthServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	o := (&options{daemonFlags: []string{"--log-level=warn"}}).withAuth(addr)
+	if got := strings.Join(o.daemonFlags, " "); got != "--log-level=warn --auth-http-address="+addr+" --http-admin-allow=127.0.0.1" {
+		t.Errorf("daemon flags: %s", got)
+	}
+	for secret, want := range map[string]string{
+		benchSecret: `200 {"ttl":3600,"identity":"bench","authorizations":[{"topic":".*","channels":[".*"],"permissions":["subscribe","publish"]}]}`,
+		"other":     "403 ",
+	} {
+		resp, err := http.Get("http://" + addr + "/auth?common_name=&remote_ip=127.0.0.1&secret=" + secret + "&tls=false")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got := fmt.Sprintf("%d %s", resp.StatusCode, body); got != want {
+			t.Errorf("secret %s: got %s; want %s", secret, got, want)
+		}
+	}
+	// the client sends it
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { got = req.Header.Get("Authorization") }))
+	defer srv.Close()
+	h := newHTTPClient(strings.TrimPrefix(srv.URL, "http://"), 1, 5*time.Second)
+	h.secret = o.secret
+	if _, err := h.getDiscard(context.Background(), "/lookup?topic=t"); err != nil || got != "Bearer "+benchSecret {
+		t.Errorf("Authorization: got %q (%v); want Bearer %s", got, err, benchSecret)
 	}
 }

@@ -18,8 +18,9 @@ import (
 // httpClient issues GET requests to one daemon over keep-alive connections
 // shared by all load clients.
 type httpClient struct {
-	base string // "http://host:port"
-	c    *http.Client
+	base   string // "http://host:port"
+	c      *http.Client
+	secret string // sent as Authorization: Bearer, if not ""
 }
 
 func newHTTPClient(addr string, clients int, timeout time.Duration) *httpClient {
@@ -43,6 +44,9 @@ func (h *httpClient) getStream(ctx context.Context, path string, read func(io.Re
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.base+path, nil)
 	if err != nil {
 		return err
+	}
+	if h.secret != "" {
+		req.Header.Set("Authorization", "Bearer "+h.secret)
 	}
 	resp, err := h.c.Do(req)
 	if err != nil {

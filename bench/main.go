@@ -70,6 +70,9 @@ type options struct {
 	soak, soakEvery time.Duration
 	soakOut         string
 	soakReadRate    float64
+
+	auth   bool   // also measure each binary with auth on (auth.go)
+	secret string // sent with every request: the run with auth on
 }
 
 // listFlag is a repeatable flag whose values may also be comma separated.
@@ -130,6 +133,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.soakEvery, "soak-every", 10*time.Second, "interval between two samples of a soak")
 	fs.StringVar(&o.soakOut, "soak-out", "soak", "a soak's output `path`, without extension: PATH.csv and PATH.svg")
 	fs.Float64Var(&o.soakReadRate, "soak-read-rate", 500, "/lookup requests a second of a soak's -clients readers, in all")
+	fs.BoolVar(&o.auth, "auth", false, "measure each -binary twice, side by side: as given, then with auth on against an auth server the harness runs, every request carrying a secret granted everything (cached after the first)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: go run ./bench [flags] (see docs/performance.md)\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -196,6 +200,7 @@ func (o *options) validate() error {
 		{soak && !(o.soakReadRate > 0), fmt.Sprintf("-soak-read-rate %v: want > 0", o.soakReadRate)},
 		{soak && !churn, "-soak runs the churn phase's load: -churn-conns must be > 0"},
 		{soak && len(o.binaries) > 1, "-soak measures one daemon: give one -binary"},
+		{o.auth && (external || soak || o.blockProfile != ""), "-auth starts each -binary twice: not with -addr-*, -soak or -block-profile"},
 	} {
 		if c.bad {
 			return errors.New(c.err)
@@ -249,13 +254,31 @@ func run(args []string) int {
 	if len(targets) == 0 {
 		targets = []string{""} // the external daemon
 	}
+	runs := []*options{o}
+	if o.auth {
+		addr, stop, err := startAuthServer()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: auth server:", err)
+			return 1
+		}
+		defer stop()
+		runs = append(runs, o.withAuth(addr))
+	}
 	failed := false
 	for i, bin := range targets {
-		res := runTarget(ctx, o, i, bin)
-		rep.Results = append(rep.Results, res)
-		if res.Error != "" {
-			failed = true
-			logger.Printf("%s: FAILED: %s", res.Target, res.Error)
+		for j, ro := range runs {
+			res := runTarget(ctx, ro, i*len(runs)+j, bin)
+			if ro.secret != "" {
+				res.Target += " +auth"
+			}
+			rep.Results = append(rep.Results, res)
+			if res.Error != "" {
+				failed = true
+				logger.Printf("%s: FAILED: %s", res.Target, res.Error)
+			}
+			if ctx.Err() != nil {
+				break
+			}
 		}
 		if ctx.Err() != nil {
 			break

@@ -43,6 +43,7 @@ func openSession(ctx context.Context, o *options, binary, tag string, flags []st
 	}
 	res.TCPAddr, res.HTTPAddr, res.PID = s.t.tcpAddr, s.t.httpAddr, s.t.pid
 	s.h = newHTTPClient(s.t.httpAddr, o.clients+2, o.httpTimeout)
+	s.h.secret = o.secret
 	return s, nil
 }
 
