@@ -136,7 +136,7 @@ func methodLabel(method string) string {
 // "other" for one from a handler it does not own.
 func codeLabel(code int) string {
 	switch code {
-	case 200, 301, 307, 400, 403, 404, 405, 500:
+	case 200, 301, 307, 400, 401, 403, 404, 405, 429, 500, 503: // 401, 429, 503: auth (internal/auth)
 		return strconv.Itoa(code)
 	}
 	return "other"

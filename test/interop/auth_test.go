@@ -539,6 +539,10 @@ func TestAuthRoutes(t *testing.T) {
 			}
 		}
 	}
+	// the refusals are counted by route and status
+	if v, err := metric(d, `nsqlookupd_http_requests_total{code="401",method="GET",route="/topics"}`); err != nil || v != 2 {
+		t.Errorf(`/topics answered 401: %v (%v); want 2 (no secret, a refused one)`, v, err)
+	}
 	// what the tenants saw was not nothing
 	if _, body := getAs(t, tenantClient, d, "/nodes", "secret-b"); !strings.Contains(body, `"tombstones":[false,true],"topics":["tenant_b.payments","tenant_b.refunds"]`) {
 		t.Errorf("tenant B's /nodes: %s; want its two topics, one tombstoned", body)
