@@ -98,7 +98,7 @@ func TestStalledReadersShareAnswers(t *testing.T) {
 		// 100 producers, 1500 topics of 5 producers and 6 channels, with
 		// long names: 52 500 registrations, a /debug of about 12 MB and
 		// /nodes and wildcard answers of some 300 KiB
-		fill(l, fillSize{"stall", 100, 1500, 5, 6}, "a-topic-with-a-rather-long-name-%05d", "a-channel-with-a-long-name-%d")
+		fill(l, test.Shape{Name: "stall", P: 100, T: 1500, S: 5, C: 6}, "a-topic-with-a-rather-long-name-%05d", "a-channel-with-a-long-name-%d")
 	})
 
 	for _, path := range []string{"/debug", "/nodes", "/lookup?topic=*", "/channels?topic=*"} {
@@ -154,7 +154,7 @@ func TestStalledReadersShareAnswers(t *testing.T) {
 func TestProducerJSONPruned(t *testing.T) {
 	t.Parallel()
 	l := startLookupd(t, nil)
-	producers := fill(l, fillSize{"p", 130, 1, 1, 0}, "t%d", "c%d")
+	producers := fill(l, test.Shape{Name: "p", P: 130, T: 1, S: 1, C: 0}, "t%d", "c%d")
 	for _, p := range producers {
 		l.answers.producer(l.db, p)
 	}
@@ -176,7 +176,7 @@ func TestProducerJSONPruned(t *testing.T) {
 		t.Fatalf("before any pruning: %d kept, %d of gone producers; want 130, 100", n, gone)
 	}
 	// new producers' encodings: the 192nd entry prunes
-	more = fill(l, fillSize{"q", 62, 0, 0, 0}, "u%d", "c%d")
+	more = fill(l, test.Shape{Name: "q", P: 62, T: 0, S: 0, C: 0}, "u%d", "c%d")
 	for _, p := range more {
 		l.answers.producer(l.db, p)
 	}

@@ -638,46 +638,21 @@ func (r *logLines) has(substr string) bool {
 	return false
 }
 
-// fillSize is a registry shape: P producers, T topics each held by S
-// producers, C channels per topic; T*S*(1+C) registrations.
-type fillSize struct {
-	name       string
-	P, T, S, C int
-}
-
-// registrySizes grow the registry 100x; single-topic costs should stay flat.
-var registrySizes = []fillSize{
-	{"1k", 10, 40, 5, 4},
-	{"10k", 100, 400, 5, 4},
-	{"100k", 1000, 4000, 5, 4},
-}
-
-// fill fills the daemon's registry with sz's shape: P producers, each
-// added as IDENTIFY adds it, T topics named by topicName (a format of the
-// topic's number), each held by S producers with C channels named by
-// channelName. It returns the producers.
-func fill(l *NSQLookupd, sz fillSize, topicName, channelName string) []*registry.Producer {
-	producers := make([]*registry.Producer, sz.P)
-	for i := range producers {
-		info := registry.Info{
-			ID:               fmt.Sprintf("10.0.%d.%d:%d", i/250, i%250, 40000+i),
-			BroadcastAddress: fmt.Sprintf("host%d", i),
-			Hostname:         fmt.Sprintf("host%d", i),
-			TCPPort:          4150,
-			HTTPPort:         4151,
-			Version:          "1.3.0",
-		}
-		producers[i], _ = l.db.AddProducer(info, l.clock.Now(), nil)
-	}
-	for t := range sz.T {
-		topic := fmt.Sprintf(topicName, t)
-		for k := range sz.S {
-			p := producers[(t*sz.S+k)%sz.P]
-			l.db.Register(p, topic, "")
-			for c := range sz.C {
-				l.db.Register(p, topic, fmt.Sprintf(channelName, c))
-			}
-		}
-	}
-	return producers
+// fill fills the daemon's registry with shape sz, topics named by
+// topicName and channels by channelName (formats of their numbers), each
+// producer added as IDENTIFY adds it. It returns the producers.
+func fill(l *NSQLookupd, sz test.Shape, topicName, channelName string) []*registry.Producer {
+	return test.Fill(sz, topicName, channelName,
+		func(i int) *registry.Producer {
+			p, _ := l.db.AddProducer(registry.Info{
+				ID:               fmt.Sprintf("10.0.%d.%d:%d", i/250, i%250, 40000+i),
+				BroadcastAddress: fmt.Sprintf("host%d", i),
+				Hostname:         fmt.Sprintf("host%d", i),
+				TCPPort:          4150,
+				HTTPPort:         4151,
+				Version:          "1.3.0",
+			}, l.clock.Now(), nil)
+			return p
+		},
+		func(p *registry.Producer, topic, channel string) { l.db.Register(p, topic, channel) })
 }

@@ -620,8 +620,8 @@ func TestInactiveProducerTimeout(t *testing.T) {
 // BenchmarkHTTPLookup times a whole /lookup request through the router and
 // its handler (no network).
 func BenchmarkHTTPLookup(b *testing.B) {
-	for _, sz := range registrySizes {
-		b.Run(sz.name, func(b *testing.B) {
+	for _, sz := range test.Sizes {
+		b.Run(sz.Name, func(b *testing.B) {
 			l := startLookupd(b, func(o *Options) { o.LogLevel = lg.ERROR }) // no access lines
 			fill(l, sz, "topic%d", "ch%d")
 			s := l.httpServer.Handler

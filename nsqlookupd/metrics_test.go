@@ -602,8 +602,8 @@ func (w *discardWriter) WriteHeader(int)             {}
 // Go and process collectors, the request counts, the text encoding) at
 // each registry size. docs/wire.md, Metrics, wants it flat.
 func BenchmarkScrape(b *testing.B) {
-	for _, sz := range registrySizes {
-		b.Run(sz.name, func(b *testing.B) {
+	for _, sz := range test.Sizes {
+		b.Run(sz.Name, func(b *testing.B) {
 			l := startLookupd(b, func(o *Options) { o.LogLevel = lg.ERROR })
 			fill(l, sz, "topic%d", "ch%d")
 			req := httptest.NewRequest("GET", "/metrics", nil)

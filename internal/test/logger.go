@@ -1,5 +1,6 @@
-// Package test holds helpers for the daemon's tests: a logger that writes
-// into the test log, and polling with a deadline.
+// Package test holds helpers for the tests of both modules: a logger that
+// writes into the test log, polling with a deadline, a CA, and the shapes
+// of a filled registry.
 package test
 
 import (

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lookupd/nsqlookupd/internal/test"
 )
 
 // testInfo is the Info of producer i of a test.
@@ -21,38 +23,14 @@ func testInfo(i int) Info {
 	}
 }
 
-// fillSize is a registry shape: P producers, T topics each held by S
-// producers, C channels per topic; T*S*(1+C) registrations.
-type fillSize struct {
-	name       string
-	P, T, S, C int
-}
-
-// fillSizes grow the registry 100x; the costs of one topic's queries and
-// changes should stay flat.
-var fillSizes = []fillSize{
-	{"1k", 10, 40, 5, 4},
-	{"10k", 100, 400, 5, 4},
-	{"100k", 1000, 4000, 5, 4},
-}
-
-func fill(tb testing.TB, sz fillSize) (*DB, []*Producer) {
+// fill returns a registry of shape sz (topics "topic%d", channels "ch%d")
+// and its producers.
+func fill(tb testing.TB, sz test.Shape) (*DB, []*Producer) {
 	tb.Helper()
 	db := New(time.Minute)
-	producers := make([]*Producer, sz.P)
-	for i := range producers {
-		producers[i], _ = db.AddProducer(testInfo(i), time.Now(), nil)
-	}
-	for t := range sz.T {
-		topic := fmt.Sprintf("topic%d", t)
-		for k := range sz.S {
-			p := producers[(t*sz.S+k)%sz.P]
-			db.Register(p, topic, "")
-			for c := range sz.C {
-				db.Register(p, topic, fmt.Sprintf("ch%d", c))
-			}
-		}
-	}
+	producers := test.Fill(sz, "topic%d", "ch%d",
+		func(i int) *Producer { p, _ := db.AddProducer(testInfo(i), time.Now(), nil); return p },
+		func(p *Producer, topic, channel string) { db.Register(p, topic, channel) })
 	return db, producers
 }
 
@@ -65,7 +43,7 @@ func check(t testing.TB, db *DB) {
 
 func TestIndexesConsistent(t *testing.T) {
 	t.Parallel()
-	sz := fillSize{"t", 7, 30, 3, 2}
+	sz := test.Shape{Name: "t", P: 7, T: 30, S: 3, C: 2}
 	db, producers := fill(t, sz)
 	check(t, db)
 	total := 0
@@ -148,7 +126,7 @@ func TestWalks(t *testing.T) {
 
 func TestTombstone(t *testing.T) {
 	t.Parallel()
-	db, producers := fill(t, fillSize{"t", 4, 4, 4, 1})
+	db, producers := fill(t, test.Shape{Name: "t", P: 4, T: 4, S: 4, C: 1})
 	node := producers[0].Address()
 	now := time.Now()
 	if n := db.Tombstone("topic0", now, node); n != 1 {
@@ -173,7 +151,7 @@ func TestTombstone(t *testing.T) {
 // to what is tombstoned now, not what ever was.
 func TestTombstonesBounded(t *testing.T) {
 	t.Parallel()
-	db, _ := fill(t, fillSize{"t", 4, 4, 4, 1})
+	db, _ := fill(t, test.Shape{Name: "t", P: 4, T: 4, S: 4, C: 1})
 	now := time.Now()
 	for i := range 10000 {
 		db.Tombstone(Wildcard, now, Address{fmt.Sprintf("host%d", i%4), 4151})
@@ -197,7 +175,7 @@ func TestTombstonesBounded(t *testing.T) {
 // lock, as a /debug walk may.
 func TestStatsTakesNoWriteLock(t *testing.T) {
 	t.Parallel()
-	db, _ := fill(t, fillSize{"t", 4, 4, 4, 1})
+	db, _ := fill(t, test.Shape{Name: "t", P: 4, T: 4, S: 4, C: 1})
 	db.mu.RLock()
 	defer db.mu.RUnlock()
 	done := make(chan Stats)
@@ -241,9 +219,9 @@ func TestReplaceProducer(t *testing.T) {
 	check(t, db)
 }
 
-func benchSizes(b *testing.B, f func(b *testing.B, db *DB, producers []*Producer, sz fillSize)) {
-	for _, sz := range fillSizes {
-		b.Run(sz.name, func(b *testing.B) {
+func benchSizes(b *testing.B, f func(b *testing.B, db *DB, producers []*Producer, sz test.Shape)) {
+	for _, sz := range test.Sizes {
+		b.Run(sz.Name, func(b *testing.B) {
 			db, producers := fill(b, sz)
 			b.ReportAllocs()
 			f(b, db, producers, sz)
@@ -252,7 +230,7 @@ func benchSizes(b *testing.B, f func(b *testing.B, db *DB, producers []*Producer
 }
 
 func BenchmarkLookup(b *testing.B) {
-	benchSizes(b, func(b *testing.B, db *DB, _ []*Producer, sz fillSize) {
+	benchSizes(b, func(b *testing.B, db *DB, _ []*Producer, sz test.Shape) {
 		i := 0
 		for b.Loop() {
 			db.Lookup(fmt.Sprintf("topic%d", i%sz.T), nil, nil)
@@ -262,7 +240,7 @@ func BenchmarkLookup(b *testing.B) {
 }
 
 func BenchmarkChannels(b *testing.B) {
-	benchSizes(b, func(b *testing.B, db *DB, _ []*Producer, sz fillSize) {
+	benchSizes(b, func(b *testing.B, db *DB, _ []*Producer, sz test.Shape) {
 		i := 0
 		for b.Loop() {
 			db.Channels(fmt.Sprintf("topic%d", i%sz.T))
@@ -272,7 +250,7 @@ func BenchmarkChannels(b *testing.B) {
 }
 
 func BenchmarkTopics(b *testing.B) {
-	benchSizes(b, func(b *testing.B, db *DB, _ []*Producer, _ fillSize) {
+	benchSizes(b, func(b *testing.B, db *DB, _ []*Producer, _ test.Shape) {
 		for b.Loop() {
 			db.Topics()
 		}
@@ -282,7 +260,7 @@ func BenchmarkTopics(b *testing.B) {
 // BenchmarkNodeTopics times what /nodes asks of the registry for a
 // producer whose cached entry is stale: its topics.
 func BenchmarkNodeTopics(b *testing.B) {
-	benchSizes(b, func(b *testing.B, db *DB, producers []*Producer, _ fillSize) {
+	benchSizes(b, func(b *testing.B, db *DB, producers []*Producer, _ test.Shape) {
 		i := 0
 		for b.Loop() {
 			db.NodeTopics(producers[i%len(producers)])
@@ -293,7 +271,7 @@ func BenchmarkNodeTopics(b *testing.B) {
 
 // BenchmarkRegister times one REGISTER of a new channel and its UNREGISTER.
 func BenchmarkRegister(b *testing.B) {
-	benchSizes(b, func(b *testing.B, db *DB, producers []*Producer, sz fillSize) {
+	benchSizes(b, func(b *testing.B, db *DB, producers []*Producer, sz test.Shape) {
 		i := 0
 		for b.Loop() {
 			p := producers[i%sz.P]
@@ -308,7 +286,7 @@ func BenchmarkRegister(b *testing.B) {
 // BenchmarkDisconnect times the disconnect of a producer holding T*S/P
 // topics with C channels each, its return and its registrations again.
 func BenchmarkDisconnect(b *testing.B) {
-	benchSizes(b, func(b *testing.B, db *DB, producers []*Producer, sz fillSize) {
+	benchSizes(b, func(b *testing.B, db *DB, producers []*Producer, sz test.Shape) {
 		p := producers[0]
 		topics, _, _ := db.NodeTopics(p)
 		for b.Loop() {
@@ -324,7 +302,7 @@ func BenchmarkDisconnect(b *testing.B) {
 }
 
 func BenchmarkStats(b *testing.B) {
-	benchSizes(b, func(b *testing.B, db *DB, _ []*Producer, _ fillSize) {
+	benchSizes(b, func(b *testing.B, db *DB, _ []*Producer, _ test.Shape) {
 		now := time.Now()
 		for b.Loop() {
 			db.Stats(now)
