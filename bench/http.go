@@ -145,8 +145,7 @@ type phaseStats struct {
 	AvgBytes  float64  `json:"avg_body_bytes"`
 	DaemonCPU *float64 `json:"daemon_cpu_seconds,omitempty"`
 	// CPUPer1k is daemon CPU seconds per 1000 requests.
-	CPUPer1k   *float64 `json:"daemon_cpu_seconds_per_1000,omitempty"`
-	HarnessCPU *float64 `json:"harness_cpu_seconds,omitempty"`
+	CPUPer1k *float64 `json:"daemon_cpu_seconds_per_1000,omitempty"`
 	// TimedOut: a request took longer than -http-timeout and the phase
 	// stopped there; its other figures are not comparable.
 	TimedOut bool `json:"timed_out,omitempty"`

@@ -51,9 +51,7 @@ const (
 // options are the parsed command-line flags.
 type options struct {
 	workload
-	binaries, daemonFlags []string // daemons to start,
-	addrTCP, addrHTTP     string   // or the one running there,
-	pid                   int      // with its pid, if known
+	binaries, daemonFlags []string // daemons to start
 
 	clients, requests, samples, verify, concurrency                int
 	duration, pingInterval, startupTimeout, ioTimeout, httpTimeout time.Duration
@@ -105,9 +103,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.PerTopic, "per-topic", 0, "producers registering each topic S, at most P (0 = from -preset)")
 	fs.IntVar(&o.Channels, "channels", -1, "channels per topic C (-1 = from -preset)")
 	fs.Var((*listFlag)(&o.binaries), "binary", "nsqlookupd-compatible `binary` to start and measure; repeat or comma-separate to compare several side by side")
-	fs.StringVar(&o.addrTCP, "addr-tcp", "", "TCP `host:port` of a running daemon (with -addr-http, instead of -binary)")
-	fs.StringVar(&o.addrHTTP, "addr-http", "", "HTTP `host:port` of a running daemon (with -addr-tcp)")
-	fs.IntVar(&o.pid, "pid", 0, "pid of the running daemon given by -addr-*, for RSS and CPU figures (0 = unknown)")
 	fs.Var((*repeatFlag)(&o.daemonFlags), "daemon-flag", "extra command-line `argument` for started binaries, e.g. -daemon-flag=--log-level=warn (repeatable)")
 	fs.IntVar(&o.clients, "clients", 8, "concurrent keep-alive HTTP clients in the timed phases")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "length of each timed HTTP phase (/lookup, /channels, /ping)")
@@ -166,7 +161,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 }
 
 func (o *options) validate() error {
-	external := o.addrTCP != "" || o.addrHTTP != ""
 	if o.churnDuration == 0 {
 		o.churnDuration = o.duration
 	}
@@ -183,11 +177,7 @@ func (o *options) validate() error {
 		{o.requests <= 0 && o.duration <= 0, "-duration must be > 0 (or -requests > 0)"},
 		{o.samples < 1, "-samples: want >= 1"},
 		{o.pingInterval <= 0, "-ping-interval must be > 0"},
-		{external && len(o.binaries) > 0, "give either -binary or -addr-tcp/-addr-http, not both"},
-		{external && (o.addrTCP == "" || o.addrHTTP == ""), "-addr-tcp and -addr-http go together"},
-		{!external && len(o.binaries) == 0, "no target: give -binary PATH or -addr-tcp HOST:PORT -addr-http HOST:PORT"},
-		{!external && o.pid != 0, "-pid only applies to -addr-tcp/-addr-http (started binaries are measured by their own pid)"},
-		{external && len(o.registerModes) > 1, "-register-modes: several modes need a fresh daemon each: give -binary"},
+		{len(o.binaries) == 0, "no target: give -binary PATH"},
 		{o.churnConns < 0, fmt.Sprintf("-churn-conns %d: want >= 0", o.churnConns)},
 		{o.churnConns > o.Topics, fmt.Sprintf("-churn-conns %d: want at most one per topic (%d)", o.churnConns, o.Topics)},
 		{o.Producers+o.churnConns > maxProducers, fmt.Sprintf("-producers + -churn-conns = %d: want at most %d", o.Producers+o.churnConns, maxProducers)},
@@ -200,7 +190,7 @@ func (o *options) validate() error {
 		{soak && !(o.soakReadRate > 0), fmt.Sprintf("-soak-read-rate %v: want > 0", o.soakReadRate)},
 		{soak && !churn, "-soak runs the churn phase's load: -churn-conns must be > 0"},
 		{soak && len(o.binaries) > 1, "-soak measures one daemon: give one -binary"},
-		{o.auth && (external || soak || o.blockProfile != ""), "-auth starts each -binary twice: not with -addr-*, -soak or -block-profile"},
+		{o.auth && (soak || o.blockProfile != ""), "-auth starts each -binary twice: not with -soak or -block-profile"},
 	} {
 		if c.bad {
 			return errors.New(c.err)
@@ -250,10 +240,6 @@ func run(args []string) int {
 	}
 
 	rep := newReport(o)
-	targets := o.binaries
-	if len(targets) == 0 {
-		targets = []string{""} // the external daemon
-	}
 	runs := []*options{o}
 	if o.auth {
 		addr, stop, err := startAuthServer()
@@ -265,7 +251,7 @@ func run(args []string) int {
 		runs = append(runs, o.withAuth(addr))
 	}
 	failed := false
-	for i, bin := range targets {
+	for i, bin := range o.binaries {
 		for j, ro := range runs {
 			res := runTarget(ctx, ro, i*len(runs)+j, bin)
 			if ro.secret != "" {
@@ -297,12 +283,9 @@ func run(args []string) int {
 	return 0
 }
 
-// runTarget measures one daemon: binary to start, or "" for -addr-*.
+// runTarget measures one daemon, started from binary.
 func runTarget(ctx context.Context, o *options, index int, binary string) *result {
 	res := &result{Target: binary, Binary: binary}
-	if binary == "" {
-		res.Target = o.addrHTTP
-	}
 	if err := measure(ctx, o, index, binary, res); err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("interrupted (%w)", err)

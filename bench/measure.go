@@ -29,17 +29,13 @@ type session struct {
 	blockProfile  string // file for the block profile under churn, or ""
 }
 
-// openSession starts binary with flags, its log named by tag, or takes the
-// daemon of -addr-* when binary is ""; res receives the figures. The caller
-// defers close.
-func openSession(ctx context.Context, o *options, binary, tag string, flags []string, res *result) (*session, error) {
-	s := &session{o: o, res: res, t: &target{tcpAddr: o.addrTCP, httpAddr: o.addrHTTP, pid: o.pid}}
-	if binary != "" {
-		logger.Printf("%s: starting", binary)
-		var err error
-		if s.t, err = startDaemon(ctx, binary, tag, flags, o.logDir, o.startupTimeout); err != nil {
-			return nil, err
-		}
+// openSession starts binary with flags, its log named by tag; res receives
+// the figures. The caller defers close.
+func openSession(ctx context.Context, o *options, binary, tag string, flags []string, res *result) (s *session, err error) {
+	s = &session{o: o, res: res}
+	logger.Printf("%s: starting", binary)
+	if s.t, err = startDaemon(ctx, binary, tag, flags, o.logDir, o.startupTimeout); err != nil {
+		return nil, err
 	}
 	res.TCPAddr, res.HTTPAddr, res.PID = s.t.tcpAddr, s.t.httpAddr, s.t.pid
 	s.h = newHTTPClient(s.t.httpAddr, o.clients+2, o.httpTimeout)
@@ -72,12 +68,9 @@ func (s *session) close(ctx context.Context, err *error) {
 	}
 }
 
-// checkIdentify checks an IDENTIFY answer: a daemon the harness started
-// must announce the addresses it was given.
+// checkIdentify checks an IDENTIFY answer: the daemon must announce the
+// addresses it was given.
 func (s *session) checkIdentify(a identity) error {
-	if s.t.cmd == nil {
-		return nil // a daemon we did not start may announce anything
-	}
 	_, tcpPort, _ := net.SplitHostPort(s.t.tcpAddr)
 	_, httpPort, _ := net.SplitHostPort(s.t.httpAddr)
 	if a.BroadcastAddress != "127.0.0.1" || strconv.Itoa(a.TCPPort) != tcpPort || strconv.Itoa(a.HTTPPort) != httpPort {
@@ -115,7 +108,7 @@ func measure(ctx context.Context, o *options, index int, binary string, res *res
 	s.blockProfile = profile
 	cpu, began := startCPU(s.t.pid), time.Now()
 	defer func() {
-		_, _, res.OtherCPU = cpu.stop()
+		_, res.OtherCPU = cpu.stop()
 		res.Seconds = time.Since(began).Seconds()
 	}()
 	for _, step := range []func(context.Context) error{s.fill, s.timedPhases, s.listings, s.afterLoad, s.finish} {
@@ -133,10 +126,7 @@ func blockProfileFlags(ctx context.Context, o *options, index int, binary string
 		return o.daemonFlags, ""
 	}
 	path := blockProfilePath(o.blockProfile, index, len(o.binaries))
-	switch {
-	case binary == "":
-		return nil, path // the running daemon's own settings decide
-	case hasFlag(ctx, binary, "block-profile-rate"):
+	if hasFlag(ctx, binary, "block-profile-rate") {
 		return append(slices.Clone(o.daemonFlags), "--block-profile-rate="+strconv.Itoa(o.blockProfileRate)), path
 	}
 	logger.Printf("%s: no --block-profile-rate flag: no block profile for it", binary)
@@ -162,7 +152,7 @@ func (s *session) register(ctx context.Context, mode string) (*registerPhase, er
 	o, name := s.o, s.res.Target
 	s.nm = newNaming(fmt.Sprintf("%04x", rand.Uint32()&0xffff), o.workload)
 	assign := assignTopics(o.Producers, o.Topics, o.PerTopic)
-	s.exp = expectation{w: o.workload, nm: s.nm, assign: assign, strict: s.t.cmd != nil}
+	s.exp = expectation{w: o.workload, nm: s.nm, assign: assign}
 	s.lookupPaths = make([]string, len(s.nm.topics))
 	for i, topic := range s.nm.topics {
 		s.lookupPaths[i] = "/lookup?topic=" + topic // names need no escaping
@@ -185,7 +175,7 @@ func (s *session) register(ctx context.Context, mode string) (*registerPhase, er
 	if ph.Commands != o.registers() {
 		return nil, fmt.Errorf("sent %d REGISTER commands, want %d", ph.Commands, o.registers())
 	}
-	ph.DaemonCPU, ph.HarnessCPU, _ = cpu.stop()
+	ph.DaemonCPU, _ = cpu.stop()
 	ph.CPUPer1k = per1k(ph.DaemonCPU, ph.Commands)
 	return ph, nil
 }
@@ -245,7 +235,7 @@ func (s *session) timedPhases(ctx context.Context) error {
 			return fmt.Errorf("%s load: %w", name, err)
 		}
 		st.Path = name
-		st.DaemonCPU, st.HarnessCPU, _ = cpu.stop()
+		st.DaemonCPU, _ = cpu.stop()
 		st.CPUPer1k = per1k(st.DaemonCPU, st.Requests)
 		*ph.dst = &st
 		if err := s.t.alive(); err != nil {

@@ -1,14 +1,14 @@
 package main
 
 import (
+	"errors"
 	"os"
 
 	"github.com/prometheus/procfs"
 )
 
 // CPU time and memory of the daemon and of the harness, read from /proc with
-// procfs: Linux only. An unknown pid (0) or an unreadable /proc leaves the
-// figures absent (nil).
+// procfs: Linux only. An unreadable /proc leaves the figures absent (nil).
 
 // clockTicks is USER_HZ, the unit of CPU time in /proc (procfs assumes 100
 // too): a phase that used less than one tick only has an upper bound.
@@ -27,9 +27,6 @@ func cpuSeconds(pid int) (float64, error) {
 // memKiB returns the resident set size of process pid and its peak (VmRSS
 // and VmHWM), in KiB.
 func memKiB(pid int) (rss, peak *uint64) {
-	if pid <= 0 {
-		return nil, nil
-	}
 	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return nil, nil
@@ -55,44 +52,37 @@ func systemBusySeconds() (float64, error) {
 }
 
 // cpuMeter measures the CPU time used between start and stop by the daemon
-// (pid, 0 if unknown), by the harness and, as noise, by all other processes.
+// (pid) and, as noise, by all processes but the daemon and the harness.
 type cpuMeter struct {
 	pid   int
-	start [3]float64 // daemon, harness, the whole system
-	ok    [3]bool
+	start [3]float64 // the daemon, the harness, the whole system
+	err   error
 }
 
-func readCPU(pid int) (v [3]float64, ok [3]bool) {
-	var err [3]error
-	if pid > 0 {
-		v[0], err[0] = cpuSeconds(pid)
-		ok[0] = err[0] == nil
-	}
-	v[1], err[1] = cpuSeconds(os.Getpid())
-	v[2], err[2] = systemBusySeconds()
-	ok[1], ok[2] = err[1] == nil, err[2] == nil
-	return v, ok
+func readCPU(pid int) (v [3]float64, err error) {
+	var errs [3]error
+	v[0], errs[0] = cpuSeconds(pid)
+	v[1], errs[1] = cpuSeconds(os.Getpid())
+	v[2], errs[2] = systemBusySeconds()
+	return v, errors.Join(errs[:]...)
 }
 
 func startCPU(pid int) cpuMeter {
-	v, ok := readCPU(pid)
-	return cpuMeter{pid, v, ok}
+	v, err := readCPU(pid)
+	return cpuMeter{pid, v, err}
 }
 
-// stop returns the CPU seconds the daemon, the harness and the other
-// processes used since start, each nil if unknown.
-func (m cpuMeter) stop() (daemon, harness, other *float64) {
-	v, ok := readCPU(m.pid)
-	var d [3]*float64
+// stop returns the CPU seconds the daemon and the other processes used
+// since start, both nil if unknown.
+func (m cpuMeter) stop() (daemon, other *float64) {
+	v, err := readCPU(m.pid)
+	if err != nil || m.err != nil {
+		return nil, nil
+	}
+	var d [3]float64
 	for i := range v {
-		if ok[i] && m.ok[i] {
-			x := v[i] - m.start[i]
-			d[i] = &x
-		}
+		d[i] = v[i] - m.start[i]
 	}
-	if d[0] != nil && d[1] != nil && d[2] != nil {
-		o := max(*d[2]-*d[0]-*d[1], 0)
-		other = &o
-	}
-	return d[0], d[1], other
+	o := max(d[2]-d[0]-d[1], 0)
+	return &d[0], &o
 }

@@ -63,8 +63,7 @@ func topicProducers(i, producers, perTopic int) []int {
 	return ps
 }
 
-// naming holds the precomputed names of one run. Every name carries the run
-// id so runs against a long-lived daemon (-addr) do not see each other.
+// naming holds the precomputed names of one run, each carrying its run id.
 type naming struct {
 	runID    string
 	topics   []string
@@ -85,9 +84,6 @@ func newNaming(runID string, w workload) *naming {
 func (n *naming) hostname(producer int) string {
 	return fmt.Sprintf("bench-%s-p%d", n.runID, producer)
 }
-
-func (n *naming) topicPrefix() string { return "b" + n.runID + "-t" }
-func (n *naming) hostPrefix() string  { return "bench-" + n.runID + "-p" }
 
 // identity is what an nsqd announces in IDENTIFY, what lookupd answers
 // about itself, and what /lookup and /nodes list of a producer.

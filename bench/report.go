@@ -83,14 +83,13 @@ type result struct {
 }
 
 type registerPhase struct {
-	Commands   int      `json:"commands"`
-	Seconds    float64  `json:"seconds"`
-	PerSecond  float64  `json:"per_second"`
-	Mode       string   `json:"mode"`
-	Producers  int      `json:"producers"`
-	DaemonCPU  *float64 `json:"daemon_cpu_seconds,omitempty"`
-	CPUPer1k   *float64 `json:"daemon_cpu_seconds_per_1000,omitempty"`
-	HarnessCPU *float64 `json:"harness_cpu_seconds,omitempty"`
+	Commands  int      `json:"commands"`
+	Seconds   float64  `json:"seconds"`
+	PerSecond float64  `json:"per_second"`
+	Mode      string   `json:"mode"`
+	Producers int      `json:"producers"`
+	DaemonCPU *float64 `json:"daemon_cpu_seconds,omitempty"`
+	CPUPer1k  *float64 `json:"daemon_cpu_seconds_per_1000,omitempty"`
 }
 
 type memoryStats struct {
@@ -280,16 +279,6 @@ func tableRows(rep *report) []row {
 	}
 	rows = append(rows,
 		row{"/lookup ÷ /ping throughput", func(r *result) string { return fmtOpt(r.LookupPingRatio, "%.3f") }},
-		row{"harness CPU s: reg/lookup/chan/ping", func(r *result) string {
-			if r.Register == nil {
-				return "-"
-			}
-			cells := []string{fmtOpt(r.Register.HarnessCPU, "%.2f")}
-			for _, p := range []*phaseStats{r.Lookup, r.Channels, r.Ping} {
-				cells = append(cells, cell(func(*result) *phaseStats { return p }, func(p *phaseStats) string { return fmtOpt(p.HarnessCPU, "%.2f") })(r))
-			}
-			return strings.Join(cells, " / ")
-		}},
 		row{"other processes' CPU (noise)", func(r *result) string {
 			if r.OtherCPU == nil {
 				return "n/a"

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -201,11 +200,8 @@ type soakResult struct {
 
 // runSoak runs the soak against the one target of o (see above).
 func runSoak(ctx context.Context, o *options) (res *soakResult, err error) {
-	binary := ""
-	if len(o.binaries) == 1 {
-		binary = o.binaries[0]
-	}
-	s, err := openSession(ctx, o, binary, "soak", o.daemonFlags, &result{Target: cmp.Or(binary, o.addrHTTP)})
+	binary := o.binaries[0]
+	s, err := openSession(ctx, o, binary, "soak", o.daemonFlags, &result{Target: binary})
 	if err != nil {
 		return nil, err
 	}

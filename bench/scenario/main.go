@@ -1,39 +1,6 @@
-// Command scenario plays the production faults of issue 10 against one or
-// more nsqlookupd-compatible binaries and prints what each cost the daemon:
-//
-//	go run ./bench/scenario -binary build/nsqlookupd flood     # REGISTERs into one topic
-//	go run ./bench/scenario -binary build/nsqlookupd stall     # readers that never read
-//	go run ./bench/scenario -binary build/nsqlookupd churn     # memory after churn and a topic flood
-//	go run ./bench/scenario -binary build/nsqlookupd topics    # memory per topic a departed producer leaves
-//
-// flood: one producer pipelines -channels REGISTERs of new channels into
-// one topic and the rate of each tenth is printed: the last tenth should
-// go as fast as the first.
-//
-// stall: -producers producers register -topics topics (-per-topic each,
-// -topic-channels channels each: the medium preset by default), then
-// -readers connections ask for -path and never read; the daemon's RSS is
-// sampled for -wait (past its HTTP write timeout), its peak growth printed
-// with the answer's size, and each connection must then have been closed
-// by the daemon.
-//
-// churn: -churn-conns connections, -churn-parallel at a time, each
-// IDENTIFY, register -churn-regs ephemeral channels and disconnect; then
-// one producer registers -flood-topics topics, which /topic/delete?topic=*
-// removes. The daemon's RSS is printed before, at the peak, and after each
-// step once it has settled (the Go runtime gives memory back to the OS in
-// the background: the tool waits up to -settle for RSS to stop falling).
-//
-// topics: one producer registers -topic-keys distinct topics and
-// disconnects; the topics stay registered, as in v1.3.0. Printed: the peak
-// RSS over the flood and the removal, per registration, and the heap and
-// RSS kept per topic key once the producer has gone (heap after a forced
-// collection, from /debug/pprof/heap?gc=1&debug=1, which v1.3.0 serves too;
-// RSS once it has stopped falling).
-//
-// Each binary is started on free loopback ports with
-// --broadcast-address=127.0.0.1 and any -daemon-flag, and stopped at the end.
-// RSS comes from /proc/PID/status, so the tool needs Linux.
+// Command scenario plays single production faults (flood, stall, churn,
+// topics) against one or more nsqlookupd-compatible binaries and prints what
+// each cost the daemon; docs/performance.md says what each does.
 package main
 
 import (
