@@ -127,11 +127,11 @@ func BenchmarkBatchedLoggerLine(b *testing.B) {
 			Logf(l, INFO, INFO, "DB: client(%s) REGISTER category:%s key:%s subkey:%s", "127.0.0.1:51234", "channel", "topic-000123", "ch-4")
 		}
 	})
-	b.Run("BatchedLogger/Log", func(b *testing.B) {
+	b.Run("BatchedLogger/Join", func(b *testing.B) {
 		l := NewBatchedLogger("[nsqlookupd] ", devNull)
 		b.ReportAllocs()
 		for b.Loop() {
-			Log(l, INFO, INFO, "DB: client(", "127.0.0.1:51234", ") REGISTER category:", "channel", " key:", "topic-000123", " subkey:", "ch-4")
+			logJoined(l, INFO, INFO, "DB: client(", "127.0.0.1:51234", ") REGISTER category:", "channel", " key:", "topic-000123", " subkey:", "ch-4")
 		}
 		l.Flush()
 	})

@@ -92,9 +92,9 @@ func ParseLogLevel(levelstr string) (LogLevel, error) {
 	return 0, fmt.Errorf("invalid log level '%s' (debug, info, warn, error, fatal)", levelstr)
 }
 
-// Log writes the concatenation of msg through logger as one "<LEVEL>:
-// <msg>" line, if msgLevel is at least cfgLevel.
-func Log(logger Logger, cfgLevel LogLevel, msgLevel LogLevel, msg ...string) {
+// logJoined writes the concatenation of msg through logger as one
+// "<LEVEL>: <msg>" line, if msgLevel is at least cfgLevel.
+func logJoined(logger Logger, cfgLevel LogLevel, msgLevel LogLevel, msg ...string) {
 	if cfgLevel > msgLevel {
 		return
 	}
@@ -113,9 +113,9 @@ func Log(logger Logger, cfgLevel LogLevel, msgLevel LogLevel, msg ...string) {
 	logger.Output(3, b.String())
 }
 
-// Logf formats the message with fmt and writes it as Log does. Lines that
-// the busiest paths log (one per registration) are built by their callers
-// and given to Log: fmt would be a third of a REGISTER's cost.
+// Logf formats the message with fmt and writes it as logJoined does. Lines
+// that the busiest paths log (one per registration) are built by their
+// callers and given to Log.Join: fmt would be a third of a REGISTER's cost.
 func Logf(logger Logger, cfgLevel LogLevel, msgLevel LogLevel, f string, args ...interface{}) {
 	if cfgLevel > msgLevel {
 		return
