@@ -117,8 +117,8 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 			case errors.Is(err, io.EOF):
 			case client.evicted.Load() && !errors.Is(err, errAnswersNotTaken):
 				l.evictions.Add(1)
-				l.logf(lg.WARN, "CLIENT(%s): no command for %s (producer-read-timeout): evicting producer %s:%d",
-					client, client.readTimeout, client.producer.BroadcastAddress, client.producer.TCPPort)
+				l.log.Eventf(lg.WARN, evictKeys, "CLIENT(%s): no command for %s (%s): evicting producer %s:%d", client,
+					client.readTimeout, "producer-read-timeout", client.producer.BroadcastAddress, client.producer.TCPPort)
 			default:
 				loopErr = err
 			}
@@ -136,7 +136,7 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 		w.Write(protocol.AppendFrame(w.AvailableBuffer(), response))
 	}
 
-	l.logf(lg.INFO, "PROTOCOL(V1): [%s] exiting ioloop", client)
+	l.log.Eventf(lg.INFO, clientKeys, "PROTOCOL(V1): [%s] exiting ioloop", client)
 	return loopErr
 }
 
@@ -197,10 +197,10 @@ func (p *lookupProtocolV1) sendError(client *clientV1, w *bufio.Writer, err erro
 	if cause := errors.Unwrap(err); cause != nil {
 		ctx = " - " + cause.Error()
 	}
-	p.nsqlookupd.logf(lg.ERROR, "[%s] - %s%s", client, err, ctx)
+	p.nsqlookupd.log.Eventf(lg.ERROR, clientKeys, "[%s] - %s%s", client, err, ctx)
 	w.Write(protocol.AppendFrame(w.AvailableBuffer(), []byte(err.Error())))
 	if ferr := w.Flush(); ferr != nil {
-		p.nsqlookupd.logf(lg.ERROR, "[%s] - %s%s", client, ferr, ctx)
+		p.nsqlookupd.log.Eventf(lg.ERROR, clientKeys, "[%s] - %s%s", client, ferr, ctx)
 	}
 }
 
@@ -266,8 +266,8 @@ func (p *lookupProtocolV1) UNREGISTER(client *clientV1, reader *bufio.Reader, pa
 	// channel removed here is unexpected and logged as a warning.
 	channels, removed := db.UnregisterTopic(client.producer, topic)
 	for _, ch := range channels {
-		p.nsqlookupd.logf(lg.WARN, "client(%s) unexpected UNREGISTER category:%s key:%s subkey:%s",
-			client, "channel", topic, ch)
+		p.nsqlookupd.log.Eventf(lg.WARN, lg.Keys{"remote_address", "category", "topic", "channel"},
+			"client(%s) unexpected UNREGISTER category:%s key:%s subkey:%s", client, "channel", topic, ch)
 	}
 	if removed {
 		p.nsqlookupd.logDB(client, "UNREGISTER", registry.Registration{Kind: registry.KindTopic, Topic: topic})
@@ -304,7 +304,7 @@ func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader *bufio.Reader, para
 	}
 
 	l := p.nsqlookupd
-	l.logf(lg.INFO, "CLIENT(%s): IDENTIFY Address:%s TCP:%d HTTP:%d Version:%s",
+	l.log.Eventf(lg.INFO, identifyKeys, "CLIENT(%s): IDENTIFY Address:%s TCP:%d HTTP:%d Version:%s",
 		client, info.BroadcastAddress, info.TCPPort, info.HTTPPort, info.Version)
 
 	// A producer with this connection's address that is still registered
@@ -319,7 +319,7 @@ func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader *bufio.Reader, para
 	client.producer = producer
 	l.auth.ProducerUp(client.addr) // its nsqd may read /channels without a secret (internal/auth)
 	if replaced != nil {
-		l.logf(lg.WARN, "client(%s) replaced a stale producer with the same address; closing its connection", client)
+		l.log.Eventf(lg.WARN, clientKeys, "client(%s) replaced a stale producer with the same address; closing its connection", client)
 		l.tcpServer.closeStale(client.addr, client.Conn)
 	}
 	l.logDB(client, "REGISTER", registry.Registration{Kind: registry.KindProducer})
@@ -372,7 +372,7 @@ func (p *lookupProtocolV1) PING(client *clientV1, reader *bufio.Reader, params [
 		now := p.nsqlookupd.clock.Now()
 		last := client.producer.LastUpdate()
 		p.nsqlookupd.db.Ping(client.producer, now)
-		p.nsqlookupd.logf(lg.INFO, "CLIENT(%s): pinged (last ping %s)", client, now.Sub(last))
+		p.nsqlookupd.log.Eventf(lg.INFO, clientKeys[:1], "CLIENT(%s): pinged (last ping %s)", client, now.Sub(last))
 	}
 	return okResponse, nil
 }

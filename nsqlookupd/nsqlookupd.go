@@ -83,6 +83,8 @@ type NSQLookupd struct {
 	// than the producer read timeout.
 	evictions atomic.Int64
 
+	// log is where every line goes, in the settings of the last reload.
+	log *lg.Log
 	// metrics is what GET /metrics reports.
 	metrics *metrics
 	// access holds the access rules (internal/access).
@@ -118,7 +120,8 @@ func New(opts *Options) (_ *NSQLookupd, err error) {
 		return nil, fmt.Errorf("unable to get hostname - %w", err)
 	}
 
-	l := &NSQLookupd{opts: opts, db: registry.New(opts.TombstoneLifetime), clock: realClock{}, flushLog: flushLog}
+	l := &NSQLookupd{opts: opts, db: registry.New(opts.TombstoneLifetime), clock: realClock{}, flushLog: flushLog,
+		log: lg.New(opts.Logger, opts.logSettings())}
 	l.releaser = newMemoryReleaser(l)
 	// The TLS files are read before anything is logged: a bad pair is a
 	// bad configuration, one error and no other line.
@@ -191,9 +194,9 @@ func New(opts *Options) (_ *NSQLookupd, err error) {
 	// --tls-required, and to an admin request that needs a certificate
 	var tlsRequired http.Handler
 	if l.httpsListener != nil {
-		tlsRequired = tlsconfig.RequiredHandler(l.RealHTTPSAddr().Port, l.logf)
+		tlsRequired = tlsconfig.RequiredHandler(l.RealHTTPSAddr().Port, l.log)
 	}
-	l.access = access.New(opts.accessConfig(), tlsRequired, l.logf, func() time.Time { return l.clock.Now() })
+	l.access = access.New(opts.accessConfig(), tlsRequired, l.log, func() time.Time { return l.clock.Now() })
 	l.metrics.registry.MustRegister(l.access.Metrics())
 	if l.auth != nil {
 		l.metrics.registry.MustRegister(l.auth.Metrics())
@@ -223,7 +226,7 @@ func (l *NSQLookupd) Main() error {
 	exitFunc := func(err error) {
 		once.Do(func() {
 			if err != nil {
-				l.logf(lg.FATAL, "%s", err)
+				l.log.Eventf(lg.FATAL, clientKeys[1:], "%s", err)
 			}
 			exitCh <- err
 		})
@@ -304,17 +307,26 @@ func (l *NSQLookupd) Exit() {
 }
 
 func (l *NSQLookupd) logf(level lg.LogLevel, f string, args ...interface{}) {
-	lg.Logf(l.opts.Logger, l.opts.LogLevel, level, f, args...)
+	l.log.Logf(level, f, args...)
 }
 
 // logDB logs a change of a client's registrations at INFO: one line per
 // registration (a fleet's start logs millions), built without fmt, naming
 // the registration as v1.3.0 does (category, key, subkey).
 func (l *NSQLookupd) logDB(client *clientV1, verb string, r registry.Registration) {
-	lg.Log(l.opts.Logger, l.opts.LogLevel, lg.INFO, "DB: client(", client.addr, ") ", verb,
+	l.log.Join(lg.INFO, dbKeys, "DB: client(", client.addr, ") ", verb,
 		" category:", categories[r.Kind], " key:", r.Topic, " subkey:", r.Channel)
 }
 
 // categories are v1.3.0's names of the kinds of registration, in its log
 // lines and /debug keys.
 var categories = [...]string{registry.KindProducer: "client", registry.KindTopic: "topic", registry.KindChannel: "channel"}
+
+// The JSON fields of the daemon's events (docs/logging.md, Logs), by
+// position in their lines: logDB's parts, and Eventf's arguments.
+var (
+	dbKeys       = lg.Keys{1: "remote_address", 5: "category", 7: "topic", 9: "channel"}
+	clientKeys   = lg.Keys{"remote_address", "reason"}
+	identifyKeys = lg.Keys{"remote_address", "broadcast_address", "tcp_port", "http_port", "version"}
+	evictKeys    = lg.Keys{"remote_address", "duration", "reason", "broadcast_address", "tcp_port"}
+)

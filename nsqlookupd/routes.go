@@ -33,19 +33,19 @@ var (
 // newHTTPServer declares every route. Only /metrics and the pprof routes
 // are not access-logged.
 func newHTTPServer(l *NSQLookupd) *httpServer {
-	log := http_api.Log(l.logf)
+	log, probe := http_api.Log(l.log), http_api.LogProbe(l.log)
 	router := httprouter.New()
 	router.HandleMethodNotAllowed = true
 	router.PanicHandler = func(w http.ResponseWriter, req *http.Request, p interface{}) {
 		l.panics.Add(1)
-		http_api.LogPanicHandler(l.logf)(w, req, p)
+		http_api.LogPanicHandler(l.log)(w, req, p)
 	}
-	router.NotFound = http_api.LogNotFoundHandler(l.logf)
-	router.MethodNotAllowed = http_api.LogMethodNotAllowedHandler(l.logf)
+	router.NotFound = http_api.LogNotFoundHandler(l.log)
+	router.MethodNotAllowed = http_api.LogMethodNotAllowedHandler(l.log)
 	s := &httpServer{nsqlookupd: l, router: router}
 
-	s.api("GET", "/ping", s.pingHandler, log, http_api.PlainText)
-	s.api("GET", "/info", s.doInfo, log, http_api.V1)
+	s.api("GET", "/ping", s.pingHandler, probe, http_api.PlainText)
+	s.api("GET", "/info", s.doInfo, probe, http_api.V1)
 
 	debug := s.api
 	if l.auth != nil {

@@ -103,7 +103,7 @@ func (p *tcpServer) Handle(conn net.Conn) {
 	}
 	defer p.untrack(conn)
 
-	l.logf(lg.INFO, "TCP: new client(%s)", conn.RemoteAddr())
+	l.log.Eventf(lg.INFO, clientKeys, "TCP: new client(%s)", conn.RemoteAddr())
 	if l.opts.IdentifyTimeout > 0 {
 		// Lifted by a successful IDENTIFY: a connection that never identifies
 		// cannot hold its goroutine and buffers forever.
@@ -112,13 +112,13 @@ func (p *tcpServer) Handle(conn net.Conn) {
 
 	var magic [4]byte
 	if _, err := io.ReadFull(conn, magic[:]); err != nil {
-		l.logf(lg.ERROR, "failed to read protocol version - %s", err)
+		l.log.Eventf(lg.ERROR, clientKeys[1:], "failed to read protocol version - %s", err)
 		return
 	}
-	l.logf(lg.INFO, "CLIENT(%s): desired protocol magic '%s'", conn.RemoteAddr(), magic[:])
+	l.log.Eventf(lg.INFO, clientKeys[:1], "CLIENT(%s): desired protocol magic '%s'", conn.RemoteAddr(), magic[:])
 	if string(magic[:]) != protocol.MagicV1 {
 		protocol.SendFramedResponse(conn, []byte("E_BAD_PROTOCOL"))
-		l.logf(lg.ERROR, "client(%s) bad protocol magic '%s'", conn.RemoteAddr(), magic[:])
+		l.log.Eventf(lg.ERROR, clientKeys[:1], "client(%s) bad protocol magic '%s'", conn.RemoteAddr(), magic[:])
 		return
 	}
 
@@ -129,14 +129,14 @@ func (p *tcpServer) Handle(conn net.Conn) {
 		// leaves the daemon serving.
 		if r := recover(); r != nil {
 			l.panics.Add(1)
-			l.logf(lg.ERROR, "client(%s) - panic: %v", client, r)
+			l.log.Eventf(lg.ERROR, clientKeys, "client(%s) - panic: %v", client, r)
 		}
 	}()
 	defer p.cleanup(client)
 
 	prot := &lookupProtocolV1{nsqlookupd: l}
 	if err := prot.IOLoop(client); err != nil {
-		l.logf(lg.ERROR, "client(%s) - %s", conn.RemoteAddr(), err)
+		l.log.Eventf(lg.ERROR, clientKeys, "client(%s) - %s", conn.RemoteAddr(), err)
 	}
 }
 

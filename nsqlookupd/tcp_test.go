@@ -196,7 +196,8 @@ func TestStalledRegistrationReader(t *testing.T) {
 // the eviction timer and the write deadline sit on. "held" REGISTERs a
 // registration already held, so the registry does little ("off" has both
 // timers off); "logged" REGISTERs and UNREGISTERs an ephemeral channel,
-// each a registry change and a log line, through the daemon's own logger.
+// each a registry change and a log line, through the daemon's own logger,
+// in each log format.
 func BenchmarkPipelinedRegister(b *testing.B) {
 	for _, bc := range []struct {
 		name         string
@@ -204,15 +205,19 @@ func BenchmarkPipelinedRegister(b *testing.B) {
 		writeTimeout time.Duration
 		commands     string // a whole number of commands, repeated
 		logger       Logger
+		format       lg.Format
 	}{
-		{"held/off", 0, 0, "REGISTER t c\n", lg.NilLogger{}},
-		{"held/defaults", NewOptions().ProducerReadTimeout, answerWriteTimeout, "REGISTER t c\n", lg.NilLogger{}},
-		{"logged", NewOptions().ProducerReadTimeout, answerWriteTimeout,
-			"REGISTER t c#ephemeral\nUNREGISTER t c#ephemeral\n", lg.NewBatchedLogger("[nsqlookupd] ", io.Discard)},
+		{"held/off", 0, 0, "REGISTER t c\n", lg.NilLogger{}, lg.Text},
+		{"held/defaults", NewOptions().ProducerReadTimeout, answerWriteTimeout, "REGISTER t c\n", lg.NilLogger{}, lg.Text},
+		{"logged/format=text", NewOptions().ProducerReadTimeout, answerWriteTimeout,
+			"REGISTER t c#ephemeral\nUNREGISTER t c#ephemeral\n", lg.NewBatchedLogger("[nsqlookupd] ", io.Discard), lg.Text},
+		{"logged/format=json", NewOptions().ProducerReadTimeout, answerWriteTimeout,
+			"REGISTER t c#ephemeral\nUNREGISTER t c#ephemeral\n", lg.NewBatchedLogger("[nsqlookupd] ", io.Discard), lg.JSON},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			l := startLookupd(b, func(o *Options) {
 				o.Logger = bc.logger
+				o.LogFormat = bc.format
 				o.ProducerReadTimeout = bc.readTimeout
 			}, func(l *NSQLookupd) { l.tcpServer = newTCPServer(l, bc.writeTimeout) })
 			c := connectProducer(b, l, 1, 11)

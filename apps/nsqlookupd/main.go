@@ -34,13 +34,14 @@ func main() {
 
 	cfg, err := loadConfig(flagSet.Lookup("config").Value.String(), opts)
 	if err != nil {
-		lg.LogFatal(logPrefix, "%s", err)
+		// in the format the command line asks for, if it does
+		lg.LogFatal(logPrefix, flagSet.Lookup("log-format").Value.(flag.Getter).Get().(lg.Format), err)
 	}
 	options.Resolve(opts, flagSet, cfg)
 
 	daemon, err := nsqlookupd.New(opts)
 	if err != nil {
-		lg.LogFatal(opts.LogPrefix, "%s", err)
+		lg.LogFatal(opts.LogPrefix, opts.LogFormat, err)
 	}
 
 	signalChan := make(chan os.Signal, 1)

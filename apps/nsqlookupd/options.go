@@ -9,7 +9,6 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/lookupd/nsqlookupd/internal/lg"
 	"github.com/lookupd/nsqlookupd/nsqlookupd"
 )
 
@@ -23,6 +22,10 @@ func nsqlookupdFlagSet(opts *nsqlookupd.Options) *flag.FlagSet {
 	logLevel := opts.LogLevel
 	flagSet.Var(&logLevel, "log-level", "set log verbosity: debug, info, warn, error, or fatal")
 	flagSet.String("log-prefix", "[nsqlookupd] ", "log message prefix")
+	logFormat := opts.LogFormat
+	flagSet.Var(&logFormat, "log-format", "log line format: text (v1.3.0's lines) or json (one object a line: time, level, msg and the event's fields)")
+	accessLog := opts.HTTPAccessLog
+	flagSet.Var(&accessLog, "http-access-log", "HTTP requests logged: all, none, or ignore-probes (all but /ping, /info and /metrics answered 200)")
 	flagSet.Bool("verbose", false, "[deprecated] has no effect, use --log-level")
 
 	flagSet.String("tcp-address", opts.TCPAddress, "<addr>:<port> to listen on for TCP clients")
@@ -96,7 +99,8 @@ func (l *repeatedFlag) Set(s string) error {
 
 // loadConfig reads the TOML file at path ("" means none) and checks each
 // known key's value, so that a bad file is one clear error instead of a
-// failure deep in option resolution. log_level is converted to its level.
+// failure deep in option resolution. A value of a type of its own
+// (log_level, log_format, http_access_log) is converted to it.
 func loadConfig(path string, opts *nsqlookupd.Options) (map[string]interface{}, error) {
 	cfg := map[string]interface{}{}
 	if path == "" {
@@ -114,14 +118,6 @@ func loadConfig(path string, opts *nsqlookupd.Options) (map[string]interface{}, 
 // validateConfig checks each key of cfg that names an option against the
 // option's type, as go-options will coerce it.
 func validateConfig(cfg map[string]interface{}, opts *nsqlookupd.Options) error {
-	if v, ok := cfg["log_level"]; ok {
-		var level lg.LogLevel
-		if err := level.Set(fmt.Sprint(v)); err != nil {
-			return fmt.Errorf("failed parsing log_level %+v", v)
-		}
-		cfg["log_level"] = level
-	}
-
 	typ := reflect.TypeOf(*opts)
 	for i := 0; i < typ.NumField(); i++ {
 		field := typ.Field(i)
@@ -134,7 +130,16 @@ func validateConfig(cfg map[string]interface{}, opts *nsqlookupd.Options) error 
 			}
 		}
 		v, ok := cfg[name]
-		if name == "" || !ok || name == "log_level" {
+		if name == "" || !ok {
+			continue
+		}
+		// an option of a type of its own (the log's level, format, access
+		// choice) is parsed as its flag parses it
+		if value, ok := reflect.New(field.Type).Interface().(flag.Value); ok && field.Type.Kind() != reflect.Slice {
+			if err := value.Set(fmt.Sprint(v)); err != nil {
+				return fmt.Errorf("failed parsing %s %+v", name, v)
+			}
+			cfg[name] = reflect.ValueOf(value).Elem().Interface()
 			continue
 		}
 		if err := checkValue(field.Type, v); err != nil {

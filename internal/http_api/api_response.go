@@ -64,22 +64,37 @@ func Decorate(f APIHandler, ds ...Decorator) httprouter.Handle {
 // "<status> <METHOD> <request-uri> (<remote addr>) <duration>", as v1.3.0
 // does; a request that came over TLS (the HTTPS port) has "HTTPS: " before
 // its status, so the two listeners' lines can be told apart and grepped.
-func Log(logf lg.AppLogFunc) Decorator {
+// The access log's choice (docs/logging.md, The access log) may leave the
+// line out.
+func Log(log *lg.Log) Decorator { return accessLog(log, false) }
+
+// LogProbe is Log for the route of a probe (/ping, /info, /metrics): with
+// --http-access-log=ignore-probes, its requests answered 200 make no line.
+func LogProbe(log *lg.Log) Decorator { return accessLog(log, true) }
+
+// accessKeys name the fields of an access line's JSON (docs/logging.md).
+var accessKeys = lg.Keys{"", "status", "method", "path", "remote_address", "duration", "reason"}
+
+func accessLog(log *lg.Log, probe bool) Decorator {
 	return func(f APIHandler) APIHandler {
 		return func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) (interface{}, error) {
 			start := time.Now()
 			response, err := f(w, req, ps)
 			elapsed := time.Since(start)
-			status := http.StatusOK
+			status, reason := http.StatusOK, ""
 			if err != nil {
-				status, _ = errStatus(err)
+				status, reason = errStatus(err)
+			}
+			if !log.LogsRequest(probe && status == http.StatusOK) {
+				return response, err
 			}
 			listener := ""
 			if req.TLS != nil {
 				listener = "HTTPS: "
 			}
-			logf(lg.INFO, "%s%d %s %s (%s) %s",
-				listener, status, req.Method, req.URL.RequestURI(), req.RemoteAddr, elapsed)
+			// the error's text is a JSON field only: %.0s writes nothing
+			log.Eventf(lg.INFO, accessKeys, "%s%d %s %s (%s) %s%.0s",
+				listener, status, req.Method, req.URL.RequestURI(), req.RemoteAddr, elapsed, reason)
 			return response, err
 		}
 	}
@@ -203,30 +218,30 @@ func RespondV1(w http.ResponseWriter, code int, data interface{}) int {
 }
 
 // errorHandler is a handler that always answers err, logged and in V1 form.
-func errorHandler(logf lg.AppLogFunc, err Err) http.Handler {
+func errorHandler(log *lg.Log, err Err) http.Handler {
 	h := Decorate(func(http.ResponseWriter, *http.Request, httprouter.Params) (interface{}, error) {
 		return nil, err
-	}, Log(logf), V1)
+	}, Log(log), V1)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { h(w, req, nil) })
 }
 
 // LogNotFoundHandler answers 404 {"message":"NOT_FOUND"}.
-func LogNotFoundHandler(logf lg.AppLogFunc) http.Handler {
-	return errorHandler(logf, Err{Code: http.StatusNotFound, Text: "NOT_FOUND"})
+func LogNotFoundHandler(log *lg.Log) http.Handler {
+	return errorHandler(log, Err{Code: http.StatusNotFound, Text: "NOT_FOUND"})
 }
 
 // LogMethodNotAllowedHandler answers 405 {"message":"METHOD_NOT_ALLOWED"};
 // the router has set the Allow header already.
-func LogMethodNotAllowedHandler(logf lg.AppLogFunc) http.Handler {
-	return errorHandler(logf, Err{Code: http.StatusMethodNotAllowed, Text: "METHOD_NOT_ALLOWED"})
+func LogMethodNotAllowedHandler(log *lg.Log) http.Handler {
+	return errorHandler(log, Err{Code: http.StatusMethodNotAllowed, Text: "METHOD_NOT_ALLOWED"})
 }
 
 // LogPanicHandler is the router's PanicHandler: it logs the panic and
 // answers 500 {"message":"INTERNAL_ERROR"}.
-func LogPanicHandler(logf lg.AppLogFunc) func(http.ResponseWriter, *http.Request, interface{}) {
-	h := errorHandler(logf, errInternal)
+func LogPanicHandler(log *lg.Log) func(http.ResponseWriter, *http.Request, interface{}) {
+	h := errorHandler(log, errInternal)
 	return func(w http.ResponseWriter, req *http.Request, p interface{}) {
-		logf(lg.ERROR, "panic in HTTP handler - %s", p)
+		log.Eventf(lg.ERROR, lg.Keys{"reason"}, "panic in HTTP handler - %s", p)
 		h.ServeHTTP(w, req)
 	}
 }

@@ -1,9 +1,12 @@
 package http_api
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/julienschmidt/httprouter"
@@ -49,17 +52,76 @@ func TestV1(t *testing.T) {
 	}
 }
 
+// lines records the lines a Logger is given.
+type lines []string
+
+func (l *lines) Output(_ int, s string) error { *l = append(*l, s); return nil }
+
+// TestLogLine: the access line in text (v1.3.0's) and in JSON, with its
+// fields; the error's text is a JSON field only.
 func TestLogLine(t *testing.T) {
-	var lines []string
-	logf := func(lvl lg.LogLevel, f string, args ...interface{}) {
-		lines = append(lines, lvl.String())
+	for _, format := range []lg.Format{lg.Text, lg.JSON} {
+		var got lines
+		h := Decorate(func(http.ResponseWriter, *http.Request, httprouter.Params) (interface{}, error) {
+			return nil, Err{Code: 400, Text: "MISSING_ARG_TOPIC"}
+		}, Log(lg.New(&got, lg.Settings{Level: lg.INFO, Format: format})), V1)
+		req := httptest.NewRequest("GET", "/lookup?x=%ff", nil)
+		h(httptest.NewRecorder(), req, nil)
+		if len(got) != 1 {
+			t.Fatalf("%s: got %q; want one access line", format, got)
+		}
+		if format == lg.Text {
+			if !regexp.MustCompile(`^INFO: 400 GET /lookup\?x=%ff \(192\.0\.2\.1:1234\) [0-9.]+[nµm]?s$`).MatchString(got[0]) {
+				t.Fatalf("got %q; want v1.3.0's access line", got[0])
+			}
+			continue
+		}
+		var fields map[string]interface{}
+		if err := json.Unmarshal([]byte(got[0]), &fields); err != nil {
+			t.Fatalf("%q: %v", got[0], err)
+		}
+		for k, want := range map[string]interface{}{"level": "INFO", "status": 400.0, "method": "GET", "path": "/lookup?x=%ff",
+			"remote_address": "192.0.2.1:1234", "reason": "MISSING_ARG_TOPIC"} {
+			if fields[k] != want {
+				t.Errorf("%s: got %v; want %v (%s)", k, fields[k], want, got[0])
+			}
+		}
+		if d, ok := fields["duration"].(float64); !ok || d < 0 || !strings.HasPrefix(fields["msg"].(string), "400 GET /lookup?x=%ff (192.0.2.1:1234) ") {
+			t.Errorf("duration %v, msg %v", fields["duration"], fields["msg"])
+		}
 	}
-	h := Decorate(func(http.ResponseWriter, *http.Request, httprouter.Params) (interface{}, error) {
-		return nil, Err{Code: 400, Text: "MISSING_ARG_TOPIC"}
-	}, Log(logf), V1)
-	h(httptest.NewRecorder(), httptest.NewRequest("GET", "/lookup", nil), nil)
-	if len(lines) != 1 || lines[0] != "INFO" {
-		t.Fatalf("got %v; want one INFO access line", lines)
+}
+
+// TestAccessLogChoice: which requests make a line, for each choice: a
+// probe's success makes none with ignore-probes, its failure does.
+func TestAccessLogChoice(t *testing.T) {
+	for _, tt := range []struct {
+		access lg.AccessLog
+		probe  bool
+		err    error
+		want   int
+	}{
+		{lg.AccessAll, false, nil, 1},
+		{lg.AccessAll, true, nil, 1},
+		{lg.AccessNone, false, nil, 0},
+		{lg.AccessNone, false, errInternal, 0},
+		{lg.AccessIgnoreProbes, true, nil, 0},
+		{lg.AccessIgnoreProbes, true, errInternal, 1},
+		{lg.AccessIgnoreProbes, false, nil, 1},
+	} {
+		var got lines
+		log := lg.New(&got, lg.Settings{Level: lg.INFO, Access: tt.access})
+		d := Log(log)
+		if tt.probe {
+			d = LogProbe(log)
+		}
+		h := Decorate(func(http.ResponseWriter, *http.Request, httprouter.Params) (interface{}, error) {
+			return nil, tt.err
+		}, d, V1)
+		h(httptest.NewRecorder(), httptest.NewRequest("GET", "/ping", nil), nil)
+		if len(got) != tt.want {
+			t.Errorf("%s, probe %v, error %v: got %d lines; want %d", tt.access, tt.probe, tt.err, len(got), tt.want)
+		}
 	}
 }
 

@@ -130,9 +130,11 @@ func NewLogger(prefix string) *log.Logger {
 	return log.New(os.Stderr, prefix, log.Ldate|log.Ltime|log.Lmicroseconds)
 }
 
-// LogFatal writes a FATAL line to stderr with prefix and exits with status 1.
-// Only main may call it.
-func LogFatal(prefix string, f string, args ...interface{}) {
-	Logf(NewLogger(prefix), FATAL, FATAL, f, args...)
+// LogFatal writes err as a FATAL line to stderr, in format (with prefix
+// in text), and exits with status 1. Only main may call it.
+func LogFatal(prefix string, format Format, err error) {
+	b := NewBatchedLogger(prefix, os.Stderr)
+	New(b, Settings{Level: FATAL, Format: format}).Eventf(FATAL, Keys{"reason"}, "%s", err)
+	b.Flush()
 	os.Exit(1)
 }

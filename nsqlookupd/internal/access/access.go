@@ -142,7 +142,7 @@ type Guard struct {
 	// certificate.
 	answers     [numRefusals]http.Handler
 	tlsRequired http.Handler
-	logf        lg.AppLogFunc
+	log         *lg.Log
 	now         func() time.Time
 	tcpLog      refusalLog
 }
@@ -151,8 +151,8 @@ type Guard struct {
 // in force, if any. tlsRequired answers an admin request on the plain port
 // when a certificate is required (nil: CLIENT_CERT_REQUIRED there too);
 // now tells the time for the refusal log.
-func New(c Config, tlsRequired http.Handler, logf lg.AppLogFunc, now func() time.Time) *Guard {
-	g := &Guard{requireCert: c.RequireClientCert, tlsRequired: tlsRequired, logf: logf, now: now}
+func New(c Config, tlsRequired http.Handler, log *lg.Log, now func() time.Time) *Guard {
+	g := &Guard{requireCert: c.RequireClientCert, tlsRequired: tlsRequired, log: log, now: now}
 	g.tcp, _ = parseAllowlist("tcp-allow", c.TCPAllow)
 	g.admin, _ = parseAllowlist("http-admin-allow", c.AdminAllow)
 	g.sans, _ = parseSANs(c.ClientSANs)
@@ -168,11 +168,11 @@ func New(c Config, tlsRequired http.Handler, logf lg.AppLogFunc, now func() time
 	}
 	for r, text := range refusalTexts {
 		if text != "" {
-			g.answers[r] = refusalAnswer(text, logf)
+			g.answers[r] = refusalAnswer(text, log)
 		}
 	}
 	if rules := g.String(); rules != "" {
-		logf(lg.INFO, "ACCESS: %s", rules)
+		log.Logf(lg.INFO, "ACCESS: %s", rules)
 	}
 	return g
 }
@@ -236,9 +236,10 @@ func (g *Guard) AllowTCP(conn net.Conn) bool {
 	}
 	switch g.tcpLog.note(addr, g.now()) {
 	case logRefusal:
-		g.logf(lg.WARN, "TCP: refused client(%s): not in --tcp-allow (logged once a minute per source)", conn.RemoteAddr())
+		g.log.Eventf(lg.WARN, lg.Keys{"remote_address", "reason"}, "TCP: refused client(%s): %s (logged once a minute per source)",
+			conn.RemoteAddr(), "not in --tcp-allow")
 	case logOverflow:
-		g.logf(lg.WARN, "TCP: refused clients from more than %d sources within a minute: the others are not logged, only counted in nsqlookupd_access_refusals_total", maxLoggedSources)
+		g.log.Logf(lg.WARN, "TCP: refused clients from more than %d sources within a minute: the others are not logged, only counted in nsqlookupd_access_refusals_total", maxLoggedSources)
 	}
 	return false
 }
@@ -346,10 +347,10 @@ func (g *Guard) Handler(h http.Handler) http.Handler {
 
 // refusalAnswer answers 403 {"message":"<text>"} and logs the access line,
 // as any API answer.
-func refusalAnswer(text string, logf lg.AppLogFunc) http.Handler {
+func refusalAnswer(text string, log *lg.Log) http.Handler {
 	err := http_api.Err{Code: http.StatusForbidden, Text: text}
 	h := http_api.Decorate(func(http.ResponseWriter, *http.Request, httprouter.Params) (interface{}, error) {
 		return nil, err
-	}, http_api.Log(logf), http_api.V1)
+	}, http_api.Log(log), http_api.V1)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { h(w, req, nil) })
 }

@@ -67,7 +67,7 @@ func BenchmarkAccessCheck(b *testing.B) {
 // lets a request read unfiltered) holds only for a request that passes a
 // rule that is there.
 func TestAdminRuleRequired(t *testing.T) {
-	nop := func(lg.LogLevel, string, ...interface{}) {}
+	nop := lg.New(lg.NilLogger{}, lg.Settings{})
 	req := func(remote string) *http.Request {
 		r := httptest.NewRequest("POST", "/topic/create?topic=t", nil)
 		r.RemoteAddr = remote

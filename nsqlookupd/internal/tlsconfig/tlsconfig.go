@@ -256,7 +256,7 @@ var errTLSRequired = http_api.Err{Code: http.StatusForbidden, Text: "TLS_REQUIRE
 // body {"message": "TLS_REQUIRED", "https_port": N} (with its spaces, which
 // RespondV1 would not write). nsqadmin and nsqd read https_port from it and
 // retry over HTTPS. Each answer is access-logged like any other.
-func RequiredHandler(httpsPort int, logf lg.AppLogFunc) http.Handler {
+func RequiredHandler(httpsPort int, log *lg.Log) http.Handler {
 	body := fmt.Sprintf(`{"message": "TLS_REQUIRED", "https_port": %d}`, httpsPort)
 	h := http_api.Decorate(func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) (interface{}, error) {
 		w.Header().Set("X-NSQ-Content-Type", "nsq; version=1.0")
@@ -264,6 +264,6 @@ func RequiredHandler(httpsPort int, logf lg.AppLogFunc) http.Handler {
 		w.WriteHeader(http.StatusForbidden)
 		io.WriteString(w, body)
 		return nil, errTLSRequired // read by the Log decorator only
-	}, http_api.Log(logf))
+	}, http_api.Log(log))
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { h(w, req, nil) })
 }
