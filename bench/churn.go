@@ -199,14 +199,14 @@ func (c *churner) do(op churnOp, nm *naming, timeout time.Duration) (time.Durati
 	}
 	c.line = appendCommand(c.line[:0], verb, nm.topics[op.ch.topic], churnChannel(c.state.j, op.ch.seq))
 	p := c.p
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.conn.SetDeadline(time.Now().Add(timeout))
-	defer p.conn.SetDeadline(time.Time{})
+	p.Lock()
+	defer p.Unlock()
+	p.SetDeadline(time.Now().Add(timeout))
+	defer p.SetDeadline(time.Time{})
 	t0 := time.Now()
-	_, err := p.conn.Write(c.line)
+	_, err := p.Write(c.line)
 	if err == nil {
-		err = p.expectOK()
+		err = p.ExpectOK()
 	}
 	if err != nil {
 		return 0, fmt.Errorf("churn connection %d: %s: %w", p.idx, strings.TrimSpace(string(c.line)), err)

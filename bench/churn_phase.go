@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lookupd/nsqlookupd/bench/internal/harness"
 )
 
 // mixStats is /lookup under load while one client, optionally, polls
@@ -147,7 +149,7 @@ func (s *session) underChurn(ctx context.Context, churners []*churner, spec load
 			prof <- nil
 			return
 		}
-		prof <- fetchBlockProfile(ctx, s.t.httpAddr, s.o.churnDuration, s.o.httpTimeout, s.blockProfile)
+		prof <- fetchBlockProfile(ctx, s.t.HTTPAddr, s.o.churnDuration, s.o.httpTimeout, s.blockProfile)
 	}()
 	var err error
 	st.Churn, err = s.mixedLoad(g.ctx, spec)
@@ -204,7 +206,7 @@ func (s *session) connectChurn(ctx context.Context) ([]*churner, error) {
 	for j := range assign {
 		assign[j] = layout.topicsOf(j, o.Topics)
 	}
-	cf, _, err := connectFleet(ctx, s.t.tcpAddr, nm, o.Producers, assign, 0, o.ioTimeout, s.checkIdentify)
+	cf, _, err := connectFleet(ctx, s.t.TCPAddr, nm, o.Producers, assign, 0, o.ioTimeout, s.checkIdentify)
 	if err != nil {
 		return nil, fmt.Errorf("churn: %w", err)
 	}
@@ -285,7 +287,7 @@ func fetchBlockProfile(ctx context.Context, addr string, d, timeout time.Duratio
 	return h.getStream(ctx, fmt.Sprintf("/debug/pprof/block?seconds=%d", secs), func(r io.Reader) error {
 		body, err := io.ReadAll(io.LimitReader(r, 256<<20))
 		if err == nil && (len(body) < 2 || body[0] != 0x1f || body[1] != 0x8b) {
-			err = fmt.Errorf("not a gzipped profile: %q", truncate(body, 100))
+			err = fmt.Errorf("not a gzipped profile: %q", harness.Truncate(body, 100))
 		}
 		if err == nil {
 			err = os.WriteFile(path, body, 0o644)

@@ -189,7 +189,7 @@ func TestChurner(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.conn.Close()
+		defer p.Close()
 		if _, _, _, err := p.register(nm, nil, modeSequential, 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
@@ -246,11 +246,11 @@ func TestKeepalive(t *testing.T) {
 	}
 	defer f.close()
 	busy := f.prods[0]
-	busy.mu.Lock() // as a registration or a churn command would
+	busy.Lock() // as a registration or a churn command would
 	locked := true
 	defer func() { // before f.close, which waits for the keepalive workers
 		if locked {
-			busy.mu.Unlock()
+			busy.Unlock()
 		}
 	}()
 	f.startKeepalive(40 * time.Millisecond)
@@ -271,7 +271,7 @@ func TestKeepalive(t *testing.T) {
 	if got := pings(0); got != 0 {
 		t.Errorf("busy producer got %d PINGs", got)
 	}
-	busy.mu.Unlock()
+	busy.Unlock()
 	locked = false
 	for pings(0) == 0 {
 		if time.Now().After(deadline) {

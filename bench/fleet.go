@@ -122,11 +122,11 @@ func (f *fleet) startKeepalive(interval time.Duration) {
 				}
 				t.Reset(step)
 				p := share[i%len(share)]
-				if !p.mu.TryLock() {
+				if !p.TryLock() {
 					continue
 				}
-				err := p.pingLocked(f.timeout)
-				p.mu.Unlock()
+				err := p.PingLocked(f.timeout)
+				p.Unlock()
 				if err != nil && ctx.Err() == nil {
 					err = fmt.Errorf("producer %d: keepalive PING: %w", p.idx, err)
 					f.pingErr.CompareAndSwap(nil, &err)
@@ -145,7 +145,7 @@ func (f *fleet) checkAlive(ctx context.Context, concurrency int) error {
 		return *err
 	}
 	return forEach(ctx, len(f.prods), concurrency, func(i int) error {
-		if err := f.prods[i].ping(f.timeout); err != nil {
+		if err := f.prods[i].Ping(f.timeout); err != nil {
 			return fmt.Errorf("producer %d: final PING: %w", f.prods[i].idx, err)
 		}
 		return nil
@@ -165,7 +165,7 @@ func (f *fleet) close() {
 	f.stopKeepalive()
 	for _, p := range f.prods {
 		if p != nil {
-			p.conn.Close()
+			p.Close()
 		}
 	}
 	f.pingWG.Wait()
@@ -236,12 +236,4 @@ func (g *group) wait() error {
 func (g *group) stop() error {
 	g.cancel()
 	return g.wait()
-}
-
-// truncate shortens b for error messages.
-func truncate(b []byte, n int) string {
-	if len(b) <= n {
-		return string(b)
-	}
-	return string(b[:n]) + "..."
 }

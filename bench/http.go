@@ -13,6 +13,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/lookupd/nsqlookupd/bench/internal/harness"
 )
 
 // httpClient issues GET requests to one daemon over keep-alive connections
@@ -87,40 +89,11 @@ func (h *httpClient) getJSON(ctx context.Context, path string, v any) error {
 		body, err := io.ReadAll(r)
 		if err == nil {
 			if err = json.Unmarshal(body, v); err != nil {
-				err = fmt.Errorf("decoding %q: %w", truncate(body, 200), err)
+				err = fmt.Errorf("decoding %q: %w", harness.Truncate(body, 200), err)
 			}
 		}
 		return err
 	})
-}
-
-// waitPing polls GET /ping until it answers 200, the deadline passes, or
-// exited is closed (the daemon died).
-func waitPing(ctx context.Context, h *httpClient, timeout time.Duration, exited <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last error
-	for {
-		rctx, rcancel := context.WithTimeout(ctx, time.Second)
-		var body []byte
-		last = h.getStream(rctx, "/ping", func(r io.Reader) (err error) {
-			body, err = io.ReadAll(io.LimitReader(r, 100))
-			return err
-		})
-		rcancel()
-		if last == nil && string(body) == "OK" {
-			return nil
-		} else if last == nil {
-			last = fmt.Errorf("GET /ping: body %q", body)
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("daemon exited before answering /ping (last: %v)", last)
-		case <-ctx.Done():
-			return fmt.Errorf("no answer to /ping within %v (last: %v)", timeout, last)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 // loadSpec describes one timed HTTP phase.

@@ -6,15 +6,20 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/lookupd/nsqlookupd/bench/internal/harness"
 )
 
 // session is one target daemon being measured, and what its phases share.
 type session struct {
 	o   *options
-	t   *target
+	t   *harness.Daemon
 	h   *httpClient
 	nm  *naming
 	exp expectation
@@ -34,11 +39,15 @@ type session struct {
 func openSession(ctx context.Context, o *options, binary, tag string, flags []string, res *result) (s *session, err error) {
 	s = &session{o: o, res: res}
 	logger.Printf("%s: starting", binary)
-	if s.t, err = startDaemon(ctx, binary, tag, flags, o.logDir, o.startupTimeout); err != nil {
+	logPath := ""
+	if o.logDir != "" {
+		logPath = filepath.Join(o.logDir, fmt.Sprintf("%s-%s.log", tag, filepath.Base(binary)))
+	}
+	if s.t, err = harness.Start(ctx, binary, flags, logPath, o.startupTimeout); err != nil {
 		return nil, err
 	}
-	res.TCPAddr, res.HTTPAddr, res.PID = s.t.tcpAddr, s.t.httpAddr, s.t.pid
-	s.h = newHTTPClient(s.t.httpAddr, o.clients+2, o.httpTimeout)
+	res.TCPAddr, res.HTTPAddr, res.PID = s.t.TCPAddr, s.t.HTTPAddr, s.t.PID
+	s.h = newHTTPClient(s.t.HTTPAddr, o.clients+2, o.httpTimeout)
 	s.h.secret = o.secret
 	return s, nil
 }
@@ -48,31 +57,31 @@ func openSession(ctx context.Context, o *options, binary, tag string, flags []st
 func (s *session) close(ctx context.Context, err *error) {
 	t := s.t
 	if *err != nil {
-		if aerr := t.alive(); aerr != nil {
+		if aerr := t.Alive(); aerr != nil {
 			*err = fmt.Errorf("%w; %v", *err, aerr)
 		}
-		t.keepLog = ctx.Err() == nil // an interrupted run's log is not interesting
+		t.KeepLog = ctx.Err() == nil // an interrupted run's log is not interesting
 	}
 	// Kill a started daemon before closing the producer connections, so
 	// it does not spend time unregistering them.
 	for _, f := range s.fleets {
 		f.stopKeepalive()
 	}
-	t.stop()
+	t.Stop()
 	for _, f := range s.fleets {
 		f.close()
 	}
 	s.h.close()
-	if t.keepLog && t.logPath != "" {
-		logger.Printf("%s: daemon log kept in %s", s.res.Target, t.logPath)
+	if t.KeepLog {
+		logger.Printf("%s: daemon log kept in %s", s.res.Target, t.LogPath)
 	}
 }
 
 // checkIdentify checks an IDENTIFY answer: the daemon must announce the
 // addresses it was given.
 func (s *session) checkIdentify(a identity) error {
-	_, tcpPort, _ := net.SplitHostPort(s.t.tcpAddr)
-	_, httpPort, _ := net.SplitHostPort(s.t.httpAddr)
+	_, tcpPort, _ := net.SplitHostPort(s.t.TCPAddr)
+	_, httpPort, _ := net.SplitHostPort(s.t.HTTPAddr)
 	if a.BroadcastAddress != "127.0.0.1" || strconv.Itoa(a.TCPPort) != tcpPort || strconv.Itoa(a.HTTPPort) != httpPort {
 		return fmt.Errorf("%+v, want broadcast_address 127.0.0.1, tcp_port %s, http_port %s", a, tcpPort, httpPort)
 	}
@@ -106,7 +115,7 @@ func measure(ctx context.Context, o *options, index int, binary string, res *res
 	}
 	defer s.close(ctx, &err)
 	s.blockProfile = profile
-	cpu, began := startCPU(s.t.pid), time.Now()
+	cpu, began := startCPU(s.t.PID), time.Now()
 	defer func() {
 		_, res.OtherCPU = cpu.stop()
 		res.Seconds = time.Since(began).Seconds()
@@ -133,6 +142,19 @@ func blockProfileFlags(ctx context.Context, o *options, index int, binary string
 	return o.daemonFlags, ""
 }
 
+// hasFlag reports whether the -h output of binary lists the flag name.
+func hasFlag(ctx context.Context, binary, name string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, binary, "-h").CombinedOutput() // -h may exit 2
+	for line := range strings.Lines(string(out)) {
+		if f := strings.Fields(line); len(f) > 0 && strings.TrimLeft(f[0], "-") == name && strings.HasPrefix(f[0], "-") {
+			return true
+		}
+	}
+	return false
+}
+
 // registrationTrial measures registration in mode alone, on a fresh daemon
 // started from binary for it and stopped after.
 func registrationTrial(ctx context.Context, o *options, index int, binary, mode string) (ph *registerPhase, err error) {
@@ -144,7 +166,7 @@ func registrationTrial(ctx context.Context, o *options, index int, binary, mode 
 	if ph, err = s.register(ctx, mode); err != nil {
 		return nil, err
 	}
-	return ph, s.t.alive()
+	return ph, s.t.Alive()
 }
 
 // register connects the fleet and registers it in mode.
@@ -158,7 +180,7 @@ func (s *session) register(ctx context.Context, mode string) (*registerPhase, er
 		s.lookupPaths[i] = "/lookup?topic=" + topic // names need no escaping
 	}
 	logger.Printf("%s: connecting %d producers (run id %s)", name, o.Producers, s.nm.runID)
-	f, ist, err := connectFleet(ctx, s.t.tcpAddr, s.nm, 0, assign, o.concurrency, o.ioTimeout, s.checkIdentify)
+	f, ist, err := connectFleet(ctx, s.t.TCPAddr, s.nm, 0, assign, o.concurrency, o.ioTimeout, s.checkIdentify)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +189,7 @@ func (s *session) register(ctx context.Context, mode string) (*registerPhase, er
 	s.res.Identify = &ist
 
 	logger.Printf("%s: registering (%d REGISTER commands, %s)", name, o.registers(), mode)
-	cpu := startCPU(s.t.pid)
+	cpu := startCPU(s.t.PID)
 	ph, err := f.registerAll(ctx, s.nm, o.concurrency, mode)
 	if err != nil {
 		return nil, err
@@ -191,14 +213,14 @@ func (s *session) fill(ctx context.Context) error {
 		return err
 	}
 	res.Version = info.Version
-	res.Memory.IdleKiB, _ = memKiB(s.t.pid)
+	res.Memory.IdleKiB, _ = harness.MemKiB(s.t.PID)
 	ph, err := s.register(ctx, s.o.registerModes[len(s.o.registerModes)-1])
 	if err != nil {
 		return err
 	}
 	res.Register = ph
 	res.RegisterModes = append(res.RegisterModes, ph)
-	res.Memory.RegisteredKiB, _ = memKiB(s.t.pid)
+	res.Memory.RegisteredKiB, _ = harness.MemKiB(s.t.PID)
 
 	logger.Printf("%s: verifying answers", res.Target)
 	vst, err := verify(ctx, s.h, s.exp, s.o.verify, s.o.clients, s.o.seed)
@@ -229,7 +251,7 @@ func (s *session) timedPhases(ctx context.Context) error {
 		name := []string{"/lookup", "/channels", "/ping"}[i]
 		logger.Printf("%s: load on %s", res.Target, name)
 		spec := loadSpec{clients: o.clients, duration: o.duration, requests: o.requests, seed: o.seed + uint64(i) + 1, path: ph.path}
-		cpu := startCPU(s.t.pid)
+		cpu := startCPU(s.t.PID)
 		st, err := runLoad(ctx, s.h, spec)
 		if err != nil {
 			return fmt.Errorf("%s load: %w", name, err)
@@ -238,7 +260,7 @@ func (s *session) timedPhases(ctx context.Context) error {
 		st.DaemonCPU, _ = cpu.stop()
 		st.CPUPer1k = per1k(st.DaemonCPU, st.Requests)
 		*ph.dst = &st
-		if err := s.t.alive(); err != nil {
+		if err := s.t.Alive(); err != nil {
 			return err
 		}
 	}
@@ -276,7 +298,7 @@ func (s *session) listings(ctx context.Context) error {
 		res.Nodes = &nodes
 		s.noteNodes(&nodes)
 	}
-	return s.t.alive()
+	return s.t.Alive()
 }
 
 // afterLoad runs the churn phase, or without one re-checks a few topics:
@@ -304,12 +326,12 @@ func (s *session) recheck(ctx context.Context, e expectation) error {
 // finish takes the memory figures at the end and checks that every
 // connection is still alive, and the daemon too.
 func (s *session) finish(ctx context.Context) error {
-	s.res.Memory.EndKiB, s.res.Memory.PeakKiB = memKiB(s.t.pid)
-	_, s.res.Memory.HarnessPeakKiB = memKiB(os.Getpid())
+	s.res.Memory.EndKiB, s.res.Memory.PeakKiB = harness.MemKiB(s.t.PID)
+	_, s.res.Memory.HarnessPeakKiB = harness.MemKiB(os.Getpid())
 	for _, f := range s.fleets {
 		if err := f.checkAlive(ctx, s.o.concurrency); err != nil {
 			return err
 		}
 	}
-	return s.t.alive()
+	return s.t.Alive()
 }

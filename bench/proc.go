@@ -24,21 +24,6 @@ func cpuSeconds(pid int) (float64, error) {
 	return st.CPUTime(), err
 }
 
-// memKiB returns the resident set size of process pid and its peak (VmRSS
-// and VmHWM), in KiB.
-func memKiB(pid int) (rss, peak *uint64) {
-	p, err := procfs.NewProc(pid)
-	if err != nil {
-		return nil, nil
-	}
-	st, err := p.NewStatus()
-	if err != nil || st.VmRSS == 0 {
-		return nil, nil
-	}
-	r, h := st.VmRSS>>10, st.VmHWM>>10
-	return &r, &h
-}
-
 // systemBusySeconds returns the CPU time of all processes outside idle and
 // iowait since boot, summed over CPUs (guest time is already in user).
 func systemBusySeconds() (float64, error) {

@@ -3,15 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"fmt"
-	"io"
 	"iter"
-	"net"
 	"strconv"
-	"sync"
 	"time"
+
+	"github.com/lookupd/nsqlookupd/bench/internal/harness"
 )
 
 // Fake nsqd ports announced in IDENTIFY: producer i claims tcp_port
@@ -21,22 +18,9 @@ const (
 	fakeTCPBase  = 10000
 	fakeHTTPBase = 40000
 	maxProducers = fakeHTTPBase - fakeTCPBase
-
-	maxFrame = 64 << 20 // largest response frame accepted from the daemon
-
-	// idleReaderSize buffers a connection's reads outside a pipelined
-	// registration: answers are then a few bytes at a time, and at the
-	// xlarge preset 5 000 connections hold one each.
-	idleReaderSize = 512
-	// pipelineReaderSize buffers the reads of a pipelined registration,
-	// which answers thousands of commands in a row; the buffer is lent by
-	// pipelineReaders for the registration only.
-	pipelineReaderSize = 32 << 10
 	// keepaliveWorkers bound the goroutines that send the fleet's PINGs.
 	keepaliveWorkers = 16
 )
-
-var pipelineReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, pipelineReaderSize) }}
 
 // assignTopics spreads topics over producers round-robin: topic i is
 // registered by producers (i*perTopic + k) % producers for k in [0, perTopic).
@@ -85,93 +69,26 @@ func (n *naming) hostname(producer int) string {
 	return fmt.Sprintf("bench-%s-p%d", n.runID, producer)
 }
 
-// identity is what an nsqd announces in IDENTIFY, what lookupd answers
-// about itself, and what /lookup and /nodes list of a producer.
-type identity struct {
-	RemoteAddress    string `json:"remote_address,omitempty"`
-	Hostname         string `json:"hostname"`
-	BroadcastAddress string `json:"broadcast_address"`
-	TCPPort          int    `json:"tcp_port"`
-	HTTPPort         int    `json:"http_port"`
-	Version          string `json:"version"`
-}
+type identity = harness.Identity
 
-// producer is one simulated nsqd: a TCP connection to the daemon's
-// registration port. mu is held by whoever uses the connection: a
-// registration, a churn command, a PING.
+// producer is one simulated nsqd: a registration connection, and the topics
+// it registers.
 type producer struct {
+	*harness.Conn
 	idx    int
 	topics []int // indices into naming.topics
-
-	conn net.Conn
-	r    *bufio.Reader
-	buf  []byte
-	mu   sync.Mutex
 }
 
-// dialProducer connects producer idx to addr, sends the protocol magic and
-// IDENTIFY, and returns the daemon's answer. topics are the indices of the
-// topics the producer will register.
-func dialProducer(ctx context.Context, addr string, idx int, nm *naming, topics []int, timeout time.Duration) (p *producer, ans identity, err error) {
-	conn, err := (&net.Dialer{Timeout: timeout}).DialContext(ctx, "tcp", addr)
+// dialProducer connects producer idx to addr and IDENTIFYs it, and returns
+// the daemon's answer. topics are the indices of the topics it will
+// register.
+func dialProducer(ctx context.Context, addr string, idx int, nm *naming, topics []int, timeout time.Duration) (*producer, identity, error) {
+	c, ans, err := harness.Dial(ctx, addr, identity{Hostname: nm.hostname(idx), BroadcastAddress: "127.0.0.1",
+		TCPPort: fakeTCPBase + idx, HTTPPort: fakeHTTPBase + idx, Version: "1.3.0"}, timeout)
 	if err != nil {
 		return nil, ans, err
 	}
-	defer func() {
-		if err != nil {
-			conn.Close()
-		}
-	}()
-	p = &producer{idx: idx, topics: topics, conn: conn, r: bufio.NewReaderSize(conn, idleReaderSize)}
-	body, _ := json.Marshal(identity{Hostname: nm.hostname(idx), BroadcastAddress: "127.0.0.1",
-		TCPPort: fakeTCPBase + idx, HTTPPort: fakeHTTPBase + idx, Version: "1.3.0"})
-	msg := binary.BigEndian.AppendUint32([]byte("  V1IDENTIFY\n"), uint32(len(body)))
-	conn.SetDeadline(time.Now().Add(timeout))
-	defer conn.SetDeadline(time.Time{})
-	if _, err := conn.Write(append(msg, body...)); err != nil {
-		return nil, ans, fmt.Errorf("IDENTIFY: %w", err)
-	}
-	frame, err := p.readFrame()
-	if err != nil {
-		return nil, ans, fmt.Errorf("IDENTIFY answer: %w", err)
-	}
-	if err := json.Unmarshal(frame, &ans); err != nil {
-		return nil, ans, fmt.Errorf("IDENTIFY answer %q: %w", truncate(frame, 200), err)
-	}
-	return p, ans, nil
-}
-
-// readFrame reads one framed answer: a 4-byte big-endian length and the body.
-// The returned slice is only valid until the next call.
-func (p *producer) readFrame() ([]byte, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(p.r, hdr[:]); err != nil {
-		return nil, err
-	}
-	n := binary.BigEndian.Uint32(hdr[:])
-	if n > maxFrame {
-		return nil, fmt.Errorf("frame of %d bytes exceeds %d", n, maxFrame)
-	}
-	if cap(p.buf) < int(n) {
-		p.buf = make([]byte, n)
-	}
-	p.buf = p.buf[:n]
-	if _, err := io.ReadFull(p.r, p.buf); err != nil {
-		return nil, err
-	}
-	return p.buf, nil
-}
-
-// expectOK reads one frame and fails unless it is "OK".
-func (p *producer) expectOK() error {
-	frame, err := p.readFrame()
-	if err != nil {
-		return err
-	}
-	if string(frame) != "OK" {
-		return fmt.Errorf("answer %q, want \"OK\"", truncate(frame, 200))
-	}
-	return nil
+	return &producer{Conn: c, idx: idx, topics: topics}, ans, nil
 }
 
 // register sends REGISTER for each topic of the producer, each followed by
@@ -182,10 +99,10 @@ func (p *producer) expectOK() error {
 // the last OK, and the number of commands. The whole registration must end
 // within timeout.
 func (p *producer) register(nm *naming, channels []string, mode string, timeout time.Duration) (first, last time.Time, n int, err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.conn.SetDeadline(time.Now().Add(timeout))
-	defer p.conn.SetDeadline(time.Time{})
+	p.Lock()
+	defer p.Unlock()
+	p.SetDeadline(time.Now().Add(timeout))
+	defer p.SetDeadline(time.Time{})
 	first = time.Now()
 	if mode == modePipelined {
 		n, err = p.pipeline(nm, channels)
@@ -195,53 +112,28 @@ func (p *producer) register(nm *naming, channels []string, mode string, timeout 
 	for topic, channel := range p.registrations(nm, channels) {
 		line = appendCommand(line[:0], "REGISTER", topic, channel)
 		n++
-		if _, err := p.conn.Write(line); err != nil {
+		if _, err := p.Write(line); err != nil {
 			return first, last, n, fmt.Errorf("writing REGISTER %d: %w", n, err)
 		}
-		if err := p.expectOK(); err != nil {
+		if err := p.ExpectOK(); err != nil {
 			return first, last, n, fmt.Errorf("REGISTER answer %d: %w", n, err)
 		}
 	}
 	return first, time.Now(), n, nil
 }
 
-// pipeline is register's pipelined mode, with p.mu held. Its reads go
-// through a large buffer, lent for the registration only.
+// pipeline is register's pipelined mode, with p locked.
 func (p *producer) pipeline(nm *naming, channels []string) (n int, err error) {
 	n = len(p.topics) * (1 + len(channels))
-	if p.r.Buffered() > 0 {
-		return 0, fmt.Errorf("%d unexpected bytes from the daemon before REGISTER", p.r.Buffered())
-	}
-	idle, br := p.r, pipelineReaders.Get().(*bufio.Reader)
-	br.Reset(p.conn)
-	p.r = br
-	defer func() {
-		if err == nil && br.Buffered() > 0 {
-			err = fmt.Errorf("%d unexpected bytes from the daemon after the last OK", br.Buffered())
-		}
-		p.r = idle
-		br.Reset(nil)
-		pipelineReaders.Put(br)
-	}()
-	werr := make(chan error, 1)
-	go func() {
-		w := bufio.NewWriterSize(p.conn, 64<<10)
+	err = p.Pipeline(n, func(w *bufio.Writer) {
 		var line []byte
 		for topic, channel := range p.registrations(nm, channels) {
 			line = appendCommand(line[:0], "REGISTER", topic, channel)
 			w.Write(line)
 		}
-		werr <- w.Flush() // bufio errors are sticky: Flush reports any
-	}()
-	for i := range n {
-		if err := p.expectOK(); err != nil {
-			p.conn.Close() // unblocks the writer
-			<-werr
-			return n, fmt.Errorf("REGISTER answer %d/%d: %w", i+1, n, err)
-		}
-	}
-	if err := <-werr; err != nil {
-		return n, fmt.Errorf("writing REGISTER: %w", err)
+	}, nil)
+	if err != nil {
+		return n, fmt.Errorf("REGISTER: %w", err)
 	}
 	return n, nil
 }
@@ -273,21 +165,4 @@ func appendCommand(b []byte, verb, topic, channel string) []byte {
 		b = append(b, channel...)
 	}
 	return append(b, '\n')
-}
-
-// ping sends PING and waits for OK.
-func (p *producer) ping(timeout time.Duration) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.pingLocked(timeout)
-}
-
-// pingLocked is ping with p.mu held.
-func (p *producer) pingLocked(timeout time.Duration) error {
-	p.conn.SetDeadline(time.Now().Add(timeout))
-	defer p.conn.SetDeadline(time.Time{})
-	if _, err := io.WriteString(p.conn, "PING\n"); err != nil {
-		return err
-	}
-	return p.expectOK()
 }

@@ -1,16 +1,6 @@
 package main
 
-import (
-	"syscall"
-
-	"github.com/prometheus/procfs"
-)
-
-// daemonSysProcAttr makes the kernel kill a spawned daemon if the harness
-// dies without cleaning up (e.g. SIGKILL), so no daemon is left behind.
-func daemonSysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-}
+import "github.com/prometheus/procfs"
 
 // cpuModel returns the model name of the first CPU, or "".
 func cpuModel() string {

@@ -2,8 +2,4 @@
 
 package main
 
-import "syscall"
-
-func daemonSysProcAttr() *syscall.SysProcAttr { return nil }
-
 func cpuModel() string { return "" }

@@ -5,7 +5,7 @@ package main
 
 import (
 	"bufio"
-	"encoding/binary"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -14,13 +14,14 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/lookupd/nsqlookupd/bench/internal/harness"
 )
 
 type options struct {
@@ -72,7 +73,7 @@ func main() {
 		fs.Usage()
 		os.Exit(2)
 	}
-	run := map[string]func(*daemon, *options) error{"flood": flood, "stall": stall, "churn": churn, "topics": topicKeys}[fs.Arg(0)]
+	run := map[string]func(daemon, *options) error{"flood": flood, "stall": stall, "churn": churn, "topics": topicKeys}[fs.Arg(0)]
 	if run == nil {
 		fs.Usage()
 		os.Exit(2)
@@ -80,10 +81,10 @@ func main() {
 	failed := false
 	for _, bin := range o.binaries {
 		fmt.Printf("== %s %s\n", fs.Arg(0), bin)
-		d, err := startDaemon(bin, o.daemonFlags)
+		d, err := harness.Start(context.Background(), bin, o.daemonFlags, os.Getenv("SCENARIO_DAEMON_LOG"), 10*time.Second)
 		if err == nil {
-			err = run(d, &o)
-			d.stop()
+			err = run(daemon{d}, &o)
+			d.Stop()
 		}
 		if err != nil {
 			fmt.Printf("error: %v\n", err)
@@ -96,166 +97,49 @@ func main() {
 }
 
 // daemon is a started binary.
-type daemon struct {
-	cmd               *exec.Cmd
-	tcpAddr, httpAddr string
-}
-
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-func startDaemon(bin string, flags []string) (*daemon, error) {
-	tcp, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	httpAddr, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	d := &daemon{tcpAddr: tcp, httpAddr: httpAddr}
-	d.cmd = exec.Command(bin, append([]string{"--tcp-address=" + tcp, "--http-address=" + httpAddr,
-		"--broadcast-address=127.0.0.1"}, flags...)...)
-	if path := os.Getenv("SCENARIO_DAEMON_LOG"); path != "" {
-		if f, err := os.Create(path); err == nil {
-			d.cmd.Stdout, d.cmd.Stderr = f, f
-		}
-	}
-	if err := d.cmd.Start(); err != nil {
-		return nil, err
-	}
-	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get("http://" + httpAddr + "/ping"); err == nil {
-			resp.Body.Close()
-			return d, nil
-		}
-		if time.Now().After(end) {
-			d.stop()
-			return nil, fmt.Errorf("%s does not answer /ping", bin)
-		}
-	}
-}
-
-func (d *daemon) stop() {
-	d.cmd.Process.Kill()
-	d.cmd.Wait()
-}
+type daemon struct{ *harness.Daemon }
 
 // rss returns the daemon's resident set size, in bytes.
-func (d *daemon) rss() uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseUint(f[1], 10, 64)
-			return kb << 10
-		}
+func (d daemon) rss() uint64 {
+	if kib, _ := harness.MemKiB(d.PID); kib != nil {
+		return *kib << 10
 	}
 	return 0
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
-// producer is a registration connection.
-type producer struct {
-	mu   sync.Mutex // held for a command and its answers: pipeline or ping
-	conn net.Conn
-	r    *bufio.Reader
+// connect opens a registration connection as producer n.
+func (d daemon) connect(n int) (*harness.Conn, error) {
+	c, _, err := harness.Dial(context.Background(), d.TCPAddr, harness.Identity{BroadcastAddress: "127.0.0.1",
+		Hostname: fmt.Sprintf("scenario-%d", n), TCPPort: 20000 + n%40000, HTTPPort: 20001 + n%40000, Version: "1.3.0"}, 10*time.Second)
+	if err == nil {
+		c.SetDeadline(time.Now().Add(10 * time.Minute))
+	}
+	return c, err
 }
 
-// ping sends PING and reads its answer, as nsqd does every 15 s.
-func (p *producer) ping() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, err := io.WriteString(p.conn, "PING\n"); err != nil {
-		return err
-	}
-	if ans, err := p.frame(); err != nil || ans != "OK" {
-		return fmt.Errorf("PING: %q %v", ans, err)
-	}
-	return nil
-}
-
-// connect opens a registration connection, sends the magic and IDENTIFY as
-// producer n, and reads the answer.
-func (d *daemon) connect(n int) (*producer, error) {
-	conn, err := net.DialTimeout("tcp", d.tcpAddr, 10*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	conn.SetDeadline(time.Now().Add(10 * time.Minute))
-	body, _ := json.Marshal(map[string]any{"broadcast_address": "127.0.0.1", "hostname": fmt.Sprintf("scenario-%d", n),
-		"tcp_port": 20000 + n%40000, "http_port": 20001 + n%40000, "version": "1.3.0"})
-	var size [4]byte
-	binary.BigEndian.PutUint32(size[:], uint32(len(body)))
-	if _, err := conn.Write([]byte("  V1IDENTIFY\n" + string(size[:]) + string(body))); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	p := &producer{conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
-	if ans, err := p.frame(); err != nil || !strings.HasPrefix(ans, "{") {
-		conn.Close()
-		return nil, fmt.Errorf("IDENTIFY: %q %v", ans, err)
-	}
-	return p, nil
-}
-
-func (p *producer) frame() (string, error) {
-	var size [4]byte
-	if _, err := io.ReadFull(p.r, size[:]); err != nil {
-		return "", err
-	}
-	b := make([]byte, binary.BigEndian.Uint32(size[:]))
-	_, err := io.ReadFull(p.r, b)
-	return string(b), err
-}
-
-// pipeline writes the lines from a goroutine while reading one OK each;
-// tick, when not nil, is called after each answer with its index.
-func (p *producer) pipeline(lines func(w *bufio.Writer), n int, tick func(i int)) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	werr := make(chan error, 1)
-	go func() {
-		w := bufio.NewWriterSize(p.conn, 64<<10)
-		lines(w)
-		werr <- w.Flush()
-	}()
-	for i := range n {
-		ans, err := p.frame()
-		if err != nil || ans != "OK" {
-			p.conn.Close()
-			<-werr
-			return fmt.Errorf("answer %d: %q %v", i, ans, err)
-		}
-		if tick != nil {
-			tick(i)
-		}
-	}
-	return <-werr
+// pipeline has lines write n commands on c, one OK each; tick, when not
+// nil, is called after each answer with its index.
+func pipeline(c *harness.Conn, lines func(w *bufio.Writer), n int, tick func(i int)) error {
+	c.Lock()
+	defer c.Unlock()
+	return c.Pipeline(n, lines, tick)
 }
 
 // flood registers o.channels new channels into one topic and prints the
 // rate of each tenth.
-func flood(d *daemon, o *options) error {
+func flood(d daemon, o *options) error {
 	p, err := d.connect(0)
 	if err != nil {
 		return err
 	}
-	defer p.conn.Close()
+	defer p.Close()
 	tenth := o.channels / 10
 	marks := make([]time.Time, 0, 11)
 	start := time.Now()
 	marks = append(marks, start)
-	err = p.pipeline(func(w *bufio.Writer) {
+	err = pipeline(p, func(w *bufio.Writer) {
 		for i := range o.channels {
 			// names in no order: each lands anywhere among those before
 			fmt.Fprintf(w, "REGISTER flood c%08x-%07d\n", uint32(i)*2654435761, i)
@@ -280,8 +164,8 @@ func flood(d *daemon, o *options) error {
 
 // register makes o.producers producers hold the stall workload; they stay
 // connected (returned).
-func registerWorkload(d *daemon, o *options) ([]*producer, error) {
-	producers := make([]*producer, o.producers)
+func registerWorkload(d daemon, o *options) ([]*harness.Conn, error) {
+	producers := make([]*harness.Conn, o.producers)
 	for i := range producers {
 		var err error
 		if producers[i], err = d.connect(i); err != nil {
@@ -302,7 +186,7 @@ func registerWorkload(d *daemon, o *options) ([]*producer, error) {
 		go func() {
 			defer wg.Done()
 			n := len(topics[i]) * (1 + o.topicChannels)
-			errs <- p.pipeline(func(w *bufio.Writer) {
+			errs <- pipeline(p, func(w *bufio.Writer) {
 				for _, t := range topics[i] {
 					fmt.Fprintf(w, "REGISTER topic-%06d\n", t)
 					for c := range o.topicChannels {
@@ -323,17 +207,17 @@ func registerWorkload(d *daemon, o *options) ([]*producer, error) {
 }
 
 // stall measures what readers that never read cost the daemon.
-func stall(d *daemon, o *options) error {
+func stall(d daemon, o *options) error {
 	producers, err := registerWorkload(d, o)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		for _, p := range producers {
-			p.conn.Close()
+			p.Close()
 		}
 	}()
-	resp, err := http.Get("http://" + d.httpAddr + o.path)
+	resp, err := http.Get("http://" + d.HTTPAddr + o.path)
 	if err != nil {
 		return err
 	}
@@ -349,7 +233,7 @@ func stall(d *daemon, o *options) error {
 		// a small receive buffer, so the kernel does not take the answer
 		// in the reader's stead
 		dialer := net.Dialer{Control: smallReceiveBuffer}
-		c, err := dialer.Dial("tcp", d.httpAddr)
+		c, err := dialer.Dial("tcp", d.HTTPAddr)
 		if err != nil {
 			return err
 		}
@@ -396,7 +280,7 @@ func smallReceiveBuffer(_, _ string, rc syscall.RawConn) error {
 
 // churn measures the daemon's RSS across a churn of ephemeral registrations
 // and a flood of topics deleted after.
-func churn(d *daemon, o *options) error {
+func churn(d daemon, o *options) error {
 	// settle waits -settle (the Go runtime collects an idle heap every two
 	// minutes and gives memory back in the background) and returns the
 	// RSS at the end, printing it along the way.
@@ -416,15 +300,15 @@ func churn(d *daemon, o *options) error {
 		return last
 	}
 	// what stays: 10 producers in 100 topics with a channel each
-	stay := make([]*producer, 10)
+	stay := make([]*harness.Conn, 10)
 	for i := range stay {
 		p, err := d.connect(90000 + i)
 		if err != nil {
 			return err
 		}
-		defer p.conn.Close()
+		defer p.Close()
 		stay[i] = p
-		if err := p.pipeline(func(w *bufio.Writer) {
+		if err := pipeline(p, func(w *bufio.Writer) {
 			for t := range 100 {
 				fmt.Fprintf(w, "REGISTER stay-%d ch\n", t)
 			}
@@ -444,7 +328,7 @@ func churn(d *daemon, o *options) error {
 			case <-time.After(15 * time.Second):
 			}
 			for _, p := range stay {
-				p.ping()
+				p.Ping(10 * time.Second)
 			}
 		}
 	}()
@@ -471,7 +355,7 @@ func churn(d *daemon, o *options) error {
 					errs <- err
 					return
 				}
-				err = p.pipeline(func(w *bufio.Writer) {
+				err = pipeline(p, func(w *bufio.Writer) {
 					for i := range o.churnRegs {
 						if i%10 == 0 {
 							fmt.Fprintf(w, "REGISTER churn-%d-%d#ephemeral c#ephemeral\n", n, i)
@@ -481,7 +365,7 @@ func churn(d *daemon, o *options) error {
 					}
 				}, o.churnRegs, nil)
 				sample()
-				p.conn.Close()
+				p.Close()
 				if err != nil {
 					errs <- err
 					return
@@ -505,7 +389,7 @@ func churn(d *daemon, o *options) error {
 	if err != nil {
 		return err
 	}
-	if err := p.pipeline(func(w *bufio.Writer) {
+	if err := pipeline(p, func(w *bufio.Writer) {
 		for t := range o.floodTopics {
 			fmt.Fprintf(w, "REGISTER flood-%07d c\n", t)
 		}
@@ -513,14 +397,14 @@ func churn(d *daemon, o *options) error {
 		return err
 	}
 	peak = d.rss()
-	p.conn.Close()
-	resp, err := http.Post("http://"+d.httpAddr+"/topic/delete?topic=*", "", nil)
+	p.Close()
+	resp, err := http.Post("http://"+d.HTTPAddr+"/topic/delete?topic=*", "", nil)
 	if err != nil {
 		return err
 	}
 	resp.Body.Close()
 	for _, s := range stay { // what stays registers again, as nsqd would
-		if err := s.pipeline(func(w *bufio.Writer) {
+		if err := pipeline(s, func(w *bufio.Writer) {
 			for t := range 100 {
 				fmt.Fprintf(w, "REGISTER stay-%d ch\n", t)
 			}
@@ -536,14 +420,14 @@ func churn(d *daemon, o *options) error {
 
 // heapAlloc returns the daemon's live heap after a forced collection, as
 // its heap profile reports it.
-func (d *daemon) heapAlloc() (uint64, error) {
+func (d daemon) heapAlloc() (uint64, error) {
 	return d.heapStat("HeapAlloc", true)
 }
 
 // heapStat returns one runtime.MemStats field the daemon's heap profile
 // reports, after a forced collection with gc.
-func (d *daemon) heapStat(field string, gc bool) (uint64, error) {
-	url := "http://" + d.httpAddr + "/debug/pprof/heap?debug=1"
+func (d daemon) heapStat(field string, gc bool) (uint64, error) {
+	url := "http://" + d.HTTPAddr + "/debug/pprof/heap?debug=1"
 	if gc {
 		url += "&gc=1"
 	}
@@ -565,7 +449,7 @@ func (d *daemon) heapStat(field string, gc bool) (uint64, error) {
 }
 
 // topicKeys measures what the topics of a producer that has gone cost.
-func topicKeys(d *daemon, o *options) error {
+func topicKeys(d daemon, o *options) error {
 	heapBase, err := d.heapAlloc()
 	if err != nil {
 		return err
@@ -600,7 +484,7 @@ func topicKeys(d *daemon, o *options) error {
 		return err
 	}
 	start := time.Now()
-	if err := p.pipeline(func(w *bufio.Writer) {
+	if err := pipeline(p, func(w *bufio.Writer) {
 		for t := range o.topicKeys {
 			fmt.Fprintf(w, "REGISTER topic-%07d\n", t)
 		}
@@ -609,7 +493,7 @@ func topicKeys(d *daemon, o *options) error {
 	}
 	registered := time.Since(start)
 	peakFlood := peak.Load()
-	p.conn.Close()
+	p.Close()
 	// the producer has gone once ten topics across the range list no
 	// producer (/nodes would build an entry of the producer's million
 	// topics, and hold it, if asked before the producer has gone)
@@ -619,7 +503,7 @@ func topicKeys(d *daemon, o *options) error {
 			var answer struct {
 				Producers []json.RawMessage `json:"producers"`
 			}
-			resp, err := http.Get(fmt.Sprintf("http://%s/lookup?topic=topic-%07d", d.httpAddr, i*(o.topicKeys/10)))
+			resp, err := http.Get(fmt.Sprintf("http://%s/lookup?topic=topic-%07d", d.HTTPAddr, i*(o.topicKeys/10)))
 			if err == nil {
 				err = json.NewDecoder(resp.Body).Decode(&answer)
 				resp.Body.Close()
