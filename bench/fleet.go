@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // fleet is the set of simulated producers connected to one daemon.
@@ -175,65 +177,43 @@ func (f *fleet) close() {
 // (all at once if concurrency <= 0) and returns the first error; after an
 // error or cancellation no new calls start.
 func forEach(ctx context.Context, n, concurrency int, fn func(i int) error) error {
-	if concurrency <= 0 || concurrency > n {
-		concurrency = n
+	g, gctx := errgroup.WithContext(ctx)
+	if concurrency > 0 {
+		g.SetLimit(concurrency)
 	}
-	var next atomic.Int64
-	g := newGroup(ctx)
-	for range concurrency {
-		g.spawn(func(ctx context.Context) error {
-			for i := int(next.Add(1)) - 1; i < n && ctx.Err() == nil; i = int(next.Add(1)) - 1 {
-				if err := fn(i); err != nil {
-					return err
-				}
+	for i := 0; i < n && gctx.Err() == nil; i++ {
+		g.Go(func() error {
+			if gctx.Err() != nil {
+				return nil
 			}
-			return nil
+			return fn(i)
 		})
 	}
-	if err := g.wait(); err != nil {
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	return ctx.Err()
 }
 
-// group runs functions in goroutines until the first fails: its error
-// cancels the others' context, and wait returns it.
+// group runs functions until the first fails: its error cancels the
+// others' context, ctx, and wait returns it.
 type group struct {
+	*errgroup.Group
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	once   sync.Once
-	err    error
 }
 
 func newGroup(ctx context.Context) *group {
-	g := &group{}
-	g.ctx, g.cancel = context.WithCancel(ctx)
-	return g
+	ctx, cancel := context.WithCancel(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	return &group{g, gctx, cancel}
 }
 
-func (g *group) spawn(fn func(ctx context.Context) error) {
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		if err := fn(g.ctx); err != nil {
-			g.fail(err)
-		}
-	}()
-}
+func (g *group) spawn(fn func(ctx context.Context) error) { g.Go(func() error { return fn(g.ctx) }) }
 
-// fail records err, if it is the first, and cancels the functions.
-func (g *group) fail(err error) { g.once.Do(func() { g.err = err; g.cancel() }) }
-
-// wait waits for every function to return and returns the first error.
-func (g *group) wait() error {
-	g.wg.Wait()
-	g.cancel()
-	return g.err
-}
-
-// stop cancels the functions' context and waits for them.
+// stop cancels the functions' context, waits for them and returns the
+// first error.
 func (g *group) stop() error {
 	g.cancel()
-	return g.wait()
+	return g.Wait()
 }

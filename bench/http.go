@@ -162,7 +162,7 @@ func runLoad(ctx context.Context, h *httpClient, spec loadSpec) (phaseStats, err
 			return nil
 		})
 	}
-	err := g.wait()
+	err := g.Wait()
 	elapsed := time.Since(start)
 	if err == nil {
 		err = ctx.Err()

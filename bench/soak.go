@@ -240,11 +240,9 @@ func (s *session) soakLoad(ctx context.Context, churners []*churner, res *soakRe
 	deadline := start.Add(o.soak)
 	tick := time.NewTicker(o.soakEvery)
 	defer tick.Stop()
+	var sampleErr error
 	for n := 0; ; n++ {
-		if err := sm.sample(g.ctx, n); err != nil {
-			g.fail(err)
-		}
-		if g.ctx.Err() != nil || !time.Now().Before(deadline) {
+		if sampleErr = sm.sample(g.ctx, n); sampleErr != nil || g.ctx.Err() != nil || !time.Now().Before(deadline) {
 			break
 		}
 		select {
@@ -254,6 +252,9 @@ func (s *session) soakLoad(ctx context.Context, churners []*churner, res *soakRe
 		}
 	}
 	loadErr := g.stop()
+	if loadErr == nil {
+		loadErr = sampleErr
+	}
 	if err := writeSoakFiles(res, o); err != nil {
 		return err
 	}
