@@ -52,20 +52,9 @@ func churnChannel(j, seq int) string {
 // parseChurnChannel returns the churn connection that name belongs to, if
 // it is a name churnChannel makes.
 func parseChurnChannel(name string) (j int, ok bool) {
-	rest, ok := strings.CutSuffix(name, ephemeralSuffix)
-	if !ok {
-		return 0, false
-	}
-	js, seqs, ok := strings.Cut(strings.TrimPrefix(rest, "c"), "-")
-	if !ok {
-		return 0, false
-	}
-	j, err1 := strconv.Atoi(js)
-	seq, err2 := strconv.Atoi(seqs)
-	if err1 != nil || err2 != nil || churnChannel(j, seq) != name {
-		return 0, false
-	}
-	return j, true
+	var seq int
+	_, err := fmt.Sscanf(name, "c%d-%d"+ephemeralSuffix, &j, &seq)
+	return j, err == nil && j >= 0 && seq >= 0 && churnChannel(j, seq) == name
 }
 
 // pacer spaces commands at a fixed interval from start, open loop: command

@@ -26,14 +26,7 @@ type httpClient struct {
 }
 
 func newHTTPClient(addr string, clients int, timeout time.Duration) *httpClient {
-	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        clients * 2,
-		MaxIdleConnsPerHost: clients * 2,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-		ForceAttemptHTTP2:   false,
-	}
+	tr := &http.Transport{MaxIdleConnsPerHost: clients * 2, DisableCompression: true}
 	return &httpClient{base: "http://" + addr, c: &http.Client{Transport: tr, Timeout: timeout}}
 }
 

@@ -418,12 +418,6 @@ func churn(d daemon, o *options) error {
 	return nil
 }
 
-// heapAlloc returns the daemon's live heap after a forced collection, as
-// its heap profile reports it.
-func (d daemon) heapAlloc() (uint64, error) {
-	return d.heapStat("HeapAlloc", true)
-}
-
 // heapStat returns one runtime.MemStats field the daemon's heap profile
 // reports, after a forced collection with gc.
 func (d daemon) heapStat(field string, gc bool) (uint64, error) {
@@ -450,7 +444,7 @@ func (d daemon) heapStat(field string, gc bool) (uint64, error) {
 
 // topicKeys measures what the topics of a producer that has gone cost.
 func topicKeys(d daemon, o *options) error {
-	heapBase, err := d.heapAlloc()
+	heapBase, err := d.heapStat("HeapAlloc", true)
 	if err != nil {
 		return err
 	}
@@ -525,7 +519,7 @@ func topicKeys(d daemon, o *options) error {
 	var heapAfter uint64
 	for end := time.Now().Add(time.Minute); ; {
 		time.Sleep(2 * time.Second)
-		h, err := d.heapAlloc()
+		h, err := d.heapStat("HeapAlloc", true)
 		if err != nil {
 			return err
 		}
