@@ -28,7 +28,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -252,11 +251,15 @@ func (a *Authorizer) Read(w http.ResponseWriter, req *http.Request, channels boo
 	return st, err
 }
 
-// remoteIP returns the address of req's peer, without its port.
+// remoteIP returns the address of req's peer without its port, as
+// net.SplitHostPort would of the "ip:port" or "[ip]:port" net/http sets.
 func remoteIP(req *http.Request) string {
-	host, _, err := net.SplitHostPort(req.RemoteAddr)
-	if err != nil {
-		return req.RemoteAddr
+	host := req.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i >= 0 {
+		host = host[:i]
+	}
+	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
 	}
 	return host
 }
@@ -285,8 +288,9 @@ func (a *Authorizer) check(req *http.Request, secret string) (*State, error) {
 		return nil, ErrAuthRateLimited
 	}
 	timeout := time.Duration(a.timeout.Load())
-	ch := a.flight.DoChan(string(k[:]), func() (any, error) {
-		return a.query(k, secret, p, src, timeout), nil
+	miss := k // the closure's own copy: k stays on the stack of a hit
+	ch := a.flight.DoChan(string(miss[:]), func() (any, error) {
+		return a.query(miss, secret, p, src, timeout), nil
 	})
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()

@@ -647,3 +647,35 @@ func TestTLSRequired(t *testing.T) {
 		t.Error("a missing CA file: got no error")
 	}
 }
+
+// BenchmarkRead measures what auth adds to a /lookup once the secret is
+// cached: Read (header, key hash, cache) and the filters of one topic and
+// its five channels, with the bench harness's grant (".*") and a tenant's
+// ("^tenant_a\.").
+func BenchmarkRead(b *testing.B) {
+	for _, g := range []struct{ name, topic string }{{"all", ".*"}, {"tenant", `^tenant_a\.`}} {
+		b.Run(g.name, func(b *testing.B) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				fmt.Fprintf(w, `{"ttl":3600,"authorizations":[{"topic":%q,"channels":[".*"],"permissions":["subscribe","publish"]}]}`, g.topic)
+			}))
+			defer srv.Close()
+			a, err := New(Config{Servers: []string{strings.TrimPrefix(srv.URL, "http://")}, ConnectTimeout: time.Second, RequestTimeout: time.Second},
+				func(lg.LogLevel, string, ...interface{}) {}, time.Now)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer a.Close()
+			req := request("127.0.0.1:4000", "a-secret-of-some-32-characters..")
+			w := httptest.NewRecorder()
+			channels := []string{"ch0", "ch1", "ch2", "ch3", "ch4"}
+			buf := make([]string, len(channels))
+			b.ReportAllocs()
+			for b.Loop() {
+				st, err := a.Read(w, req, false)
+				if err != nil || !st.MaySee("tenant_a.orders") || len(st.Channels("tenant_a.orders", append(buf[:0], channels...))) != 5 {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -40,19 +40,17 @@ const (
 type key [sha256.Size]byte
 
 func keyOf(secret string, p params) key {
-	h := sha256.New()
-	var n [binary.MaxVarintLen64]byte
 	tls := "false"
 	if p.tls {
 		tls = "true"
 	}
+	var buf [256]byte // on the stack, for the usual secret
+	b := buf[:0]
 	for _, s := range []string{secret, p.remoteIP, tls, p.commonName} {
-		h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))]) // length first: no two tuples hash the same input
-		h.Write([]byte(s))
+		b = binary.AppendUvarint(b, uint64(len(s))) // length first: no two tuples hash the same input
+		b = append(b, s...)
 	}
-	var k key
-	h.Sum(k[:0])
-	return k
+	return sha256.Sum256(b)
 }
 
 // cache holds the auth states until they expire, the refusals briefly,

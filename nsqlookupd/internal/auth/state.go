@@ -2,7 +2,6 @@ package auth
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"time"
 )
@@ -36,8 +35,8 @@ type State struct {
 
 // authorization is one authorization of a State, its expressions compiled.
 type authorization struct {
-	topic              *regexp.Regexp
-	channels           []*regexp.Regexp
+	topic              matcher
+	channels           []matcher
 	publish, subscribe bool
 }
 
@@ -58,9 +57,9 @@ const (
 func newState(a *answer, now time.Time) (*State, error) {
 	s := &State{Identity: a.Identity, IdentityURL: a.IdentityURL, auths: make([]authorization, 0, len(a.Authorizations))}
 	s.size = stateOverhead + len(a.Identity) + len(a.IdentityURL)
-	compile := func(pattern string) (*regexp.Regexp, error) {
+	compile := func(pattern string) (matcher, error) {
 		s.size += regexpOverhead + regexpPerByte*len(pattern)
-		return regexp.Compile(pattern)
+		return newMatcher(pattern)
 	}
 	for _, in := range a.Authorizations {
 		var out authorization
@@ -104,8 +103,8 @@ func ttlDuration(ttl int) time.Duration {
 
 // channel reports whether some expression of a matches channel.
 func (a *authorization) channel(channel string) bool {
-	for _, re := range a.channels {
-		if re.MatchString(channel) {
+	for i := range a.channels {
+		if a.channels[i].match(channel) {
 			return true
 		}
 	}
@@ -119,7 +118,7 @@ func (a *authorization) channel(channel string) bool {
 func (s *State) MayPublish(topic string) bool {
 	for i := range s.auths {
 		a := &s.auths[i]
-		if a.publish && a.topic.MatchString(topic) && a.channel("") {
+		if a.publish && a.topic.match(topic) && a.channel("") {
 			return true
 		}
 	}
@@ -134,7 +133,7 @@ func (s *State) MayPublish(topic string) bool {
 func (s *State) MaySubscribe(topic, channel string) bool {
 	for i := range s.auths {
 		a := &s.auths[i]
-		if a.subscribe && a.topic.MatchString(topic) && a.channel(channel) {
+		if a.subscribe && a.topic.match(topic) && a.channel(channel) {
 			return true
 		}
 	}
@@ -158,7 +157,7 @@ func (s *State) MaySee(topic string) bool {
 	}
 	for i := range s.auths {
 		a := &s.auths[i]
-		if !a.topic.MatchString(topic) {
+		if !a.topic.match(topic) {
 			continue
 		}
 		if (a.subscribe && len(a.channels) > 0) || (a.publish && a.channel("")) {
