@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -165,10 +166,11 @@ func (a *Authorizer) String() string {
 		a.client.Load().names(), time.Duration(a.connect.Load()), time.Duration(a.timeout.Load()))
 }
 
-// Reload puts c's servers and timeouts in force, for the next queries, and
-// forgets every cached answer (another server may decide otherwise). The
-// admin rule stays: whether auth is on, and the admin routes it guards,
-// are decided at start-up.
+// Reload puts c's servers and timeouts in force, for the next queries;
+// with other servers, it also forgets every cached answer (they may decide
+// otherwise). Options as they are change nothing. It checks c first: an
+// error changes nothing either. The admin rule stays: whether auth is on,
+// and the admin routes it guards, are decided at start-up.
 func (a *Authorizer) Reload(c Config) error {
 	if err := c.Validate(); err != nil {
 		return err
@@ -176,16 +178,25 @@ func (a *Authorizer) Reload(c Config) error {
 	if len(c.Servers) == 0 {
 		return errors.New("--auth-http-address: auth cannot be turned off without a restart")
 	}
+	old := a.client.Load()
+	sameServers := old != nil && slices.Equal(old.addrs(), c.Servers)
+	if sameServers && c.RootCAFile == old.rootCAFile &&
+		time.Duration(a.connect.Load()) == c.ConnectTimeout && time.Duration(a.timeout.Load()) == c.RequestTimeout {
+		return nil
+	}
 	cl, err := newClient(c)
 	if err != nil {
 		return err
 	}
 	a.timeout.Store(int64(c.RequestTimeout))
 	a.connect.Store(int64(c.ConnectTimeout))
-	if old := a.client.Swap(cl); old != nil {
+	a.client.Store(cl)
+	if old != nil {
 		old.close()
-		a.cache.flush()
-		a.logf(lg.INFO, "AUTH: now checked against %s (connect timeout %s, request timeout %s)", cl.names(), c.ConnectTimeout, c.RequestTimeout)
+		if !sameServers {
+			a.cache.flush()
+		}
+		a.logf(lg.INFO, "AUTH: now %s", a)
 	}
 	return nil
 }

@@ -679,3 +679,51 @@ func BenchmarkRead(b *testing.B) {
 		})
 	}
 }
+
+// TestReload: other servers are asked from the next query on, and the
+// cached answers are forgotten; other timeouts alone keep them; the same
+// options change nothing; a bad option, or no server, changes nothing
+// and is an error.
+func TestReload(t *testing.T) {
+	one, two := startAuthServer(t), startAuthServer(t)
+	for _, s := range []*authServer{one, two} {
+		s.set(func(s *authServer) { s.grants["sa"] = tenantA })
+	}
+	c := Config{Servers: []string{one.addr()}, ConnectTimeout: time.Second, RequestTimeout: time.Second}
+	a, log := newAuthorizer(t, newFakeClock(), c)
+	ask := func(wantOne, wantTwo int64) {
+		t.Helper()
+		if _, err := read(a, "127.0.0.1:1", "sa"); err != nil {
+			t.Fatal(err)
+		}
+		if q1, q2 := one.queries.Load(), two.queries.Load(); q1 != wantOne || q2 != wantTwo {
+			t.Fatalf("queries: %d and %d; want %d and %d", q1, q2, wantOne, wantTwo)
+		}
+	}
+	ask(1, 0)
+	if err := a.Reload(c); err != nil || len(log.lines()) != 0 {
+		t.Fatalf("the same options: %v, log %q; want nothing", err, log.lines())
+	}
+	c.RequestTimeout = 2 * time.Second
+	if err := a.Reload(c); err != nil {
+		t.Fatal(err)
+	}
+	ask(1, 0) // still cached
+	if !strings.Contains(a.String(), "request timeout 2s") {
+		t.Errorf("after a new timeout: %s", a)
+	}
+	for _, bad := range []Config{{Servers: []string{"nowhere"}, ConnectTimeout: time.Second, RequestTimeout: time.Second},
+		{ConnectTimeout: time.Second, RequestTimeout: time.Second}} {
+		if err := a.Reload(bad); err == nil {
+			t.Errorf("Reload(%+v): no error", bad)
+		}
+	}
+	c.Servers = []string{two.addr()}
+	if err := a.Reload(c); err != nil {
+		t.Fatal(err)
+	}
+	ask(1, 1) // asked again, of the new server
+	if lines := log.lines(); len(lines) != 2 || !strings.Contains(lines[1], "AUTH: now reads need a secret (Authorization: Bearer) checked against "+two.addr()) {
+		t.Errorf("log: %q", lines)
+	}
+}

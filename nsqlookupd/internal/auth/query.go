@@ -44,8 +44,18 @@ var resultNames = [numResults]string{"ok", "refused", "failed"}
 
 // client queries the auth servers as nsqd v1.3.0 does.
 type client struct {
-	servers []server
-	http    *http.Client
+	servers    []server
+	rootCAFile string // as configured
+	http       *http.Client
+}
+
+// addrs returns the servers as configured.
+func (c *client) addrs() []string {
+	addrs := make([]string, len(c.servers))
+	for i, s := range c.servers {
+		addrs[i] = s.addr
+	}
+	return addrs
 }
 
 // server is one --auth-http-address.
@@ -101,7 +111,7 @@ func parseServer(addr string) (server, error) {
 // system's roots, with TLS 1.2 at least. Unlike nsqd, which makes a
 // client per query, connections are kept for the next query.
 func newClient(c Config) (*client, error) {
-	cl := &client{}
+	cl := &client{rootCAFile: c.RootCAFile}
 	for _, a := range c.Servers {
 		s, _ := parseServer(a)
 		cl.servers = append(cl.servers, s)
