@@ -127,19 +127,28 @@ func newSummary(w io.Writer) *summary {
 	return &summary{w: w, output: make(map[[2]string][]string)}
 }
 
-// read handles go test -json output until its end.
+// read handles go test -json output until its end. A line may be of any
+// length (a test may log megabytes at once): stopping early would leave
+// go test blocked on a full pipe.
 func (s *summary) read(r io.Reader) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for sc.Scan() {
-		var e event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil || e.Action == "" {
-			fmt.Fprintln(s.w, sc.Text()) // not an event: go's own message
-			continue
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			var e event
+			if json.Unmarshal(line, &e) != nil || e.Action == "" {
+				s.w.Write(line) // not an event: go's own message
+			} else {
+				s.handle(e)
+			}
 		}
-		s.handle(e)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return sc.Err()
 }
 
 func (s *summary) handle(e event) {

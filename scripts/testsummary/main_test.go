@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"slices"
 	"strings"
@@ -106,5 +107,22 @@ func TestSplitRuns(t *testing.T) {
 	}
 	if _, err := splitRuns([]string{".", "--"}); err == nil {
 		t.Fatal("a run without a directory: got no error")
+	}
+}
+
+// TestLongLine: a line longer than the reader's buffer (a test that logs
+// a megabyte at once) is read whole, and what follows it still counts.
+func TestLongLine(t *testing.T) {
+	long, _ := json.Marshal(event{Action: "output", Package: "p", Test: "TestBig", Output: strings.Repeat("x", 1<<20) + "\n"})
+	in := string(long) + "\n" +
+		`{"Action":"fail","Package":"p","Test":"TestBig"}` + "\n" +
+		`{"Action":"fail","Package":"p"}` + "\n"
+	var out bytes.Buffer
+	s := newSummary(&out)
+	if err := s.read(strings.NewReader(in)); err != nil {
+		t.Fatal(err)
+	}
+	if s.finish() || !strings.HasSuffix(out.String(), "--- FAIL: TestBig (p)\n") {
+		t.Fatalf("got %d bytes ending %q; want TestBig's failure last", out.Len(), out.String()[max(out.Len()-100, 0):])
 	}
 }
