@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,47 +40,38 @@ const (
 	soakGoroutineLimitPerHour = 10.0
 )
 
-// soakSample is one row of the soak's CSV.
+// soakSample is one row of the soak's CSV; a field's tag is its column's
+// name and digits after the point.
 type soakSample struct {
-	Seconds       float64
-	RSSBytes      float64
-	HeapBytes     float64 // go_memstats_heap_inuse_bytes
-	Goroutines    float64
-	FDs           float64
-	Registrations float64
-	Producers     float64
-	LookupPerSec  float64 // the readers' answers in the window
-	LookupP50ms   float64 // the readers' latency in the window
-	LookupP99ms   float64
-	DaemonMeanMs  float64 // /lookup's time in the daemon, from its histogram, over the window
-	ChurnPerSec   float64
-	Verified      int // topics verified in the window
-}
-
-var soakColumns = []string{
-	"seconds", "rss_bytes", "heap_inuse_bytes", "goroutines", "open_fds", "registrations", "producers",
-	"lookup_per_second", "lookup_p50_ms", "lookup_p99_ms", "daemon_lookup_mean_ms", "churn_commands_per_second", "topics_verified",
-}
-
-func (s soakSample) record() []string {
-	f := func(v float64, prec int) string { return strconv.FormatFloat(v, 'f', prec, 64) }
-	return []string{
-		f(s.Seconds, 1), f(s.RSSBytes, 0), f(s.HeapBytes, 0), f(s.Goroutines, 0), f(s.FDs, 0),
-		f(s.Registrations, 0), f(s.Producers, 0), f(s.LookupPerSec, 1), f(s.LookupP50ms, 3), f(s.LookupP99ms, 3),
-		f(s.DaemonMeanMs, 4), f(s.ChurnPerSec, 1), strconv.Itoa(s.Verified),
-	}
+	Seconds       float64 `csv:"seconds,1"`
+	RSSBytes      float64 `csv:"rss_bytes,0"`
+	HeapBytes     float64 `csv:"heap_inuse_bytes,0"` // go_memstats_heap_inuse_bytes
+	Goroutines    float64 `csv:"goroutines,0"`
+	FDs           float64 `csv:"open_fds,0"`
+	Registrations float64 `csv:"registrations,0"`
+	Producers     float64 `csv:"producers,0"`
+	LookupPerSec  float64 `csv:"lookup_per_second,1"` // the readers' answers in the window
+	LookupP50ms   float64 `csv:"lookup_p50_ms,3"`     // the readers' latency in the window
+	LookupP99ms   float64 `csv:"lookup_p99_ms,3"`
+	DaemonMeanMs  float64 `csv:"daemon_lookup_mean_ms,4"` // /lookup's time in the daemon, from its histogram
+	ChurnPerSec   float64 `csv:"churn_commands_per_second,1"`
+	Verified      int     `csv:"topics_verified,0"` // topics verified in the window
 }
 
 // writeSoakCSV writes the samples, a header first.
 func writeSoakCSV(w io.Writer, samples []soakSample) error {
-	cw := csv.NewWriter(w)
-	if err := cw.Write(soakColumns); err != nil {
-		return err
+	cw, t := csv.NewWriter(w), reflect.TypeFor[soakSample]()
+	row, prec := make([]string, t.NumField()), make([]int, t.NumField())
+	for i := range row {
+		name, p, _ := strings.Cut(t.Field(i).Tag.Get("csv"), ",")
+		row[i], prec[i] = name, int(p[0]-'0')
 	}
+	cw.Write(row) // csv.Writer's errors are sticky: Error reports any
 	for _, s := range samples {
-		if err := cw.Write(s.record()); err != nil {
-			return err
+		for i, v := 0, reflect.ValueOf(s); i < len(row); i++ {
+			row[i] = strconv.FormatFloat(v.Field(i).Convert(reflect.TypeFor[float64]()).Float(), 'f', prec[i], 64)
 		}
+		cw.Write(row)
 	}
 	cw.Flush()
 	return cw.Error()

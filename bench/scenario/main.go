@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/lookupd/nsqlookupd/bench/internal/harness"
+	"golang.org/x/sync/errgroup"
 )
 
 type options struct {
@@ -179,29 +180,21 @@ func registerWorkload(d daemon, o *options) ([]*harness.Conn, error) {
 			topics[p] = append(topics[p], t)
 		}
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, len(producers))
+	var g errgroup.Group
 	for i, p := range producers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n := len(topics[i]) * (1 + o.topicChannels)
-			errs <- pipeline(p, func(w *bufio.Writer) {
+		g.Go(func() error {
+			return pipeline(p, func(w *bufio.Writer) {
 				for _, t := range topics[i] {
 					fmt.Fprintf(w, "REGISTER topic-%06d\n", t)
 					for c := range o.topicChannels {
 						fmt.Fprintf(w, "REGISTER topic-%06d channel-%d\n", t, c)
 					}
 				}
-			}, n, nil)
-		}()
+			}, len(topics[i])*(1+o.topicChannels), nil)
+		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return producers, nil
 }
@@ -300,6 +293,13 @@ func churn(d daemon, o *options) error {
 		return last
 	}
 	// what stays: 10 producers in 100 topics with a channel each
+	registerStay := func(p *harness.Conn) error {
+		return pipeline(p, func(w *bufio.Writer) {
+			for t := range 100 {
+				fmt.Fprintf(w, "REGISTER stay-%d ch\n", t)
+			}
+		}, 100, nil)
+	}
 	stay := make([]*harness.Conn, 10)
 	for i := range stay {
 		p, err := d.connect(90000 + i)
@@ -308,11 +308,7 @@ func churn(d daemon, o *options) error {
 		}
 		defer p.Close()
 		stay[i] = p
-		if err := pipeline(p, func(w *bufio.Writer) {
-			for t := range 100 {
-				fmt.Fprintf(w, "REGISTER stay-%d ch\n", t)
-			}
-		}, 100, nil); err != nil {
+		if err := registerStay(p); err != nil {
 			return err
 		}
 	}
@@ -342,44 +338,29 @@ func churn(d daemon, o *options) error {
 		peak = max(peak, r)
 		mu.Unlock()
 	}
-	jobs := make(chan int)
-	errs := make(chan error, o.churnParallel)
-	var wg sync.WaitGroup
-	for range o.churnParallel {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := range jobs {
-				p, err := d.connect(n)
-				if err != nil {
-					errs <- err
-					return
-				}
-				err = pipeline(p, func(w *bufio.Writer) {
-					for i := range o.churnRegs {
-						if i%10 == 0 {
-							fmt.Fprintf(w, "REGISTER churn-%d-%d#ephemeral c#ephemeral\n", n, i)
-						} else {
-							fmt.Fprintf(w, "REGISTER stay-%d c-%d-%d#ephemeral\n", i%100, n, i)
-						}
-					}
-				}, o.churnRegs, nil)
-				sample()
-				p.Close()
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
+	var g errgroup.Group
+	g.SetLimit(o.churnParallel)
 	for n := range o.churnConns {
-		jobs <- n
+		g.Go(func() error {
+			p, err := d.connect(n)
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			err = pipeline(p, func(w *bufio.Writer) {
+				for i := range o.churnRegs {
+					if i%10 == 0 {
+						fmt.Fprintf(w, "REGISTER churn-%d-%d#ephemeral c#ephemeral\n", n, i)
+					} else {
+						fmt.Fprintf(w, "REGISTER stay-%d c-%d-%d#ephemeral\n", i%100, n, i)
+					}
+				}
+			}, o.churnRegs, nil)
+			sample()
+			return err
+		})
 	}
-	close(jobs)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	afterChurn := settle(fmt.Sprintf("after %d ephemeral registrations from %d connections, %d at a time",
@@ -404,11 +385,7 @@ func churn(d daemon, o *options) error {
 	}
 	resp.Body.Close()
 	for _, s := range stay { // what stays registers again, as nsqd would
-		if err := pipeline(s, func(w *bufio.Writer) {
-			for t := range 100 {
-				fmt.Fprintf(w, "REGISTER stay-%d ch\n", t)
-			}
-		}, 100, nil); err != nil {
+		if err := registerStay(s); err != nil {
 			return err
 		}
 	}
