@@ -10,19 +10,10 @@ import (
 	"time"
 )
 
-// The churn phase: -churn-conns extra registration connections (simulated
-// nsqd) each hold a share of the topics and, at an aggregate -churn-rate,
-// REGISTER and UNREGISTER #ephemeral channels in them, one command at a
-// time, as consumers with ephemeral channels come and go on a real cluster.
+// The churn phase; docs/performance.md says what it does and why.
 const (
-	// churnMaxLive bounds the ephemeral channels a churn connection holds
-	// at once: with it, commands alternate between creating a channel and
-	// removing one, and the registry's size stays put.
-	churnMaxLive = 8
-	// churnMaxLag is how far behind its schedule a churn connection may
-	// fall and still catch up by sending back to back; beyond it the
-	// schedule moves on, so that a stall is not followed by a burst.
-	churnMaxLag = 100 * time.Millisecond
+	churnMaxLive = 8                      // ephemeral channels a churn connection holds at once
+	churnMaxLag  = 100 * time.Millisecond // how late a sender may catch up rather than restart
 	// churnVerifyTopics bounds the topics verified while churn runs.
 	churnVerifyTopics = 100
 	// ephemeralSuffix marks a channel the daemon removes when it empties.
@@ -57,10 +48,8 @@ func parseChurnChannel(name string) (j int, ok bool) {
 	return j, err == nil && j >= 0 && seq >= 0 && churnChannel(j, seq) == name
 }
 
-// pacer spaces commands at a fixed interval from start, open loop: command
-// n is due at start + n*interval, whatever the answers took. A sender that
-// falls behind sends at once until it has caught up, unless it is more than
-// maxLag late: then the schedule restarts from now.
+// pacer spaces commands open loop: command n is due at start + n*interval;
+// past maxLag late, the schedule restarts from now.
 type pacer struct {
 	start    time.Time
 	interval time.Duration
@@ -124,9 +113,8 @@ type churnState struct {
 	seq     int
 }
 
-// next chooses the next command: with no channel alive, REGISTER a new one
-// in a random topic of the connection; with maxLive alive, UNREGISTER a
-// random one; otherwise either, evenly.
+// next chooses the next command: REGISTER in a random topic, or UNREGISTER
+// a random live channel, evenly within 0..maxLive alive.
 func (s *churnState) next(r *rand.Rand) churnOp {
 	if len(s.live) == 0 || (len(s.live) < s.maxLive && r.IntN(2) == 0) {
 		return churnOp{register: true, ch: liveChannel{topic: s.topics[r.IntN(len(s.topics))], seq: s.seq}}

@@ -20,20 +20,10 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// The soak (-soak DURATION): the churn phase's load held for DURATION
-// against one daemon, for what only time shows (memory or goroutines that
-// creep up, latency that drifts, an answer that goes wrong after an hour);
-// see docs/performance.md. The readers are paced, so that every window does
-// the same work; each sample scrapes /metrics and verifies answers.
-
-// Growth limits of a soak, per hour of run. A leak of one byte per churn
-// command at the default 2 000 commands/s is 7.2 MB an hour; one
-// goroutine a minute is 60 an hour. At a fixed load the fleet's RSS and
-// heap wander by a megabyte or two around their level, which over a
-// 30-minute run fits slopes well within these.
+// The soak (-soak DURATION) and its growth limits per hour: see
+// docs/performance.md. A shorter soak than soakMinCheck reports its slopes
+// without failing on them: over minutes, a megabyte's wander is a steep slope.
 const (
-	// soakMinCheck: a shorter soak reports its slopes without failing on
-	// them; over a few minutes a megabyte's wander is a steep slope.
 	soakMinCheck              = 10 * time.Minute
 	soakRSSLimitMBPerHour     = 4.0
 	soakHeapLimitMBPerHour    = 4.0
