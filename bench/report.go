@@ -119,9 +119,7 @@ func newReport(o *options) *report {
 	if o.churnConns > 0 {
 		rep.Settings.ChurnRate, rep.Settings.ChurnSeconds, rep.Settings.ChurnNodes = o.churnRate, o.churnDuration.Seconds(), o.churnNodes
 	}
-	if o.requests <= 0 {
-		rep.Settings.DurationSeconds = o.duration.Seconds()
-	}
+	rep.Settings.DurationSeconds = cond(o.requests <= 0, o.duration.Seconds())
 	return rep
 }
 
@@ -160,18 +158,12 @@ func phaseRows(name, timeout string, get func(r *result) *phaseStats) []row {
 
 // fmtRate renders a phase's throughput, noting a timed-out phase.
 func fmtRate(p *phaseStats, timeout string) string {
-	if p.TimedOut {
-		return fmt.Sprintf("%.0f, then >%s timeout", p.PerSecond, timeout)
-	}
-	return fmt.Sprintf("%.0f", p.PerSecond)
+	return fmt.Sprintf("%.0f", p.PerSecond) + cond(p.TimedOut, ", then >"+timeout+" timeout")
 }
 
 // fmtLatency renders a phase's p50 / p99, noting a timed-out phase.
 func fmtLatency(p *phaseStats, timeout string) string {
-	if p.TimedOut {
-		return fmt.Sprintf(">%s timeout", timeout)
-	}
-	return fmt.Sprintf("%s / %s", fmtMs(p.P50ms), fmtMs(p.P99ms))
+	return cond(p.TimedOut, ">"+timeout+" timeout") + cond(!p.TimedOut, fmtMs(p.P50ms)+" / "+fmtMs(p.P99ms))
 }
 
 // fmtSeq renders min / median / max of a series of requests.
@@ -182,11 +174,7 @@ func fmtSeq(s *seqStats, timeout string) string {
 	case s.TimedOut && s.Samples == 0:
 		return fmt.Sprintf(">%s timeout", timeout)
 	}
-	text := fmt.Sprintf("%s / %s / %s", fmtMs(s.MinMs), fmtMs(s.MedianMs), fmtMs(s.MaxMs))
-	if s.TimedOut {
-		text += fmt.Sprintf(", then >%s timeout", timeout)
-	}
-	return text
+	return fmtMs(s.MinMs) + " / " + fmtMs(s.MedianMs) + " / " + fmtMs(s.MaxMs) + cond(s.TimedOut, ", then >"+timeout+" timeout")
 }
 
 // fmtRatio renders a ratio, or n/a.
@@ -310,33 +298,20 @@ func printTable(out io.Writer, rep *report) {
 	w, m, s := rep.Workload, rep.Machine, rep.Settings
 	fmt.Fprintf(out, "nsqlookupd load harness: preset %s — %d producers, %d topics × %d producers × %d channels\n",
 		cmp.Or(w.Preset, "-"), w.Producers, w.Topics, w.PerTopic, w.Channels)
-	concurrency := fmt.Sprintf("%d producers at a time", s.Concurrency)
-	if s.Concurrency <= 0 {
-		concurrency = "unbounded (all producers at once)"
-	}
-	fmt.Fprintf(out, "%d REGISTER commands per target; registration concurrency %s\n", w.registers(), concurrency)
-	budget := fmt.Sprintf("%gs per phase", s.DurationSeconds)
-	if s.Requests > 0 {
-		budget = fmt.Sprintf("%d requests per phase", s.Requests)
-	}
-	fmt.Fprintf(out, "HTTP: %d keep-alive clients, %s, random topics; %d sequential samples of /nodes and /topics; timeout %gs per request\n",
-		s.Clients, budget, s.Samples, s.HTTPTimeoutSeconds)
+	fmt.Fprintf(out, "%d REGISTER commands per target; registration concurrency %s\n", w.registers(),
+		cond(s.Concurrency > 0, fmt.Sprintf("%d producers at a time", s.Concurrency))+cond(s.Concurrency <= 0, "unbounded (all producers at once)"))
+	fmt.Fprintf(out, "HTTP: %d keep-alive clients, %s, random topics; %d sequential samples of /nodes and /topics; timeout %gs per request\n", s.Clients,
+		cond(s.Requests > 0, fmt.Sprintf("%d requests per phase", s.Requests))+cond(s.Requests <= 0, fmt.Sprintf("%gs per phase", s.DurationSeconds)), s.Samples, s.HTTPTimeoutSeconds)
 	fmt.Fprintf(out, "registration: %s; every nsqd PINGs every %gs\n", strings.Join(s.RegisterModes, ", "), s.PingIntervalSeconds)
 	if s.ChurnConns > 0 {
 		nodes := cond(s.ChurnNodes, "1 client polling /nodes back to back") + cond(!s.ChurnNodes, "no /nodes poll")
 		fmt.Fprintf(out, "churn: %d clients on /lookup and %s, %gs without churn, then %gs while %d connections send %g REGISTER/UNREGISTER #ephemeral per second, one at a time\n",
 			s.Clients, nodes, s.ChurnSeconds, s.ChurnSeconds, s.ChurnConns, s.ChurnRate)
 	}
-	model := cond(m.CPUModel != "", " ("+m.CPUModel+")")
-	fmt.Fprintf(out, "machine: %s/%s, %d CPUs%s, harness built with %s\n\n", m.OS, m.Arch, m.CPUs, model, m.GoVersion)
+	fmt.Fprintf(out, "machine: %s/%s, %d CPUs%s, harness built with %s\n\n", m.OS, m.Arch, m.CPUs, cond(m.CPUModel != "", " ("+m.CPUModel+")"), m.GoVersion)
 
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	header := []string{"metric"}
-	for _, r := range rep.Results {
-		header = append(header, r.Target)
-	}
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	for _, rw := range tableRows(rep) {
+	for _, rw := range append([]row{{"metric", func(r *result) string { return r.Target }}}, tableRows(rep)...) {
 		cells := []string{rw.label}
 		for _, r := range rep.Results {
 			cells = append(cells, rw.cell(r))
@@ -397,12 +372,12 @@ func fmtOpt(v *float64, format string) string {
 	return fmt.Sprintf(format, *v)
 }
 
-// cond returns s if ok, else "".
-func cond(ok bool, s string) string {
+// cond returns v if ok, else the zero value.
+func cond[T any](ok bool, v T) (zero T) {
 	if ok {
-		return s
+		return v
 	}
-	return ""
+	return zero
 }
 
 // timedOut lists the checks that timed out, if any.
