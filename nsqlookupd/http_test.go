@@ -618,28 +618,48 @@ func TestInactiveProducerTimeout(t *testing.T) {
 }
 
 // BenchmarkHTTPLookup times a whole /lookup request through the router and
-// its handler (no network).
+// its handler (no network); /auth with auth on and the secret cached, its
+// grant a tenant's prefix (docs/authorization.md).
 func BenchmarkHTTPLookup(b *testing.B) {
+	authd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		io.WriteString(w, `{"ttl":3600,"authorizations":[{"topic":"^topic","channels":[".*"],"permissions":["subscribe"]}]}`)
+	}))
+	defer authd.Close()
 	for _, sz := range test.Sizes {
-		b.Run(sz.Name, func(b *testing.B) {
-			l := startLookupd(b, func(o *Options) { o.LogLevel = lg.ERROR }) // no access lines
-			fill(l, sz, "topic%d", "ch%d")
-			s := l.httpServer.Handler
-			reqs := make([]string, 64)
-			for i := range reqs {
-				reqs[i] = fmt.Sprintf("/lookup?topic=topic%d", i*sz.T/len(reqs))
+		for _, auth := range []bool{false, true} {
+			name := sz.Name
+			if auth {
+				name += "/auth"
 			}
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				w := httptest.NewRecorder()
-				s.ServeHTTP(w, httptest.NewRequest("GET", reqs[i%len(reqs)], nil))
-				if w.Code != 200 {
-					b.Fatalf("status %d", w.Code)
+			b.Run(name, func(b *testing.B) {
+				l := startLookupd(b, func(o *Options) {
+					o.LogLevel = lg.ERROR // no access lines
+					if auth {
+						o.AuthHTTPAddresses = []string{strings.TrimPrefix(authd.URL, "http://")}
+					}
+				})
+				fill(l, sz, "topic%d", "ch%d")
+				s := l.httpServer.Handler
+				reqs := make([]string, 64)
+				for i := range reqs {
+					reqs[i] = fmt.Sprintf("/lookup?topic=topic%d", i*sz.T/len(reqs))
 				}
-				i++
-			}
-		})
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					w := httptest.NewRecorder()
+					req := httptest.NewRequest("GET", reqs[i%len(reqs)], nil)
+					if auth {
+						req.Header["Authorization"] = []string{"Bearer a-secret"}
+					}
+					s.ServeHTTP(w, req)
+					if w.Code != 200 {
+						b.Fatalf("status %d", w.Code)
+					}
+					i++
+				}
+			})
+		}
 	}
 }
 
