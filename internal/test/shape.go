@@ -18,6 +18,19 @@ var Sizes = []Shape{
 	{Name: "100k", P: 1000, T: 4000, S: 5, C: 4},
 }
 
+// LookupSizes are the load harness's answer (20 producers, 5 channels a
+// topic) in registries of 10k, 100k and 1M registrations, with 500 and
+// 5,000 producers: what one topic's /lookup costs should be the same in
+// each (docs/performance.md, Cost with size).
+var LookupSizes = []Shape{
+	{Name: "10k-500p", P: 500, T: 84, S: 20, C: 5},
+	{Name: "100k-500p", P: 500, T: 840, S: 20, C: 5},
+	{Name: "1M-500p", P: 500, T: 8400, S: 20, C: 5},
+	{Name: "10k-5000p", P: 5000, T: 84, S: 20, C: 5},
+	{Name: "100k-5000p", P: 5000, T: 840, S: 20, C: 5},
+	{Name: "1M-5000p", P: 5000, T: 8400, S: 20, C: 5},
+}
+
 // Fill builds sz with add and register and returns the producers: add(i)
 // adds producer i, for i from 0 to P-1; then each topic t, named
 // fmt.Sprintf(topicName, t), is registered by S producers in turn, each

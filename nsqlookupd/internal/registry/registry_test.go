@@ -229,14 +229,26 @@ func benchSizes(b *testing.B, f func(b *testing.B, db *DB, producers []*Producer
 	}
 }
 
+// BenchmarkLookup times one topic's Lookup, the topics taken in a random
+// order so that each reads memory a cache may not hold, as under load.
 func BenchmarkLookup(b *testing.B) {
-	benchSizes(b, func(b *testing.B, db *DB, _ []*Producer, sz test.Shape) {
-		i := 0
-		for b.Loop() {
-			db.Lookup(fmt.Sprintf("topic%d", i%sz.T), nil, nil)
-			i++
-		}
-	})
+	for _, sz := range test.LookupSizes {
+		b.Run(sz.Name, func(b *testing.B) {
+			db, _ := fill(b, sz)
+			names := make([]string, sz.T)
+			for i, t := range rand.New(rand.NewPCG(1, 2)).Perm(sz.T) {
+				names[i] = fmt.Sprintf("topic%d", t)
+			}
+			var channels []string
+			var entries []Entry
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				channels, entries, _ = db.Lookup(names[i%len(names)], channels[:0], entries[:0])
+				i++
+			}
+		})
+	}
 }
 
 func BenchmarkChannels(b *testing.B) {
