@@ -23,13 +23,6 @@ type answers struct {
 	nodesMu    sync.Mutex                         // serializes /nodes builds; guards nodeCache
 	nodeCache  map[*registry.Producer]*cachedNode // the last /nodes' entries
 	nodesBuilt time.Time                          // when they were made
-
-	// producerJSON holds each producer as /lookup lists it, encoded once
-	// (*registry.Producer -> []byte, immutable): a /lookup copies its
-	// producers' bytes rather than encode them again. producerJSONs
-	// counts the entries, for pruneProducerJSON.
-	producerJSON  sync.Map
-	producerJSONs atomic.Int64
 }
 
 // shared is one answer, shared by every request that asks while the
@@ -60,42 +53,6 @@ func (c *shared[T]) get(db *registry.DB, build func() T) T {
 	a.v = build()
 	c.cur.Store(a)
 	return a.v
-}
-
-// producer returns p as /lookup lists it.
-func (a *answers) producer(db *registry.DB, p *registry.Producer) []byte {
-	if b, ok := a.producerJSON.Load(p); ok {
-		return b.([]byte)
-	}
-	b := append(appendProducer(nil, &p.Info), '}')
-	if _, loaded := a.producerJSON.LoadOrStore(p, b); !loaded {
-		if n := a.producerJSONs.Add(1); n > 64 && n%64 == 0 {
-			a.pruneProducerJSON(db)
-		}
-	}
-	return b
-}
-
-// pruneProducerJSON lets the producers that have gone go, once they are
-// the most of those encoded: every 64 new entries, so its O(producers) is
-// paid for by those 64 encodings.
-func (a *answers) pruneProducerJSON(db *registry.DB) {
-	nodes := db.Nodes()
-	if int(a.producerJSONs.Load()) <= 2*len(nodes) {
-		return
-	}
-	live := make(map[*registry.Producer]bool, len(nodes))
-	for _, n := range nodes {
-		live[n.Producer] = true
-	}
-	a.producerJSON.Range(func(p, _ any) bool {
-		if !live[p.(*registry.Producer)] {
-			if _, deleted := a.producerJSON.LoadAndDelete(p); deleted {
-				a.producerJSONs.Add(-1)
-			}
-		}
-		return true
-	})
 }
 
 // topics returns /topics' answer, {"topics":[...]}.

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/lookupd/nsqlookupd/internal/lg"
 	"github.com/lookupd/nsqlookupd/internal/test"
-	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
 )
 
 // TestAnswersShared: the large answers are built once and shared until the
@@ -145,45 +143,5 @@ func TestStalledReadersShareAnswers(t *testing.T) {
 				c.Close()
 			}
 		})
-	}
-}
-
-// TestProducerJSONPruned: the producers' encodings are kept while they
-// live; those of producers that have gone are let go once they are the
-// most of what is kept.
-func TestProducerJSONPruned(t *testing.T) {
-	t.Parallel()
-	l := startLookupd(t, nil)
-	producers := fill(l, test.Shape{Name: "p", P: 130, T: 1, S: 1, C: 0}, "t%d", "c%d")
-	for _, p := range producers {
-		l.answers.producer(l.db, p)
-	}
-	for _, p := range producers[:100] {
-		l.db.RemoveProducer(p, nil)
-	}
-	var more []*registry.Producer
-	kept := func() (n int, gone int) {
-		l.answers.producerJSON.Range(func(p, _ any) bool {
-			n++
-			if live := append(producers[100:], more...); !slices.Contains(live, p.(*registry.Producer)) {
-				gone++
-			}
-			return true
-		})
-		return n, gone
-	}
-	if n, gone := kept(); n != 130 || gone != 100 {
-		t.Fatalf("before any pruning: %d kept, %d of gone producers; want 130, 100", n, gone)
-	}
-	// new producers' encodings: the 192nd entry prunes
-	more = fill(l, test.Shape{Name: "q", P: 62, T: 0, S: 0, C: 0}, "u%d", "c%d")
-	for _, p := range more {
-		l.answers.producer(l.db, p)
-	}
-	if n, gone := kept(); gone != 0 || n != 92 || int(l.answers.producerJSONs.Load()) != n {
-		t.Fatalf("after pruning: %d kept (count %d), %d of gone producers; want 92 and none", n, l.answers.producerJSONs.Load(), gone)
-	}
-	if got := string(l.answers.producer(l.db, more[0])); got != string(append(appendProducer(nil, &more[0].Info), '}')) {
-		t.Fatalf("encoding: %s", got)
 	}
 }

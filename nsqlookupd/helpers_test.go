@@ -644,14 +644,15 @@ func (r *logLines) has(substr string) bool {
 func fill(l *NSQLookupd, sz test.Shape, topicName, channelName string) []*registry.Producer {
 	return test.Fill(sz, topicName, channelName,
 		func(i int) *registry.Producer {
-			p, _ := l.db.AddProducer(registry.Info{
+			info := registry.Info{
 				ID:               fmt.Sprintf("10.0.%d.%d:%d", i/250, i%250, 40000+i),
 				BroadcastAddress: fmt.Sprintf("host%d", i),
 				Hostname:         fmt.Sprintf("host%d", i),
 				TCPPort:          4150,
 				HTTPPort:         4151,
 				Version:          "1.3.0",
-			}, l.clock.Now(), nil)
+			}
+			p, _ := l.db.AddProducer(info, append(appendProducer(nil, &info), '}'), l.clock.Now(), nil)
 			return p
 		},
 		func(p *registry.Producer, topic, channel string) { l.db.Register(p, topic, channel) })

@@ -161,24 +161,24 @@ var (
 // isActive reports whether p has PINGed within the inactive producer
 // timeout at now.
 func (s *httpServer) isActive(p *registry.Producer, now time.Time) bool {
-	return now.Sub(p.LastUpdate()) <= s.nsqlookupd.opts.InactiveProducerTimeout
+	return p.UpdatedSince(now.Add(-s.nsqlookupd.opts.InactiveProducerTimeout))
 }
 
 // appendActive appends, as a JSON array, the producers of entries that are
 // active at now and not tombstoned within the tombstone lifetime.
 func (s *httpServer) appendActive(b []byte, entries []registry.Entry, now time.Time) []byte {
 	b = append(b, '[')
-	first := true
+	first, since := true, now.Add(-s.nsqlookupd.opts.InactiveProducerTimeout)
 	for _, e := range entries {
 		tombstoned := !e.Tombstoned.IsZero() && now.Sub(e.Tombstoned) < s.nsqlookupd.opts.TombstoneLifetime
-		if !s.isActive(e.Producer, now) || tombstoned {
+		if !e.Producer.UpdatedSince(since) || tombstoned {
 			continue
 		}
 		if !first {
 			b = append(b, ',')
 		}
 		first = false
-		b = append(b, s.nsqlookupd.answers.producer(s.nsqlookupd.db, e.Producer)...)
+		b = append(b, e.Producer.Listing...) // as IDENTIFY encoded it
 	}
 	return append(b, ']')
 }

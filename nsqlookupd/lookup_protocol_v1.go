@@ -311,7 +311,7 @@ func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader *bufio.Reader, para
 	// is a dead connection's whose address the kernel reused: it is
 	// replaced. This connection's registrations count; the stale
 	// producer's go, and so does its connection.
-	producer, replaced := l.db.AddProducer(info, l.clock.Now(), func(left []registry.Registration) {
+	producer, replaced := l.db.AddProducer(info, append(appendProducer(nil, &info), '}'), l.clock.Now(), func(left []registry.Registration) {
 		for _, r := range left {
 			l.logDB(client, "UNREGISTER", r)
 		}

@@ -46,7 +46,7 @@ func FuzzCommandLine(f *testing.F) {
 			if err != nil {
 				t.Fatalf("decodeIdentify: %s", err)
 			}
-			client.producer, _ = l.db.AddProducer(info, time.Now(), nil)
+			client.producer, _ = l.db.AddProducer(info, append(appendProducer(nil, &info), '}'), time.Now(), nil)
 		}
 		params := strings.Split(strings.TrimSpace(line), " ")
 		prot := &lookupProtocolV1{nsqlookupd: l}

@@ -11,12 +11,12 @@ import (
 // The changes: every way the registry is written to.
 
 // AddProducer adds the producer info describes, as of now, to the client
-// registration and returns it. A live producer with the same ID (the
+// registration and returns it, listing kept as its Listing. A live producer with the same ID (the
 // kernel gave a dead connection's address to a new one) is removed first,
 // as on its disconnect (see RemoveProducer, which calls left), and
 // returned.
-func (db *DB) AddProducer(info Info, now time.Time, left func([]Registration)) (p, replaced *Producer) {
-	p = &Producer{Info: info, topics: make(map[*topic]int32)}
+func (db *DB) AddProducer(info Info, listing []byte, now time.Time, left func([]Registration)) (p, replaced *Producer) {
+	p = &Producer{Listing: listing, Info: info, topics: make(map[*topic]int32)}
 	p.lastUpdate.Store(now.UnixNano())
 	db.mu.Lock()
 	if old, ok := db.producers.Get(info.ID); ok {

@@ -514,7 +514,7 @@ func (r *modelRun) step(o modelOp) {
 	switch op % 13 {
 	case 0, 1: // a producer connects (a new one for the ID; the old one may be live)
 		var left []Registration
-		np, old := r.db.AddProducer(modelInfo(i), r.now, func(rs []Registration) { left = append(left, rs...) })
+		np, old := r.db.AddProducer(modelInfo(i), nil, r.now, func(rs []Registration) { left = append(left, rs...) })
 		desc = fmt.Sprintf("AddProducer(%s)", np.ID)
 		r.producers[i] = np
 		mold, mleft := r.m.addProducer(np)

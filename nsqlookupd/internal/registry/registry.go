@@ -55,6 +55,11 @@
 //     costs the same at any size (a /metrics scrape).
 //   - the tombstone list (tombstones): Stats counts the tombstones younger
 //     than their lifetime without walking the registry.
+//   - each producer's Listing, beside its last update: the caller keeps
+//     there what it lists the producer as, so that an answer reads one
+//     place per producer rather than a cache keyed by producer, whose
+//     misses grew with the registry (/lookup at 12M registrations,
+//     docs/performance.md, Cost with size).
 //   - topicsPeak and shrink: maps and slices give back what a burst took
 //     (the memory tests; Go maps never shrink).
 //
@@ -124,12 +129,17 @@ func (i *Info) Address() Address {
 	return Address{BroadcastAddress: i.BroadcastAddress, HTTPPort: i.HTTPPort}
 }
 
-// Producer is an identified nsqd as the registry holds it. Its Info never
-// changes; the rest is the registry's.
+// Producer is an identified nsqd as the registry holds it. Its Info and
+// Listing never change; the rest is the registry's.
 type Producer struct {
-	Info
-
+	// What an answer reads of each producer it lists (is it active, and
+	// how is it listed), first and together: one cache line to fetch.
 	lastUpdate atomic.Int64 // unix ns of IDENTIFY or the last PING
+	// Listing is the caller's, given to AddProducer: how its answers list
+	// the producer (the daemon's /lookup JSON). The registry never reads it.
+	Listing []byte
+
+	Info
 
 	// Guarded by DB.mu:
 	topics  map[*topic]int32 // topic -> how many of its channels hold the producer
@@ -139,6 +149,10 @@ type Producer struct {
 
 // LastUpdate returns the time of the producer's IDENTIFY or last PING.
 func (p *Producer) LastUpdate() time.Time { return time.Unix(0, p.lastUpdate.Load()) }
+
+// UpdatedSince reports whether the producer's IDENTIFY or last PING was at
+// t or later: one load, where LastUpdate builds a time.
+func (p *Producer) UpdatedSince(t time.Time) bool { return p.lastUpdate.Load() >= t.UnixNano() }
 
 func (p *Producer) key() string { return p.ID }
 

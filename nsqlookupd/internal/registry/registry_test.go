@@ -29,7 +29,7 @@ func fill(tb testing.TB, sz test.Shape) (*DB, []*Producer) {
 	tb.Helper()
 	db := New(time.Minute)
 	producers := test.Fill(sz, "topic%d", "ch%d",
-		func(i int) *Producer { p, _ := db.AddProducer(testInfo(i), time.Now(), nil); return p },
+		func(i int) *Producer { p, _ := db.AddProducer(testInfo(i), nil, time.Now(), nil); return p },
 		func(p *Producer, topic, channel string) { db.Register(p, topic, channel) })
 	return db, producers
 }
@@ -84,12 +84,36 @@ func TestIndexesConsistent(t *testing.T) {
 	}
 }
 
+// TestProducerListingAndUpdate: a producer keeps the listing it was added
+// with, and UpdatedSince tells LastUpdate's answer to the nanosecond.
+func TestProducerListingAndUpdate(t *testing.T) {
+	t.Parallel()
+	db := New(time.Minute)
+	at := time.Unix(1000, 500)
+	p, _ := db.AddProducer(testInfo(0), []byte(`{"x":1}`), at, nil)
+	if string(p.Listing) != `{"x":1}` {
+		t.Fatalf("Listing: got %q; want the one given", p.Listing)
+	}
+	for _, tt := range []struct {
+		since time.Time
+		want  bool
+	}{{at.Add(-1), true}, {at, true}, {at.Add(1), false}} {
+		if got := p.UpdatedSince(tt.since); got != tt.want || got != !p.LastUpdate().Before(tt.since) {
+			t.Errorf("UpdatedSince(%v) at %v: got %t; want %t", tt.since, at, got, tt.want)
+		}
+	}
+	db.Ping(p, at.Add(2))
+	if !p.UpdatedSince(at.Add(2)) {
+		t.Error("UpdatedSince after a Ping: got false; want true")
+	}
+}
+
 // TestWalks checks the walks across their batches: more topics, and more
 // channels in one topic, than a batch holds.
 func TestWalks(t *testing.T) {
 	t.Parallel()
 	db := New(time.Minute)
-	p, _ := db.AddProducer(testInfo(0), time.Now(), nil)
+	p, _ := db.AddProducer(testInfo(0), nil, time.Now(), nil)
 	var topics, channels []string
 	for i := range 3*walkBatch + 5 {
 		topics = append(topics, fmt.Sprintf("t%04d", i))
@@ -195,10 +219,10 @@ func TestStatsTakesNoWriteLock(t *testing.T) {
 func TestReplaceProducer(t *testing.T) {
 	t.Parallel()
 	db := New(time.Minute)
-	old, _ := db.AddProducer(testInfo(0), time.Now(), nil)
+	old, _ := db.AddProducer(testInfo(0), nil, time.Now(), nil)
 	db.Register(old, "t", "c#ephemeral")
 	var left []Registration
-	p, replaced := db.AddProducer(testInfo(0), time.Now(), func(rs []Registration) { left = append(left, rs...) })
+	p, replaced := db.AddProducer(testInfo(0), nil, time.Now(), func(rs []Registration) { left = append(left, rs...) })
 	if replaced != old || len(left) != 3 {
 		t.Fatalf("AddProducer: replaced %v, left %v; want the old producer and its 3 registrations", replaced, left)
 	}
@@ -303,7 +327,7 @@ func BenchmarkDisconnect(b *testing.B) {
 		topics, _, _ := db.NodeTopics(p)
 		for b.Loop() {
 			db.RemoveProducer(p, nil)
-			p, _ = db.AddProducer(p.Info, time.Now(), nil)
+			p, _ = db.AddProducer(p.Info, nil, time.Now(), nil)
 			for _, t := range topics {
 				for c := range sz.C {
 					db.Register(p, t.Name, fmt.Sprintf("ch%d", c))
@@ -330,7 +354,7 @@ func BenchmarkRegisterChannelFlood(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			db := New(time.Minute)
-			p, _ := db.AddProducer(testInfo(0), time.Now(), nil)
+			p, _ := db.AddProducer(testInfo(0), nil, time.Now(), nil)
 			rng := rand.New(rand.NewPCG(uint64(n), 1))
 			name := func() string { return fmt.Sprintf("c%016x#ephemeral", rng.Uint64()) }
 			for range n {
@@ -358,7 +382,7 @@ func BenchmarkRegisterChannelFlood(b *testing.B) {
 func TestRemoveProducerBatches(t *testing.T) {
 	t.Parallel()
 	db := New(time.Minute)
-	p, _ := db.AddProducer(testInfo(0), time.Now(), nil)
+	p, _ := db.AddProducer(testInfo(0), nil, time.Now(), nil)
 	const topics = 3*removeBatch + 5
 	for i := range topics {
 		db.Register(p, fmt.Sprintf("t%04d", i), "c")
@@ -417,7 +441,7 @@ func TestRemoveProducerBatches(t *testing.T) {
 func TestGeneration(t *testing.T) {
 	t.Parallel()
 	db := New(time.Minute)
-	p, _ := db.AddProducer(testInfo(0), time.Now(), nil)
+	p, _ := db.AddProducer(testInfo(0), nil, time.Now(), nil)
 	version := func() uint64 { return db.Nodes()[0].Version }
 	for _, step := range []struct {
 		name    string
@@ -474,7 +498,7 @@ func TestCheckFindsBreaches(t *testing.T) {
 		db := New(time.Minute)
 		var ps []*Producer
 		for i := range 3 {
-			p, _ := db.AddProducer(testInfo(i), time.Now(), nil)
+			p, _ := db.AddProducer(testInfo(i), nil, time.Now(), nil)
 			db.Register(p, "t", "c")
 			ps = append(ps, p)
 		}
