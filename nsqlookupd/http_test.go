@@ -648,6 +648,7 @@ func BenchmarkHTTPLookup(b *testing.B) {
 					reqs[i] = fmt.Sprintf("/lookup?topic=topic%d", t)
 				}
 				b.ReportAllocs()
+				test.ReportCPU(b)
 				i := 0
 				for b.Loop() {
 					w := httptest.NewRecorder()

@@ -266,6 +266,7 @@ func BenchmarkLookup(b *testing.B) {
 			var channels []string
 			var entries []Entry
 			b.ReportAllocs()
+			test.ReportCPU(b)
 			i := 0
 			for b.Loop() {
 				channels, entries, _ = db.Lookup(names[i%len(names)], channels[:0], entries[:0])
