@@ -29,16 +29,13 @@ const (
 	// hundred bytes; the declared length is checked before anything is
 	// allocated.
 	maxIdentifyBody = 64 << 10
-	// writeBufferSize is the size of the buffer answers are gathered in
-	// while a client's pipelined commands are being read.
-	writeBufferSize = 4096
 	// answerWriteTimeout bounds each write of answers to a registration
 	// connection. nsqd reads every answer before it sends its next command,
 	// and answers are a few bytes (an IDENTIFY answer some 200), so a live
 	// peer's writes land in the socket buffers at once; one that cannot
 	// finish in 10 s means the peer has stopped reading, and the connection
 	// is closed so that it cannot hold its goroutine and buffers for ever.
-	// 10 s still lets a congested link drain a full writeBufferSize.
+	// 10 s still lets a congested link drain 4 KiB of gathered answers.
 	answerWriteTimeout = 10 * time.Second
 )
 
@@ -57,7 +54,7 @@ type lookupProtocolV1 struct {
 // moved.
 type flushingReader struct {
 	client *clientV1
-	w      *bufio.Writer
+	w      *protocol.Answers
 }
 
 func (r flushingReader) Read(p []byte) (int, error) {
@@ -96,7 +93,7 @@ func (w deadlineWriter) Write(p []byte) (int, error) {
 // fails; a failed command's error is sent framed and ends the connection.
 func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 	l := p.nsqlookupd
-	w := bufio.NewWriterSize(deadlineWriter{conn: client, timeout: l.tcpServer.writeTimeout}, writeBufferSize)
+	w := &protocol.Answers{W: deadlineWriter{conn: client, timeout: l.tcpServer.writeTimeout}}
 	reader := bufio.NewReaderSize(flushingReader{client: client, w: w}, maxCommandLine)
 	defer w.Flush()
 	defer client.stopEviction()
@@ -133,7 +130,7 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 			break
 		}
 		client.commands++
-		w.Write(protocol.AppendFrame(w.AvailableBuffer(), response))
+		w.Add(response)
 	}
 
 	l.log.Eventf(lg.INFO, clientKeys, "PROTOCOL(V1): [%s] exiting ioloop", client)
@@ -192,13 +189,13 @@ func splitCommand(line string, words *[maxWords]string) []string {
 }
 
 // sendError logs err and sends it framed.
-func (p *lookupProtocolV1) sendError(client *clientV1, w *bufio.Writer, err error) {
+func (p *lookupProtocolV1) sendError(client *clientV1, w *protocol.Answers, err error) {
 	ctx := ""
 	if cause := errors.Unwrap(err); cause != nil {
 		ctx = " - " + cause.Error()
 	}
 	p.nsqlookupd.log.Eventf(lg.ERROR, clientKeys, "[%s] - %s%s", client, err, ctx)
-	w.Write(protocol.AppendFrame(w.AvailableBuffer(), []byte(err.Error())))
+	w.Add([]byte(err.Error()))
 	if ferr := w.Flush(); ferr != nil {
 		p.nsqlookupd.log.Eventf(lg.ERROR, clientKeys, "[%s] - %s%s", client, ferr, ctx)
 	}

@@ -252,6 +252,57 @@ func BenchmarkPipelinedRegister(b *testing.B) {
 	}
 }
 
+// BenchmarkIdleProducer reports what an idle registration connection
+// costs: heap and goroutine stacks per connection (B/conn), after
+// idleProducers producers have each identified, registered 3 topics and
+// gone quiet, as the load harness's idle producers do. It reads
+// process-wide figures, so it is a benchmark, never a parallel test; the
+// client side of each connection (a bare net.Conn, no buffer) counts in
+// them too.
+func BenchmarkIdleProducer(b *testing.B) {
+	const idleProducers = 500
+	l := startLookupd(b, quietLog)
+	inUse := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc + ms.StackInuse
+	}
+	for b.Loop() {
+		before := inUse()
+		conns := make([]net.Conn, idleProducers)
+		for i := range conns {
+			c, err := net.DialTimeout("tcp", l.RealTCPAddr().String(), ioTimeout)
+			if err != nil {
+				b.Fatal(err)
+			}
+			conns[i] = c
+			body := identifyJSON(10000+i, 20000+i)
+			var size [4]byte
+			binary.BigEndian.PutUint32(size[:], uint32(len(body)))
+			c.SetDeadline(time.Now().Add(ioTimeout))
+			fmt.Fprintf(c, "  V1IDENTIFY\n%s%sREGISTER a%d\nREGISTER b%d c\nREGISTER c%d\n", size[:], body, i, i, i)
+			for range 4 { // the answers, read without a buffer
+				if _, err := io.ReadFull(c, size[:]); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.CopyN(io.Discard, c, int64(binary.BigEndian.Uint32(size[:]))); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(inUse()-before)/idleProducers, "B/conn")
+		for _, c := range conns {
+			c.Close()
+		}
+		for deadline := time.Now().Add(ioTimeout); l.db.Stats(time.Now()).Producers > 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatal("producers still registered after their connections closed")
+			}
+		}
+	}
+}
+
 // checkFrames checks that out is a sequence of whole frames, each "OK", the
 // IDENTIFY answer or an error with a known code, and that an error, if
 // any, is the last frame.
