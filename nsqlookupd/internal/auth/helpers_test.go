@@ -105,11 +105,8 @@ func (s *authServer) lastQuery() url.Values {
 	return s.last.URL.Query()
 }
 
-// Two tenants, as in docs/authorization.md.
-var (
-	tenantA = []grant{{Topic: `^tenant_a\.`, Channels: []string{".*"}, Permissions: []string{"subscribe", "publish"}}}
-	tenantB = []grant{{Topic: `^tenant_b\.`, Channels: []string{`^archive$`}, Permissions: []string{"subscribe"}}}
-)
+// tenantA is tenant A of docs/authorization.md.
+var tenantA = []grant{{Topic: `^tenant_a\.`, Channels: []string{".*"}, Permissions: []string{"subscribe", "publish"}}}
 
 // logLines collects log lines, and passes them to t.Log.
 type logLines struct {
