@@ -1,6 +1,6 @@
 package nsqlookupd
 
-import "bufio"
+import "io"
 
 // Seams for tests only: none of this is in the daemon.
 
@@ -11,7 +11,7 @@ const panicVerb = "PANIC_FOR_TEST"
 
 func init() {
 	commandTable = append(commandTable, command{panicVerb,
-		func(*lookupProtocolV1, *clientV1, *bufio.Reader, []string) ([]byte, error) {
+		func(*lookupProtocolV1, *clientV1, io.Reader, []string) ([]byte, error) {
 			panic("injected by a test")
 		}})
 }

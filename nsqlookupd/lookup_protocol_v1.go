@@ -94,7 +94,7 @@ func (w deadlineWriter) Write(p []byte) (int, error) {
 func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 	l := p.nsqlookupd
 	w := &protocol.Answers{W: deadlineWriter{conn: client, timeout: l.tcpServer.writeTimeout}}
-	reader := bufio.NewReaderSize(flushingReader{client: client, w: w}, maxCommandLine)
+	reader := protocol.NewLineReader(flushingReader{client: client, w: w}, maxCommandLine)
 	defer w.Flush()
 	defer client.stopEviction()
 
@@ -140,7 +140,7 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 // exec runs the command params names and returns its index in
 // commandTable (len(commandTable) for a verb that is not a command) and
 // its answer.
-func (p *lookupProtocolV1) exec(client *clientV1, reader *bufio.Reader, params []string) (int, []byte, error) {
+func (p *lookupProtocolV1) exec(client *clientV1, reader io.Reader, params []string) (int, []byte, error) {
 	i := slices.IndexFunc(commandTable, func(c command) bool { return c.verb == params[0] })
 	if i < 0 {
 		return len(commandTable), nil, protocol.NewClientErr(nil, "E_INVALID", fmt.Sprintf("invalid command %s", params[0]))
@@ -153,7 +153,7 @@ func (p *lookupProtocolV1) exec(client *clientV1, reader *bufio.Reader, params [
 // and what runs it, with the words after the verb.
 type command struct {
 	verb string
-	run  func(p *lookupProtocolV1, client *clientV1, reader *bufio.Reader, params []string) ([]byte, error)
+	run  func(p *lookupProtocolV1, client *clientV1, reader io.Reader, params []string) ([]byte, error)
 }
 
 // commandTable is the V1 commands; any other verb is answered E_INVALID and
@@ -224,7 +224,7 @@ func getTopicChan(command string, params []string) (string, string, error) {
 }
 
 // REGISTER adds the client to (channel T C), if C is given, and to (topic T).
-func (p *lookupProtocolV1) REGISTER(client *clientV1, reader *bufio.Reader, params []string) ([]byte, error) {
+func (p *lookupProtocolV1) REGISTER(client *clientV1, reader io.Reader, params []string) ([]byte, error) {
 	if client.producer == nil {
 		return nil, protocol.NewClientErr(nil, "E_INVALID", "client must IDENTIFY")
 	}
@@ -244,7 +244,7 @@ func (p *lookupProtocolV1) REGISTER(client *clientV1, reader *bufio.Reader, para
 
 // UNREGISTER removes the client from (channel T C), or from every channel of
 // T and from (topic T).
-func (p *lookupProtocolV1) UNREGISTER(client *clientV1, reader *bufio.Reader, params []string) ([]byte, error) {
+func (p *lookupProtocolV1) UNREGISTER(client *clientV1, reader io.Reader, params []string) ([]byte, error) {
 	if client.producer == nil {
 		return nil, protocol.NewClientErr(nil, "E_INVALID", "client must IDENTIFY")
 	}
@@ -274,7 +274,7 @@ func (p *lookupProtocolV1) UNREGISTER(client *clientV1, reader *bufio.Reader, pa
 
 // IDENTIFY reads the producer's JSON body, records the producer and answers
 // with this lookupd's own identity.
-func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader *bufio.Reader, params []string) ([]byte, error) {
+func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader io.Reader, params []string) ([]byte, error) {
 	if client.producer != nil {
 		return nil, protocol.NewClientErr(nil, "E_INVALID", "cannot IDENTIFY again")
 	}
@@ -364,7 +364,7 @@ func decodeIdentify(body []byte, remoteAddr string) (registry.Info, error) {
 
 // PING refreshes an identified producer's last update; a PING may come
 // before IDENTIFY, and changes nothing then.
-func (p *lookupProtocolV1) PING(client *clientV1, reader *bufio.Reader, params []string) ([]byte, error) {
+func (p *lookupProtocolV1) PING(client *clientV1, reader io.Reader, params []string) ([]byte, error) {
 	if client.producer != nil {
 		now := p.nsqlookupd.clock.Now()
 		last := client.producer.LastUpdate()
