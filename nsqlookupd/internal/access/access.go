@@ -12,7 +12,9 @@
 // always the peer address; no header, X-Forwarded-For included, is read.
 //
 // A Guard counts what it refuses in nsqlookupd_access_refusals_total and
-// logs refused registration connections as refusalLog allows.
+// logs refused registration connections as refusalLog allows. Its rules
+// are one immutable value that Reload replaces whole (docs/logging.md,
+// Reload): a check reads one set of rules, old or new, never a mix.
 package access
 
 import (
@@ -21,6 +23,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -123,8 +126,8 @@ var refusalTexts = [numRefusals]string{
 // route's counts see the status.
 var errRefused = http_api.Err{Code: http.StatusForbidden, Text: "FORBIDDEN"}
 
-// Guard holds the rules in force and counts what they refuse.
-type Guard struct {
+// rules are a Config parsed.
+type rules struct {
 	tcp   allowlist // nil: any source may register
 	admin allowlist // nil: any source may use the admin routes
 	// requireCert: the admin routes need a verified client certificate,
@@ -134,6 +137,21 @@ type Guard struct {
 	// closed: no admin rule, yet one is required: every admin request is
 	// refused.
 	closed bool
+}
+
+// parse returns the rules of c, which has passed Validate.
+func parse(c Config) *rules {
+	r := &rules{requireCert: c.RequireClientCert}
+	r.tcp, _ = parseAllowlist("tcp-allow", c.TCPAllow)
+	r.admin, _ = parseAllowlist("http-admin-allow", c.AdminAllow)
+	r.sans, _ = parseSANs(c.ClientSANs)
+	r.closed = c.AdminRuleRequired && r.admin == nil && !r.requireCert
+	return r
+}
+
+// Guard holds the rules in force and counts what they refuse.
+type Guard struct {
+	rules atomic.Pointer[rules]
 
 	refusals  *prometheus.CounterVec
 	refusedBy [numRefusals]prometheus.Counter
@@ -152,11 +170,8 @@ type Guard struct {
 // when a certificate is required (nil: CLIENT_CERT_REQUIRED there too);
 // now tells the time for the refusal log.
 func New(c Config, tlsRequired http.Handler, log *lg.Log, now func() time.Time) *Guard {
-	g := &Guard{requireCert: c.RequireClientCert, tlsRequired: tlsRequired, log: log, now: now}
-	g.tcp, _ = parseAllowlist("tcp-allow", c.TCPAllow)
-	g.admin, _ = parseAllowlist("http-admin-allow", c.AdminAllow)
-	g.sans, _ = parseSANs(c.ClientSANs)
-	g.closed = c.AdminRuleRequired && g.admin == nil && !g.requireCert
+	g := &Guard{tlsRequired: tlsRequired, log: log, now: now}
+	g.rules.Store(parse(c))
 
 	g.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "nsqlookupd_access_refusals_total",
@@ -177,6 +192,31 @@ func New(c Config, tlsRequired http.Handler, log *lg.Log, now func() time.Time) 
 	return g
 }
 
+// Reload puts the rules of c in force, from the next check on, and logs
+// them if they changed; c must pass Validate. Connections already open are
+// the caller's to close (Refuses).
+func (g *Guard) Reload(c Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	before := g.String()
+	g.rules.Store(parse(c))
+	if after := g.String(); after != before {
+		if after == "" {
+			after = "no rules: any source may register and use the admin routes"
+		}
+		g.log.Logf(lg.INFO, "ACCESS: %s", after)
+	}
+	return nil
+}
+
+// Refuses reports whether the rules in force refuse registrations from
+// addr, a connection's peer; nothing is counted or logged.
+func (g *Guard) Refuses(addr net.Addr) bool {
+	tcp := g.rules.Load().tcp
+	return tcp != nil && !tcp.contains(peerAddr(addr).Unmap())
+}
+
 // Metrics returns the refusal counter, for the daemon's /metrics.
 func (g *Guard) Metrics() prometheus.Collector {
 	return g.refusals
@@ -184,38 +224,45 @@ func (g *Guard) Metrics() prometheus.Collector {
 
 // String describes the rules in force, "" when there are none.
 func (g *Guard) String() string {
-	if g.tcp == nil && !g.GuardsHTTP() {
+	r := g.rules.Load()
+	if r.tcp == nil && !r.guardsHTTP() {
 		return ""
 	}
 	tcp := "registrations from any source"
-	if g.tcp != nil {
-		tcp = "registrations only from " + g.tcp.String()
+	if r.tcp != nil {
+		tcp = "registrations only from " + r.tcp.String()
 	}
 	admin := "admin routes and /debug/pprof from any source"
-	if g.closed {
+	if r.closed {
 		admin = "admin routes and /debug/pprof refused: auth is on and there is no admin rule"
 	}
-	if g.admin != nil {
-		admin = "admin routes and /debug/pprof only from " + g.admin.String()
+	if r.admin != nil {
+		admin = "admin routes and /debug/pprof only from " + r.admin.String()
 	}
-	if g.requireCert {
+	if r.requireCert {
 		admin += ", over HTTPS with a verified client certificate"
-		if len(g.sans) > 0 {
-			admin += " carrying a SAN of " + strings.Join(g.sans, ", ")
+		if len(r.sans) > 0 {
+			admin += " carrying a SAN of " + strings.Join(r.sans, ", ")
 		}
 	}
 	return tcp + "; " + admin
 }
 
-// GuardsHTTP reports whether any rule applies to the admin routes.
+// GuardsHTTP reports whether any rule in force applies to the admin
+// routes.
 func (g *Guard) GuardsHTTP() bool {
-	return g.admin != nil || g.requireCert || g.closed
+	return g.rules.Load().guardsHTTP()
+}
+
+func (r *rules) guardsHTTP() bool {
+	return r.admin != nil || r.requireCert || r.closed
 }
 
 // Admits reports whether req passes an explicit admin rule: false when
 // there is none.
 func (g *Guard) Admits(req *http.Request) bool {
-	return (g.admin != nil || g.requireCert) && g.check(req) < 0
+	r := g.rules.Load()
+	return (r.admin != nil || r.requireCert) && r.check(req) < 0
 }
 
 // AllowTCP reports whether conn, a registration connection just accepted,
@@ -223,11 +270,12 @@ func (g *Guard) Admits(req *http.Request) bool {
 // and set to be reset when the caller closes it: the peer gets an RST and
 // this side keeps no TIME_WAIT for it.
 func (g *Guard) AllowTCP(conn net.Conn) bool {
-	if g.tcp == nil {
+	tcp := g.rules.Load().tcp
+	if tcp == nil {
 		return true
 	}
 	addr := peerAddr(conn.RemoteAddr()).Unmap()
-	if g.tcp.contains(addr) {
+	if tcp.contains(addr) {
 		return true
 	}
 	g.refusedBy[refusedTCPSource].Inc()
@@ -257,21 +305,21 @@ func peerAddr(a net.Addr) netip.Addr {
 // check returns the reason the admin request req is refused, or -1 if it
 // may pass. The source is the connection's peer (req.RemoteAddr, set by
 // net/http).
-func (g *Guard) check(req *http.Request) int {
-	if g.closed {
+func (r *rules) check(req *http.Request) int {
+	if r.closed {
 		return refusedHTTPSource
 	}
-	if g.admin != nil {
+	if r.admin != nil {
 		ap, _ := netip.ParseAddrPort(req.RemoteAddr)
-		if !g.admin.contains(ap.Addr()) {
+		if !r.admin.contains(ap.Addr()) {
 			return refusedHTTPSource
 		}
 	}
-	if g.requireCert {
+	if r.requireCert {
 		if req.TLS == nil || len(req.TLS.VerifiedChains) == 0 {
 			return refusedClientCert
 		}
-		if len(g.sans) > 0 && !g.sanAllowed(req) {
+		if len(r.sans) > 0 && !r.sanAllowed(req) {
 			return refusedClientSAN
 		}
 	}
@@ -282,7 +330,7 @@ func (g *Guard) check(req *http.Request) int {
 // carries one of the allowed SANs, compared exactly: its DNS names, email
 // addresses, IP addresses and URIs. The subject's common name is not read
 // (Go has ignored it for host names since 1.15).
-func (g *Guard) sanAllowed(req *http.Request) bool {
+func (r *rules) sanAllowed(req *http.Request) bool {
 	cert := req.TLS.VerifiedChains[0][0]
 	var have []string
 	have = append(have, cert.DNSNames...)
@@ -296,7 +344,7 @@ func (g *Guard) sanAllowed(req *http.Request) bool {
 		have = append(have, u.String())
 	}
 	for _, s := range have {
-		for _, allowed := range g.sans {
+		for _, allowed := range r.sans {
 			if s == allowed {
 				return true
 			}
@@ -310,7 +358,7 @@ func (g *Guard) sanAllowed(req *http.Request) bool {
 // the TLSRequired answer: nsqadmin then sends it again over HTTPS, with
 // its certificate.
 func (g *Guard) refusal(req *http.Request) http.Handler {
-	reason := g.check(req)
+	reason := g.rules.Load().check(req)
 	if reason < 0 {
 		return nil
 	}

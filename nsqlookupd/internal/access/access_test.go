@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,7 +43,8 @@ func BenchmarkAccessCheck(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		g := &Guard{tcp: list, admin: list}
+		g := &Guard{}
+		g.rules.Store(&rules{tcp: list, admin: list})
 		b.Run(fmt.Sprintf("tcp/%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -54,7 +56,7 @@ func BenchmarkAccessCheck(b *testing.B) {
 		b.Run(fmt.Sprintf("admin/%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if g.check(req) >= 0 {
+				if g.rules.Load().check(req) >= 0 {
 					b.Fatal("refused")
 				}
 			}
@@ -107,5 +109,41 @@ func TestAdminRuleRequired(t *testing.T) {
 				t.Errorf("String: got %q; want %q", g.String(), tt.rules)
 			}
 		})
+	}
+}
+
+// recorded keeps the lines a Logger is given.
+type recorded []string
+
+func (r *recorded) Output(_ int, s string) error { *r = append(*r, s); return nil }
+
+// TestReload: new rules are in force from the next check, logged when they
+// change; bad ones are refused and the old ones stay.
+func TestReload(t *testing.T) {
+	var lines recorded
+	g := New(Config{TCPAllow: []string{"10.0.0.0/8"}}, nil, lg.New(&lines, lg.Settings{Level: lg.INFO}), time.Now)
+	peer := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+	if !g.Refuses(peer) {
+		t.Fatal("127.0.0.1 not refused by 10.0.0.0/8")
+	}
+	if err := g.Reload(Config{TCPAllow: []string{"10.0.0.0/33"}}); err == nil || !g.Refuses(peer) {
+		t.Fatalf("a bad rule: got %v, refused %v; want an error and the old rules", err, g.Refuses(peer))
+	}
+	if err := g.Reload(Config{TCPAllow: []string{"127.0.0.0/8"}, AdminAllow: []string{"::1"}}); err != nil || g.Refuses(peer) || !g.GuardsHTTP() {
+		t.Fatalf("Reload: %v; want 127.0.0.1 allowed, the admin routes guarded", err)
+	}
+	if err := g.Reload(Config{TCPAllow: []string{"127.0.0.0/8"}, AdminAllow: []string{"::1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Reload(Config{}); err != nil || g.Refuses(peer) || g.GuardsHTTP() {
+		t.Fatalf("Reload to no rules: %v", err)
+	}
+	want := []string{
+		"INFO: ACCESS: registrations only from 10.0.0.0/8; admin routes and /debug/pprof from any source",
+		"INFO: ACCESS: registrations only from 127.0.0.0/8; admin routes and /debug/pprof only from ::1",
+		"INFO: ACCESS: no rules: any source may register and use the admin routes",
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant (an unchanged reload logs nothing)\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}
 }
