@@ -72,6 +72,36 @@ func Log(log *lg.Log) Decorator { return accessLog(log, false) }
 // --http-access-log=ignore-probes, its requests answered 200 make no line.
 func LogProbe(log *lg.Log) Decorator { return accessLog(log, true) }
 
+// LogProbeHandler is LogProbe for a probe answered by a plain http.Handler
+// (/metrics): its status is the one h writes.
+func LogProbeHandler(log *lg.Log, h http.Handler) http.Handler {
+	f := LogProbe(log)(func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) (interface{}, error) {
+		sw := &statusRecorder{ResponseWriter: w}
+		h.ServeHTTP(sw, req)
+		if sw.code != 0 && sw.code != http.StatusOK {
+			return nil, Err{Code: sw.code, Text: http.StatusText(sw.code)}
+		}
+		return nil, nil
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { f(w, req, nil) })
+}
+
+// statusRecorder records the status written through it.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int // the first status written; 0 until then (a 200)
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // accessKeys name the fields of an access line's JSON (docs/logging.md).
 var accessKeys = lg.Keys{"", "status", "method", "path", "remote_address", "duration", "reason"}
 

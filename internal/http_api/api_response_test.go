@@ -125,6 +125,31 @@ func TestAccessLogChoice(t *testing.T) {
 	}
 }
 
+// TestLogProbeHandler: a plain handler's answers are access-logged with
+// the status it wrote; with ignore-probes only those that are not 200.
+func TestLogProbeHandler(t *testing.T) {
+	for _, tt := range []struct {
+		access lg.AccessLog
+		code   int
+		want   string // the line, "" for none
+	}{
+		{lg.AccessAll, 200, "INFO: 200 GET /metrics (192.0.2.1:1234) "},
+		{lg.AccessIgnoreProbes, 200, ""},
+		{lg.AccessIgnoreProbes, 500, "INFO: 500 GET /metrics (192.0.2.1:1234) "},
+		{lg.AccessNone, 500, ""},
+	} {
+		var got lines
+		h := LogProbeHandler(lg.New(&got, lg.Settings{Level: lg.INFO, Access: tt.access}), http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(tt.code)
+		}))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+		if w.Code != tt.code || tt.want == "" && len(got) != 0 || tt.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], tt.want)) {
+			t.Errorf("%s, %d: answered %d, logged %q; want %q", tt.access, tt.code, w.Code, got, tt.want)
+		}
+	}
+}
+
 // TestPooledJSON: a pooled answer is written as JSON is, then its buffer
 // goes back to its pool; an oversized buffer does not.
 func TestPooledJSON(t *testing.T) {
