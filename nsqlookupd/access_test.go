@@ -352,8 +352,9 @@ func TestAccessOffByDefault(t *testing.T) {
 			t.Errorf("refusals %s: got %v; want 0", reason, got)
 		}
 	}
-	if _, ok := s[requests("/topic/create", "POST", "403")]; ok {
-		t.Error("a 403 series for /topic/create without rules: it can never be answered")
+	// a reload may add rules: the 403 series is there from start-up
+	if got, ok := s[requests("/topic/create", "POST", "403")]; !ok || got != 0 {
+		t.Errorf("403 series of /topic/create without rules: %v, %v; want 0", got, ok)
 	}
 	if got := logs.matching(regexp.MustCompile(`ACCESS: `)); len(got) != 0 {
 		t.Errorf("got %q; want no ACCESS line without rules", got)
@@ -361,8 +362,8 @@ func TestAccessOffByDefault(t *testing.T) {
 }
 
 // TestAccessStartupLine: the rules in force are logged once at start-up,
-// after the version line; 403 is counted from start-up on the routes they
-// guard.
+// after the version line; 403 is counted from start-up on the admin
+// routes.
 func TestAccessStartupLine(t *testing.T) {
 	t.Parallel()
 	f := newTLSFiles(t)
@@ -397,9 +398,8 @@ func TestAccessStartupLine(t *testing.T) {
 				t.Fatalf("version line: got %q", version)
 			}
 			s := scrape(t, l)
-			_, ok := s[requests("/topic/delete", "POST", "403")]
-			if guarded := l.opts.HTTPAdminAllow != nil; ok != guarded {
-				t.Errorf("403 series of /topic/delete exported: %v; want %v", ok, guarded)
+			if _, ok := s[requests("/topic/delete", "POST", "403")]; !ok {
+				t.Errorf("no 403 series of /topic/delete")
 			}
 		})
 	}

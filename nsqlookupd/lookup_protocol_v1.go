@@ -114,8 +114,9 @@ func (p *lookupProtocolV1) IOLoop(client *clientV1) error {
 			case errors.Is(err, io.EOF):
 			case client.evicted.Load() && !errors.Is(err, errAnswersNotTaken):
 				l.evictions.Add(1)
-				l.log.Eventf(lg.WARN, evictKeys, "CLIENT(%s): no command for %s (%s): evicting producer %s:%d", client,
-					client.readTimeout, "producer-read-timeout", client.producer.BroadcastAddress, client.producer.TCPPort)
+				l.log.Eventf(lg.WARN, lg.Keys{"remote_address", "duration", "reason", "broadcast_address", "tcp_port"},
+					"CLIENT(%s): no command for %s (%s): evicting producer %s:%d", client, client.readTimeout,
+					"producer-read-timeout", client.producer.BroadcastAddress, client.producer.TCPPort)
 			default:
 				loopErr = err
 			}
@@ -301,7 +302,8 @@ func (p *lookupProtocolV1) IDENTIFY(client *clientV1, reader io.Reader, params [
 	}
 
 	l := p.nsqlookupd
-	l.log.Eventf(lg.INFO, identifyKeys, "CLIENT(%s): IDENTIFY Address:%s TCP:%d HTTP:%d Version:%s",
+	l.log.Eventf(lg.INFO, lg.Keys{"remote_address", "broadcast_address", "tcp_port", "http_port", "version"},
+		"CLIENT(%s): IDENTIFY Address:%s TCP:%d HTTP:%d Version:%s",
 		client, info.BroadcastAddress, info.TCPPort, info.HTTPPort, info.Version)
 
 	// A producer with this connection's address that is still registered

@@ -32,6 +32,7 @@ import (
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/access"
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/auth"
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/registry"
+	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/reload"
 	"github.com/lookupd/nsqlookupd/nsqlookupd/internal/tlsconfig"
 )
 
@@ -56,6 +57,7 @@ type NSQLookupd struct {
 	httpsListener net.Listener
 	httpsServer   *http.Server
 	tlsConfig     *tls.Config
+	certs         *tlsconfig.Reloader // the HTTPS certificate, read again by a reload
 	db            *registry.DB
 	// answers are the encoded answers requests share (answer_cache.go).
 	answers answers
@@ -84,7 +86,10 @@ type NSQLookupd struct {
 	evictions atomic.Int64
 
 	// log is where every line goes, in the settings of the last reload.
-	log *lg.Log
+	log      *lg.Log
+	reloadMu sync.Mutex     // serializes reloads (reload.go); guards running
+	running  *Options       // the options in force
+	reloads  *reload.Status // their outcome, for /metrics
 	// metrics is what GET /metrics reports.
 	metrics *metrics
 	// access holds the access rules (internal/access).
@@ -121,12 +126,13 @@ func New(opts *Options) (_ *NSQLookupd, err error) {
 	}
 
 	l := &NSQLookupd{opts: opts, db: registry.New(opts.TombstoneLifetime), clock: realClock{}, flushLog: flushLog,
-		log: lg.New(opts.Logger, opts.logSettings())}
+		log:     lg.New(opts.Logger, lg.Settings{Level: opts.LogLevel, Format: opts.LogFormat, Access: opts.HTTPAccessLog}),
+		running: opts, reloads: reload.NewStatus(time.Now())}
 	l.releaser = newMemoryReleaser(l)
 	// The TLS files are read before anything is logged: a bad pair is a
 	// bad configuration, one error and no other line.
 	if opts.HTTPSAddress != "" {
-		if l.tlsConfig, err = tlsconfig.New(opts.tlsOptions(), l.logf); err != nil {
+		if l.tlsConfig, l.certs, err = tlsconfig.New(opts.tlsOptions(), l.log); err != nil {
 			return nil, err
 		}
 	}
@@ -197,7 +203,7 @@ func New(opts *Options) (_ *NSQLookupd, err error) {
 		tlsRequired = tlsconfig.RequiredHandler(l.RealHTTPSAddr().Port, l.log)
 	}
 	l.access = access.New(opts.accessConfig(), tlsRequired, l.log, func() time.Time { return l.clock.Now() })
-	l.metrics.registry.MustRegister(l.access.Metrics())
+	l.metrics.registry.MustRegister(append(l.reloads.Metrics(), l.access.Metrics())...)
 	if l.auth != nil {
 		l.metrics.registry.MustRegister(l.auth.Metrics())
 	}
@@ -314,7 +320,7 @@ func (l *NSQLookupd) logf(level lg.LogLevel, f string, args ...interface{}) {
 // registration (a fleet's start logs millions), built without fmt, naming
 // the registration as v1.3.0 does (category, key, subkey).
 func (l *NSQLookupd) logDB(client *clientV1, verb string, r registry.Registration) {
-	l.log.Join(lg.INFO, dbKeys, "DB: client(", client.addr, ") ", verb,
+	l.log.Join(lg.INFO, lg.Keys{1: "remote_address", 5: "category", 7: "topic", 9: "channel"}, "DB: client(", client.addr, ") ", verb,
 		" category:", categories[r.Kind], " key:", r.Topic, " subkey:", r.Channel)
 }
 
@@ -322,11 +328,5 @@ func (l *NSQLookupd) logDB(client *clientV1, verb string, r registry.Registratio
 // lines and /debug keys.
 var categories = [...]string{registry.KindProducer: "client", registry.KindTopic: "topic", registry.KindChannel: "channel"}
 
-// The JSON fields of the daemon's events (docs/logging.md, Logs), by
-// position in their lines: logDB's parts, and Eventf's arguments.
-var (
-	dbKeys       = lg.Keys{1: "remote_address", 5: "category", 7: "topic", 9: "channel"}
-	clientKeys   = lg.Keys{"remote_address", "reason"}
-	identifyKeys = lg.Keys{"remote_address", "broadcast_address", "tcp_port", "http_port", "version"}
-	evictKeys    = lg.Keys{"remote_address", "duration", "reason", "broadcast_address", "tcp_port"}
-)
+// clientKeys name the JSON fields of a connection's events (docs/logging.md, Logs).
+var clientKeys = lg.Keys{"remote_address", "reason"}

@@ -23,12 +23,9 @@ type Options struct {
 	// LogPrefix starts every log line (default "[nsqlookupd] ").
 	LogPrefix string `flag:"log-prefix"`
 	// Logger receives the log lines; nil means stderr with LogPrefix.
-	Logger Logger
-	// LogFormat is text, v1.3.0's lines (the default), or json, one object
-	// a line; HTTPAccessLog chooses the requests logged: all (the default),
-	// none or ignore-probes (docs/logging.md).
-	LogFormat     lg.Format    `flag:"log-format"`
-	HTTPAccessLog lg.AccessLog `flag:"http-access-log"`
+	Logger        Logger
+	LogFormat     lg.Format    `flag:"log-format"`      // text (the default) or json (docs/logging.md)
+	HTTPAccessLog lg.AccessLog `flag:"http-access-log"` // requests logged: all (the default), none or ignore-probes
 
 	// TCPAddress is where nsqd connect to register (default 0.0.0.0:4160).
 	TCPAddress string `flag:"tcp-address"`
@@ -178,11 +175,6 @@ func (o *Options) Validate() error {
 func (o *Options) authConfig() auth.Config {
 	return auth.Config{Servers: o.AuthHTTPAddresses, ConnectTimeout: o.HTTPClientConnectTimeout,
 		RequestTimeout: o.HTTPClientRequestTimeout, RootCAFile: o.TLSRootCAFile}
-}
-
-// logSettings is the log's settings of the options.
-func (o *Options) logSettings() lg.Settings {
-	return lg.Settings{Level: o.LogLevel, Format: o.LogFormat, Access: o.HTTPAccessLog}
 }
 
 // accessConfig is the access rules of the options.

@@ -30,8 +30,8 @@ var (
 	plainCodes = []int{http.StatusOK, http.StatusBadRequest, http.StatusInternalServerError}
 )
 
-// newHTTPServer declares every route. Only /metrics and the pprof routes
-// are not access-logged.
+// newHTTPServer declares every route. Only the pprof routes are not
+// access-logged (as in v1.3.0).
 func newHTTPServer(l *NSQLookupd) *httpServer {
 	log, probe := http_api.Log(l.log), http_api.LogProbe(l.log)
 	router := httprouter.New()
@@ -63,9 +63,9 @@ func newHTTPServer(l *NSQLookupd) *httpServer {
 	s.adminAPI("POST", "/channel/delete", s.doDeleteChannel, log, http_api.V1)
 	s.adminAPI("POST", "/topic/tombstone", s.doTombstoneTopicProducer, log, http_api.V1)
 
-	// Not access-logged (a scrape every 15 s would flood the log), and
-	// served with --disable-pprof too.
-	s.plain("GET", "/metrics", l.metrics.handler)
+	// A probe for the access log, as /ping and /info; served with
+	// --disable-pprof too.
+	s.plain("GET", "/metrics", http_api.LogProbeHandler(l.log, l.metrics.handler))
 
 	// The admin POSTs above and the pprof routes below are declared
 	// through adminAPI and adminPlain: behind the access rules (internal/access).
@@ -117,22 +117,16 @@ func (s *httpServer) plain(method, path string, h http.Handler) {
 }
 
 // adminAPI declares an admin route (a POST that changes the registry) as
-// api does, behind the access rules when there are any; its 403 is then
+// api does, behind the access rules, which a reload may change; its 403 is
 // counted from start-up, as every answer a route can give.
 func (s *httpServer) adminAPI(method, path string, f http_api.APIHandler, ds ...http_api.Decorator) {
-	if g := s.nsqlookupd.access; g.GuardsHTTP() {
-		ds = append(ds, g.API)
-		s.nsqlookupd.metrics.expect(path, method, http.StatusForbidden)
-	}
-	s.api(method, path, f, ds...)
+	s.nsqlookupd.metrics.expect(path, method, http.StatusForbidden)
+	s.api(method, path, f, append(ds, s.nsqlookupd.access.API)...)
 }
 
 // adminPlain declares a /debug/pprof route as plain does, behind the
-// access rules when there are any.
+// access rules.
 func (s *httpServer) adminPlain(method, path string, h http.Handler) {
-	if g := s.nsqlookupd.access; g.GuardsHTTP() {
-		h = g.Handler(h)
-		s.nsqlookupd.metrics.expect(path, method, http.StatusForbidden)
-	}
-	s.plain(method, path, h)
+	s.nsqlookupd.metrics.expect(path, method, http.StatusForbidden)
+	s.plain(method, path, s.nsqlookupd.access.Handler(h))
 }

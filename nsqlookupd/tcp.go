@@ -25,6 +25,7 @@ type tcpServer struct {
 	accepted  uint64                // connections ever accepted
 
 	writeTimeout time.Duration // bounds each write of answers (0: none)
+	refused      sync.Map      // connections closeRefused closed: net.Conn -> true
 }
 
 func newTCPServer(l *NSQLookupd, writeTimeout time.Duration) *tcpServer {
@@ -90,6 +91,20 @@ func (p *tcpServer) closeStale(addr string, conn net.Conn) {
 	}
 }
 
+// closeRefused closes each registration connection the access rules in
+// force refuse, with one line: its producer leaves as on any disconnect.
+func (p *tcpServer) closeRefused() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		if p.nsqlookupd.access.Refuses(c.RemoteAddr()) {
+			p.refused.Store(c, true)
+			p.nsqlookupd.log.Eventf(lg.WARN, clientKeys, "TCP: closing client(%s): %s since the reload", c.RemoteAddr(), "not in --tcp-allow")
+			c.Close()
+		}
+	}
+}
+
 // Handle serves one registration connection until it ends, then removes its
 // producer from the registry.
 func (p *tcpServer) Handle(conn net.Conn) {
@@ -134,8 +149,8 @@ func (p *tcpServer) Handle(conn net.Conn) {
 	}()
 	defer p.cleanup(client)
 
-	prot := &lookupProtocolV1{nsqlookupd: l}
-	if err := prot.IOLoop(client); err != nil {
+	err := (&lookupProtocolV1{nsqlookupd: l}).IOLoop(client)
+	if _, refused := p.refused.LoadAndDelete(conn); err != nil && !refused { // closeRefused logged it
 		l.log.Eventf(lg.ERROR, clientKeys, "client(%s) - %s", conn.RemoteAddr(), err)
 	}
 }

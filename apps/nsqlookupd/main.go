@@ -1,7 +1,8 @@
 // Command nsqlookupd is NSQ's discovery daemon: a drop-in replacement for
 // nsqlookupd v1.3.0. Flags beat the --config TOML file, which beats the
-// defaults; SIGINT or SIGTERM stops it cleanly with exit status 0, and a
-// closed stderr never stops it (docs/logging.md, Signals).
+// defaults; SIGINT or SIGTERM stops it cleanly with exit status 0, SIGHUP
+// reads the file again and reloads what can change while it runs, and a
+// closed stderr never stops it (docs/logging.md, Signals and Reload).
 package main
 
 import (
@@ -32,12 +33,11 @@ func main() {
 		os.Exit(0)
 	}
 
-	cfg, err := loadConfig(flagSet.Lookup("config").Value.String(), opts)
+	opts, err := resolveOptions(flagSet)
 	if err != nil {
 		// in the format the command line asks for, if it does
 		lg.LogFatal(logPrefix, flagSet.Lookup("log-format").Value.(flag.Getter).Get().(lg.Format), err)
 	}
-	options.Resolve(opts, flagSet, cfg)
 
 	daemon, err := nsqlookupd.New(opts)
 	if err != nil {
@@ -54,6 +54,21 @@ func main() {
 	// serves on. The channel is never read: a signal finding it full is
 	// dropped, and SIGPIPE needs no action.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	// SIGHUP reloads, one reload at a time; signals that arrive during one
+	// make one more (the channel holds one), and never delay a SIGTERM.
+	reloadChan := make(chan os.Signal, 1)
+	signal.Notify(reloadChan, syscall.SIGHUP)
+	go func() {
+		for range reloadChan {
+			daemon.Reload(func() (*nsqlookupd.Options, error) {
+				opts, err := resolveOptions(flagSet)
+				if err != nil {
+					return nil, err
+				}
+				return opts, opts.Validate()
+			})
+		}
+	}()
 
 	exitCode := make(chan int, 1)
 	go func() {
@@ -70,4 +85,16 @@ func main() {
 	}
 	daemon.Exit()
 	os.Exit(code)
+}
+
+// resolveOptions reads the --config file (again, on a reload) and resolves the
+// options from the command line, the file and the defaults, in that order.
+func resolveOptions(flagSet *flag.FlagSet) (*nsqlookupd.Options, error) {
+	opts := nsqlookupd.NewOptions()
+	cfg, err := loadConfig(flagSet.Lookup("config").Value.String(), opts)
+	if err != nil {
+		return nil, err
+	}
+	options.Resolve(opts, flagSet, cfg)
+	return opts, nil
 }

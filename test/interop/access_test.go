@@ -65,10 +65,10 @@ func TestAccessNSQD(t *testing.T) {
 		t.Fatalf("refusing daemon lists the nsqd in %s (%v); want neither", got, err)
 	}
 	refusedLine := regexp.MustCompile(`WARNING: TCP: refused client\(` + regexp.QuoteMeta(n.nsIP) + `:\d+\): not in --tcp-allow`)
-	if !refusedLine.MatchString(refusing.logs.String()) {
+	if !refusedLine.MatchString(refusing.text()) {
 		t.Errorf("the refusing daemon's log has no line matching %s", refusedLine)
 	}
-	if strings.Contains(refusing.logs.String(), "TCP: new client("+n.nsIP) {
+	if strings.Contains(refusing.text(), "TCP: new client("+n.nsIP) {
 		t.Errorf("the refusing daemon served the nsqd's connection (a \"TCP: new client(%s\" line)", n.nsIP)
 	}
 
@@ -145,7 +145,7 @@ func TestAccessClientCertificates(t *testing.T) {
 	if !strings.Contains(string(answer), "CLIENT_CERT_REQUIRED") {
 		t.Errorf("nsqadmin without a certificate: tombstone answered %s; want the daemon's CLIENT_CERT_REQUIRED", answer)
 	}
-	logs := d.logs.String()
+	logs := d.text()
 	for _, re := range []*regexp.Regexp{
 		regexp.MustCompile(`INFO: 403 POST /topic/tombstone\?topic=acc_b&node=\S+ \(127\.0\.0\.1:\d+\) `),
 		regexp.MustCompile(`INFO: HTTPS: 403 POST /topic/tombstone\?topic=acc_b&node=\S+ \(127\.0\.0\.1:\d+\) `),
@@ -168,7 +168,7 @@ func TestAccessClientCertificates(t *testing.T) {
 		t.Errorf("nsqadmin with a certificate: tombstone answered %s", answer)
 	}
 	tombstoned := regexp.MustCompile(`INFO: HTTPS: 200 POST /topic/tombstone\?topic=acc_a&node=\S+ \(127\.0\.0\.1:\d+\) `)
-	if !tombstoned.MatchString(d.logs.String()) {
+	if !tombstoned.MatchString(d.text()) {
 		t.Errorf("no access line matching %s in the daemon's log", tombstoned)
 	}
 	eventually(t, registerTimeout, func() (bool, string) {

@@ -235,7 +235,7 @@ func TestAuthRealPeers(t *testing.T) {
 	t.Parallel()
 	a := startAuthd(t)
 	d := startAuthLookupd(t, a, "--http-admin-allow=127.0.0.1")
-	if want := "INFO: AUTH: reads need a secret (Authorization: Bearer) checked against " + a.addr + " (connect timeout 2s, request timeout 5s)"; !strings.Contains(d.logs.String(), want) {
+	if want := "INFO: AUTH: reads need a secret (Authorization: Bearer) checked against " + a.addr + " (connect timeout 2s, request timeout 5s)"; !strings.Contains(d.text(), want) {
 		t.Errorf("no start-up line %q in the daemon's log", want)
 	}
 	n := startAuthNSQD(t, a, d.TCPAddr)
@@ -257,7 +257,7 @@ func TestAuthRealPeers(t *testing.T) {
 	startTenantConsumer(t, "tenant_a.orders", "spy", "secret-b", &spied, viaLookupd(d))
 	line := regexp.MustCompile(`INFO: 404 GET /lookup\?topic=tenant_a\.orders \(127\.0\.0\.1:\d+\) `)
 	eventually(t, registerTimeout, func() (bool, string) {
-		return len(line.FindAllString(d.logs.String(), -1)) >= 3, "fewer than 3 lookups of tenant_a.orders answered 404"
+		return len(line.FindAllString(d.text(), -1)) >= 3, "fewer than 3 lookups of tenant_a.orders answered 404"
 	})
 	n.publish(t, "tenant_a.orders", "a2")
 	waitConsumed(t, &gotA, []string{"a2"})
@@ -748,7 +748,7 @@ func TestAuthServerDown(t *testing.T) {
 		t.Errorf("%d answers to A's cached secret were not A's filtered view, the first: %s", len(leaks), leaks[0])
 	}
 	failure := regexp.MustCompile(`WARNING: AUTH: failed to auth against ` + regexp.QuoteMeta(a.addr) + ` - `)
-	if got := len(failure.FindAllString(d.logs.String(), -1)); got != 1 {
+	if got := len(failure.FindAllString(d.text(), -1)); got != 1 {
 		t.Errorf("%d log lines for the failing server; want 1 (once a minute)", got)
 	}
 	if v, err := metric(d, `nsqlookupd_auth_queries_total{result="failed"}`); err != nil || v != 6 {

@@ -284,7 +284,7 @@ func TestHostDeath(t *testing.T) {
 		t.Errorf("gone %s after the cut, well before the %s timeout: something else closed the connection", gone, readTimeout)
 	}
 	want := "evicting producer " + p.BroadcastAddress + ":4150"
-	if !strings.Contains(d.logs.String(), want) {
+	if !strings.Contains(d.text(), want) {
 		t.Errorf("the daemon's log has no line with %q", want)
 	}
 

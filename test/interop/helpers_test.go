@@ -257,6 +257,9 @@ type lookupd struct {
 	logs      syncBuffer // stdout and stderr of every run
 	// output, when set, is the daemon's stdout and stderr instead of logs.
 	output *os.File
+	// json: the daemon writes JSON lines, as INTEROP_LOG_FORMAT asks
+	// (unless ownFormat: the test chooses the format itself).
+	json, ownFormat bool
 
 	proc   *os.Process
 	exited chan struct{} // closed when the current run has been waited for
@@ -324,8 +327,12 @@ func startDaemonTo(t *testing.T, output *os.File, bin string, args ...string) *l
 func launch(t *testing.T, d *lookupd, tcpHost, httpHost string) *lookupd {
 	t.Helper()
 	bin, tls := d.bin, d.tls
+	d.json = jsonLogFormat && bin == lookupdBin && d.output == nil && !d.ownFormat
 	t.Cleanup(func() {
 		d.kill()
+		if d.json {
+			checkJSONLog(t, d.logs.String())
+		}
 		if t.Failed() {
 			out := d.logs.String()
 			if len(out) > 16<<10 {
@@ -360,6 +367,9 @@ func (d *lookupd) start() error {
 	if d.tls != nil {
 		args = append(args, "--https-address="+d.HTTPSAddr, "--tls-cert="+d.tls.certFile, "--tls-key="+d.tls.keyFile)
 		args = append(args, d.tls.args...)
+	}
+	if d.json {
+		args = append(args, "--log-format=json")
 	}
 	cmd := exec.Command(d.bin, args...)
 	cmd.Stdout = &d.logs
@@ -466,6 +476,24 @@ func (d *lookupd) terminate(timeout time.Duration) (*os.ProcessState, error) {
 	case <-time.After(timeout):
 		return nil, fmt.Errorf("still running %v after SIGTERM", timeout)
 	}
+}
+
+// text returns the daemon's output, each JSON line (INTEROP_LOG_FORMAT)
+// as "<LEVEL>: <msg>", the end of its text line: what tests look for.
+func (d *lookupd) text() string {
+	out := d.logs.String()
+	if !d.json {
+		return out
+	}
+	var b strings.Builder
+	for _, line := range strings.Split(out, "\n") {
+		var m struct{ Level, Msg string }
+		if json.Unmarshal([]byte(line), &m) == nil && m.Level != "" {
+			line = m.Level + ": " + m.Msg
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String()
 }
 
 func (d *lookupd) url(pathAndQuery string) string {

@@ -56,7 +56,7 @@ func TestHTTPSConsumer(t *testing.T) {
 	})
 	// It asked over HTTPS: the daemon logged the lookup as an HTTPS one.
 	lookupLine := regexp.MustCompile(`INFO: HTTPS: 200 GET /lookup\?topic=` + topic + ` \(127\.0\.0\.1:\d+\) `)
-	if !lookupLine.MatchString(d.logs.String()) {
+	if !lookupLine.MatchString(d.text()) {
 		t.Errorf("no access line matching %s in the daemon's log", lookupLine)
 	}
 }
@@ -108,7 +108,7 @@ func TestNSQAdminTLSRequired(t *testing.T) {
 
 	adminTombstonesN2(t, api, c)
 	// nsqadmin was sent from the plain port to the HTTPS one.
-	logs := d.logs.String()
+	logs := d.text()
 	for _, re := range []*regexp.Regexp{
 		regexp.MustCompile(`INFO: 403 POST /topic/tombstone\?\S+ \(127\.0\.0\.1:\d+\) `),
 		regexp.MustCompile(`INFO: HTTPS: 200 POST /topic/tombstone\?\S+ \(127\.0\.0\.1:\d+\) `),
@@ -197,7 +197,7 @@ func TestChannelPrecreationHTTPS(t *testing.T) {
 		t.Errorf("nsqd not trusting the CA: topic_c channels %q, want none (it cannot verify the daemon)", got)
 	}
 	line := regexp.MustCompile(`INFO: HTTPS: 200 GET /channels\?topic=topic_c \(127\.0\.0\.1:\d+\) `)
-	if !line.MatchString(d.logs.String()) {
+	if !line.MatchString(d.text()) {
 		t.Errorf("no access line matching %s in the daemon's log", line)
 	}
 }

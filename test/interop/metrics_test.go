@@ -20,7 +20,7 @@ var contribPrometheus = filepath.Join("..", "..", "contrib", "prometheus")
 
 // TestPrometheus has a real Prometheus scrape the daemon, with two real nsqd
 // registered, and load the alert rules of contrib/prometheus; promtool
-// checks a scrape and the contrib files.
+// checks a scrape and the contrib files, and runs the rules' unit tests.
 func TestPrometheus(t *testing.T) {
 	t.Parallel()
 	promBin, promtool := lookTool(t, "prometheus"), lookTool(t, "promtool")
@@ -47,6 +47,7 @@ func TestPrometheus(t *testing.T) {
 	for _, args := range [][]string{
 		{"check", "config", filepath.Join(contribPrometheus, "prometheus.yml")},
 		{"check", "rules", rules},
+		{"test", "rules", filepath.Join(contribPrometheus, "nsqlookupd.rules.test.yml")},
 	} {
 		if out, err := exec.Command(promtool, args...).CombinedOutput(); err != nil {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)

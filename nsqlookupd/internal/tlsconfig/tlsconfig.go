@@ -139,12 +139,12 @@ func (o Options) Validate() error {
 
 // New returns the HTTPS port's configuration, as nsqd's buildTLSConfig
 // maps the options, with two changes: the certificate is served through a
-// certReloader, and only HTTP/1.1 is offered (nsqd's HTTPS offers no
-// HTTP/2 either). opts must have passed Validate.
-func New(opts Options, logf lg.AppLogFunc) (*tls.Config, error) {
-	reloader, err := newCertReloader(opts.Cert, opts.Key, logf)
+// Reloader, which it returns too, and only HTTP/1.1 is offered (nsqd's
+// HTTPS offers no HTTP/2 either). opts must have passed Validate.
+func New(opts Options, log *lg.Log) (*tls.Config, *Reloader, error) {
+	reloader, err := newReloader(opts.Cert, opts.Key, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	minVersion, _ := parseTLSVersion(opts.MinVersion)
 	cfg := &tls.Config{
@@ -156,26 +156,27 @@ func New(opts Options, logf lg.AppLogFunc) (*tls.Config, error) {
 	if opts.RootCAFile != "" {
 		pem, err := os.ReadFile(opts.RootCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("failed to read --tls-root-ca-file - %w", err)
+			return nil, nil, fmt.Errorf("failed to read --tls-root-ca-file - %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("no PEM certificate in --tls-root-ca-file %s", opts.RootCAFile)
+			return nil, nil, fmt.Errorf("no PEM certificate in --tls-root-ca-file %s", opts.RootCAFile)
 		}
 		cfg.ClientCAs = pool
 	}
-	return cfg, nil
+	return cfg, reloader, nil
 }
 
-// certReloader serves the certificate and key at certFile and keyFile and
+// Reloader serves the certificate and key at certFile and keyFile and
 // loads them again, at the next handshake, when either file has changed
 // (another inode, size or modification time): a renewal written in place
 // or renamed into place is served without a restart. A pair that fails to
 // load is logged once and the last good pair kept, so a renewal caught
 // between its two writes costs one ERROR line and no failed handshake.
-type certReloader struct {
+// Load reads them at once (a reload).
+type Reloader struct {
 	certFile, keyFile string
-	logf              lg.AppLogFunc
+	log               *lg.Log
 
 	mu sync.Mutex // guards the fields below
 	// cert is the last pair that loaded.
@@ -185,10 +186,10 @@ type certReloader struct {
 	certInfo, keyInfo os.FileInfo
 }
 
-// newCertReloader loads the pair once; an unreadable or mismatched pair
-// is an error.
-func newCertReloader(certFile, keyFile string, logf lg.AppLogFunc) (*certReloader, error) {
-	r := &certReloader{certFile: certFile, keyFile: keyFile, logf: logf}
+// newReloader loads the pair once; an unreadable or mismatched pair is an
+// error.
+func newReloader(certFile, keyFile string, log *lg.Log) (*Reloader, error) {
+	r := &Reloader{certFile: certFile, keyFile: keyFile, log: log}
 	r.certInfo, r.keyInfo, _ = r.stat()
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
@@ -200,7 +201,7 @@ func newCertReloader(certFile, keyFile string, logf lg.AppLogFunc) (*certReloade
 
 // stat returns both files' info, nil for one that cannot be read, and the
 // first error.
-func (r *certReloader) stat() (certInfo, keyInfo os.FileInfo, err error) {
+func (r *Reloader) stat() (certInfo, keyInfo os.FileInfo, err error) {
 	certInfo, certErr := os.Stat(r.certFile)
 	keyInfo, keyErr := os.Stat(r.keyFile)
 	if certErr != nil {
@@ -220,7 +221,7 @@ func unchanged(a, b os.FileInfo) bool {
 
 // getCertificate is the tls.Config's GetCertificate: it checks the files
 // (two stat calls per handshake) and answers the current pair.
-func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (r *Reloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	certInfo, keyInfo, err := r.stat()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -233,18 +234,43 @@ func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 		cert, err = tls.LoadX509KeyPair(r.certFile, r.keyFile)
 	}
 	if err != nil {
-		r.logf(lg.ERROR, "HTTPS: reloading --tls-cert %s and --tls-key %s failed, still serving the previous certificate - %s",
-			r.certFile, r.keyFile, err)
+		r.log.Eventf(lg.ERROR, lg.Keys{"tls_cert", "tls_key", "reason"},
+			"HTTPS: reloading --tls-cert %s and --tls-key %s failed, still serving the previous certificate - %s", r.certFile, r.keyFile, err)
 		return r.cert, nil
 	}
-	r.cert = &cert
+	r.putLocked(&cert)
+	return r.cert, nil
+}
+
+// putLocked serves cert from now on and logs it; r.mu is held.
+func (r *Reloader) putLocked(cert *tls.Certificate) {
+	r.cert = cert
 	if cert.Leaf != nil {
-		r.logf(lg.INFO, "HTTPS: reloaded --tls-cert %s (serial %X, valid until %s)",
+		r.log.Eventf(lg.INFO, lg.Keys{"tls_cert"}, "HTTPS: reloaded --tls-cert %s (serial %X, valid until %s)",
 			r.certFile, cert.Leaf.SerialNumber, cert.Leaf.NotAfter.UTC().Format("2006-01-02 15:04:05 MST"))
 	} else {
-		r.logf(lg.INFO, "HTTPS: reloaded --tls-cert %s", r.certFile)
+		r.log.Eventf(lg.INFO, lg.Keys{"tls_cert"}, "HTTPS: reloaded --tls-cert %s", r.certFile)
 	}
-	return r.cert, nil
+}
+
+// Load reads the pair at once, changed or not, and returns what puts it in
+// force, or why it cannot be: a reload checks everything before it
+// changes anything. On a nil Reloader (no HTTPS), commit does nothing.
+func (r *Reloader) Load() (commit func(), err error) {
+	if r == nil {
+		return func() {}, nil
+	}
+	certInfo, keyInfo, _ := r.stat()
+	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load --tls-cert %s and --tls-key %s - %w", r.certFile, r.keyFile, err)
+	}
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.certInfo, r.keyInfo = certInfo, keyInfo
+		r.putLocked(&cert)
+	}, nil
 }
 
 // errTLSRequired is the status of the plain port's answers when TLS is
