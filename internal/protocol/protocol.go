@@ -1,5 +1,6 @@
 // Package protocol holds the pieces of nsqlookupd's TCP wire protocol shared
-// by the daemon and its tests: response framing, client errors, topic and
+// by the daemon and its tests: response framing, bounded line reading
+// (LineReader) and answer gathering (Answers), client errors, topic and
 // channel name rules, and the accept loop.
 package protocol
 
