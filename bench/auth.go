@@ -39,6 +39,6 @@ func startAuthServer() (addr string, stop func(), err error) {
 func (o *options) withAuth(authAddr string) *options {
 	a := *o
 	a.daemonFlags = append(slices.Clone(o.daemonFlags), "--auth-http-address="+authAddr, "--http-admin-allow=127.0.0.1")
-	a.secret = benchSecret
+	a.secret, a.label = benchSecret, " +auth"
 	return &a
 }

@@ -160,7 +160,8 @@ func TestParseFlags(t *testing.T) {
 		o.churnDuration != 2*time.Second || o.churnNodes || o.blockProfile != "b.pb.gz" || o.blockProfileRate != 1 {
 		t.Errorf("flags: %q %d %v %v %v %q %d", o.registerModes, o.churnConns, o.churnRate, o.churnDuration, o.churnNodes, o.blockProfile, o.blockProfileRate)
 	}
-	for _, ok := range [][]string{{"-binary", "x", "-churn-conns", "0"}, {"-binary", "a", "-soak", "30m"}, {"-binary", "a,b", "-auth"}} {
+	for _, ok := range [][]string{{"-binary", "x", "-churn-conns", "0"}, {"-binary", "a", "-soak", "30m"}, {"-binary", "a,b", "-auth"},
+		{"-binary", "a", "-variant-flag=--log-format=json", "-auth"}} {
 		if _, err := parseFlags(ok, io.Discard); err != nil {
 			t.Errorf("parseFlags(%q): %v", ok, err)
 		}
@@ -184,6 +185,7 @@ func TestParseFlags(t *testing.T) {
 		"-binary a -soak 30m -soak-every 0s":               "-soak-every",
 		"-binary a -auth -soak 30m":                        "-auth",
 		"-binary a -auth -block-profile b":                 "-auth",
+		"-binary a -variant-flag=-x -soak 30m":             "-variant-flag",
 	} {
 		if _, err := parseFlags(strings.Fields(bad), io.Discard); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("parseFlags(%q): error %v; want one about %s", bad, err, want)

@@ -15,6 +15,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -71,6 +72,9 @@ type options struct {
 
 	auth   bool   // also measure each binary with auth on (auth.go)
 	secret string // sent with every request: the run with auth on
+
+	variants []string // also measure each binary with each of these daemon flags
+	label    string   // what a run adds to its binary's name in the report
 }
 
 // listFlag is a repeatable flag whose values may also be comma separated.
@@ -128,6 +132,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.soakEvery, "soak-every", 10*time.Second, "interval between two samples of a soak")
 	fs.StringVar(&o.soakOut, "soak-out", "soak", "a soak's output `path`, without extension: PATH.csv and PATH.svg")
 	fs.Float64Var(&o.soakReadRate, "soak-read-rate", 500, "/lookup requests a second of a soak's -clients readers, in all")
+	fs.Var((*repeatFlag)(&o.variants), "variant-flag", "measure each -binary once more, side by side, with this extra `argument` (repeatable: a run for each), e.g. -variant-flag=--log-format=json")
 	fs.BoolVar(&o.auth, "auth", false, "measure each -binary twice, side by side: as given, then with auth on against an auth server the harness runs, every request carrying a secret granted everything (cached after the first)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: go run ./bench [flags] (see docs/performance.md)\n\nFlags:\n")
@@ -191,6 +196,7 @@ func (o *options) validate() error {
 		{soak && !churn, "-soak runs the churn phase's load: -churn-conns must be > 0"},
 		{soak && len(o.binaries) > 1, "-soak measures one daemon: give one -binary"},
 		{o.auth && (soak || o.blockProfile != ""), "-auth starts each -binary twice: not with -soak or -block-profile"},
+		{len(o.variants) > 0 && (soak || o.blockProfile != ""), "-variant-flag starts each -binary again: not with -soak or -block-profile"},
 	} {
 		if c.bad {
 			return errors.New(c.err)
@@ -241,6 +247,11 @@ func run(args []string) int {
 
 	rep := newReport(o)
 	runs := []*options{o}
+	for _, f := range o.variants {
+		v := *o
+		v.daemonFlags, v.label = append(slices.Clone(o.daemonFlags), f), " "+f
+		runs = append(runs, &v)
+	}
 	if o.auth {
 		addr, stop, err := startAuthServer()
 		if err != nil {
@@ -254,9 +265,7 @@ func run(args []string) int {
 	for i, bin := range o.binaries {
 		for j, ro := range runs {
 			res := runTarget(ctx, ro, i*len(runs)+j, bin)
-			if ro.secret != "" {
-				res.Target += " +auth"
-			}
+			res.Target += ro.label
 			rep.Results = append(rep.Results, res)
 			if res.Error != "" {
 				failed = true
