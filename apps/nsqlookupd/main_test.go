@@ -123,6 +123,8 @@ func TestBadConfig(t *testing.T) {
 	}{
 		{"not toml", "tcp_address = ", "failed to load config file"},
 		{"bad log level", `log_level = "loud"`, "failed parsing log_level loud"},
+		{"bad log format", `log_format = "yaml"`, "failed parsing log_format yaml"},
+		{"bad access log", `http_access_log = "probes"`, "failed parsing http_access_log probes"},
 		{"bad duration", `tombstone_lifetime = "soon"`, "tombstone_lifetime"},
 		{"wrong type", `tcp_address = 4160`, "tcp_address: want a string"},
 	}

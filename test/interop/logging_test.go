@@ -186,7 +186,7 @@ func TestJSONLog(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		body := fmt.Sprintf(`{"broadcast_address":"127.0.0.1","tcp_port":1,"http_port":2,"version":"1.3.0"}`)
+		body := `{"broadcast_address":"127.0.0.1","tcp_port":1,"http_port":2,"version":"1.3.0"}`
 		fmt.Fprintf(conn, "  V1IDENTIFY\n%s%sREGISTER %s c\n", string(binary.BigEndian.AppendUint32(nil, uint32(len(body)))), body, name)
 		io.Copy(io.Discard, conn) // until the daemon closes it
 		conn.Close()
