@@ -40,14 +40,9 @@ var presets = map[string]workload{
 	"xlarge": {Preset: "xlarge", Producers: 5000, Topics: 100000, PerTopic: 20, Channels: 5},
 }
 
-// Registration modes: how a simulated nsqd sends its REGISTER commands.
-const (
-	// modePipelined streams every command, then reads the answers.
-	modePipelined = "pipelined"
-	// modeSequential sends one command and waits for its answer before
-	// the next, as a real nsqd does.
-	modeSequential = "sequential"
-)
+// Registration modes: pipelined streams every command, then reads the
+// answers; sequential waits for each answer before the next, as nsqd does.
+const modePipelined, modeSequential = "pipelined", "sequential"
 
 // options are the parsed command-line flags.
 type options struct {
@@ -56,6 +51,7 @@ type options struct {
 
 	clients, requests, samples, verify, concurrency                int
 	duration, pingInterval, startupTimeout, ioTimeout, httpTimeout time.Duration
+	keptWait                                                       time.Duration // leave's sampling
 	seed                                                           uint64
 	logDir, jsonPath                                               string
 	registerModes                                                  []string
@@ -118,6 +114,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.startupTimeout, "startup-timeout", 10*time.Second, "how long a started binary may take to answer /ping")
 	fs.DurationVar(&o.ioTimeout, "io-timeout", time.Minute, "deadline for a producer's connect+IDENTIFY, its whole registration, and each PING")
 	fs.DurationVar(&o.httpTimeout, "http-timeout", time.Minute, "timeout of a single HTTP request")
+	fs.DurationVar(&o.keptWait, "kept-wait", 0, "at the end, all producers leave and the daemon's lowest RSS over this long after a forced GC is reported as kept (0 = they stay)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed for the random topic choices (same seed = same request sequence)")
 	fs.StringVar(&o.logDir, "log-dir", "", "keep each started daemon's output in this `directory` (default: temporary file, kept only on failure)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this `file`")
@@ -262,6 +259,7 @@ func run(args []string) int {
 		runs = append(runs, o.withAuth(addr))
 	}
 	failed := false
+targets:
 	for i, bin := range o.binaries {
 		for j, ro := range runs {
 			res := runTarget(ctx, ro, i*len(runs)+j, bin)
@@ -272,11 +270,8 @@ func run(args []string) int {
 				logger.Printf("%s: FAILED: %s", res.Target, res.Error)
 			}
 			if ctx.Err() != nil {
-				break
+				break targets
 			}
-		}
-		if ctx.Err() != nil {
-			break
 		}
 	}
 	printTable(os.Stdout, rep)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -120,7 +121,11 @@ func measure(ctx context.Context, o *options, index int, binary string, res *res
 		_, res.OtherCPU = cpu.stop()
 		res.Seconds = time.Since(began).Seconds()
 	}()
-	for _, step := range []func(context.Context) error{s.fill, s.timedPhases, s.listings, s.afterLoad, s.finish} {
+	steps := []func(context.Context) error{s.fill, s.timedPhases, s.listings, s.afterLoad, s.finish}
+	if o.keptWait > 0 {
+		steps = append(steps, s.leave)
+	}
+	for _, step := range steps {
 		if err := step(ctx); err != nil {
 			return err
 		}
@@ -334,4 +339,33 @@ func (s *session) finish(ctx context.Context) error {
 		}
 	}
 	return s.t.Alive()
+}
+
+// leave closes every producer's connection, waits until /nodes lists none,
+// forces a collection (/debug/pprof/heap?gc=1, served by v1.3.0 too) and
+// records the lowest RSS of the next -kept-wait: what the daemon keeps once
+// its fleet has gone.
+func (s *session) leave(ctx context.Context) error {
+	for _, f := range s.fleets {
+		f.close()
+	}
+	for gone := time.Now().Add(s.o.ioTimeout); ; time.Sleep(100 * time.Millisecond) {
+		var nodes struct{ Producers []json.RawMessage }
+		if err := s.h.getJSON(ctx, "/nodes", &nodes); err != nil {
+			return fmt.Errorf("waiting for the producers to leave: %w", err)
+		} else if len(nodes.Producers) == 0 {
+			break
+		} else if time.Now().After(gone) {
+			return fmt.Errorf("%d producers still listed %v after they left", len(nodes.Producers), s.o.ioTimeout)
+		}
+	}
+	if _, err := s.h.getDiscard(ctx, "/debug/pprof/heap?gc=1"); err != nil {
+		return err
+	}
+	for end := time.Now().Add(s.o.keptWait); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		if rss, _ := harness.MemKiB(s.t.PID); rss != nil && (s.res.Memory.KeptKiB == nil || *rss < *s.res.Memory.KeptKiB) {
+			s.res.Memory.KeptKiB = rss
+		}
+	}
+	return ctx.Err()
 }

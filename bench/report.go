@@ -97,6 +97,7 @@ type memoryStats struct {
 	RegisteredKiB *uint64 `json:"rss_registered_kib,omitempty"`
 	EndKiB        *uint64 `json:"rss_end_kib,omitempty"`
 	PeakKiB       *uint64 `json:"rss_peak_kib,omitempty"`
+	KeptKiB       *uint64 `json:"rss_kept_kib,omitempty"` // after all producers left (-kept-wait)
 	// HarnessPeakKiB is the harness's own peak RSS so far.
 	HarnessPeakKiB *uint64 `json:"harness_rss_peak_kib,omitempty"`
 }
@@ -254,6 +255,7 @@ func tableRows(rep *report) []row {
 		{"RSS idle", func(r *result) string { return fmtKiB(r.Memory.IdleKiB) }},
 		{"RSS after registration", func(r *result) string { return fmtKiB(r.Memory.RegisteredKiB) }},
 		{"RSS end / peak", func(r *result) string { return fmtKiB(r.Memory.EndKiB) + " / " + fmtKiB(r.Memory.PeakKiB) }},
+		{"RSS kept after all left", func(r *result) string { return fmtKiB(r.Memory.KeptKiB) }},
 		{"verified", cell(func(r *result) *verifyStats { return r.Verify }, func(v *verifyStats) string {
 			return fmt.Sprintf("%d topics", v.LookupTopics) + cond(v.Topics, ", /topics") + cond(v.Nodes, ", /nodes") +
 				fmt.Sprintf("; %d rechecked", v.RecheckTopics) + timedOut(v.TimedOut)

@@ -26,19 +26,11 @@ import (
 )
 
 type options struct {
-	binaries    []string
-	daemonFlags []string
-
-	channels int
-
-	producers, topics, perTopic, topicChannels int
-	readers                                    int
-	path                                       string
-	wait                                       time.Duration
-
-	churnConns, churnParallel, churnRegs, floodTopics int
-	topicKeys                                         int
-	settle                                            time.Duration
+	binaries, daemonFlags                                         []string
+	channels, producers, topics, perTopic, topicChannels, readers int
+	churnConns, churnParallel, churnRegs, floodTopics, topicKeys  int
+	path                                                          string
+	wait, settle                                                  time.Duration
 }
 
 type listFlag []string
@@ -70,12 +62,8 @@ func main() {
 		fs.PrintDefaults()
 	}
 	fs.Parse(os.Args[1:])
-	if fs.NArg() != 1 || len(o.binaries) == 0 {
-		fs.Usage()
-		os.Exit(2)
-	}
 	run := map[string]func(daemon, *options) error{"flood": flood, "stall": stall, "churn": churn, "topics": topicKeys}[fs.Arg(0)]
-	if run == nil {
+	if fs.NArg() != 1 || len(o.binaries) == 0 || run == nil {
 		fs.Usage()
 		os.Exit(2)
 	}
