@@ -230,6 +230,7 @@ func BenchmarkPipelinedRegister(b *testing.B) {
 			c.conn.SetDeadline(time.Time{})
 			b.ReportAllocs()
 			b.ResetTimer()
+			test.ReportCPU(b)
 			errc := make(chan error, 1)
 			go func() {
 				for sent := 0; sent < n; sent += batch {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/lookupd/nsqlookupd/internal/test"
 )
 
 // at is the time the tests' lines are written at.
@@ -230,6 +232,7 @@ func BenchmarkLogRegister(b *testing.B) {
 			bl := NewBatchedLogger("[nsqlookupd] ", io.Writer(devNull))
 			l := New(bl, Settings{Level: INFO, Format: format})
 			b.ReportAllocs()
+			test.ReportCPU(b)
 			for b.Loop() {
 				l.Join(INFO, keys, "DB: client(", "127.0.0.1:51234", ") ", "REGISTER", " category:", "channel", " key:", "topic-000123", " subkey:", "ch-4")
 			}
