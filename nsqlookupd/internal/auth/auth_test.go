@@ -435,26 +435,69 @@ func TestCacheBounds(t *testing.T) {
 	for i := range maxEntries + 1000 {
 		c.putAllowed(keyOf(fmt.Sprint(i), params{}), &State{Expires: now.Add(time.Hour), size: 512}, now)
 	}
-	if n, b, _ := c.sizes(); n > maxEntries || b != 512*n {
-		t.Errorf("%d states, %d bytes; want at most %d, 512 each", n, b, maxEntries)
+	// at the bound an eighth is freed, then the last 999 are added
+	if n, b, _ := c.sizes(); n != maxEntries*7/8+999 || b != 512*n {
+		t.Errorf("%d states, %d bytes; want %d, 512 each", n, b, maxEntries*7/8+999)
 	}
 	c = newCache()
 	for i := range 1000 {
 		c.putAllowed(keyOf(fmt.Sprint(i), params{}), &State{Expires: now.Add(time.Hour), size: 1 << 20}, now)
 	}
-	if n, b, _ := c.sizes(); b > maxBytes || n != b>>20 {
-		t.Errorf("%d states of 1 MiB, %d bytes; want at most %d bytes", n, b, maxBytes)
+	// 64 fill the bytes; the 65th frees an eighth (down to 55), and so on
+	// every 9: the 1000th fills them again
+	if n, b, _ := c.sizes(); b != maxBytes || n != 64 {
+		t.Errorf("%d states of 1 MiB, %d bytes; want 64, %d bytes", n, b, maxBytes)
 	}
-	c.putAllowed(keyOf("huge", params{}), &State{Expires: now.Add(time.Hour), size: maxBytes}, now)
-	if st, _ := c.get(keyOf("huge", params{}), now); st != nil {
-		t.Error("a state larger than a sixteenth of the cache was kept")
+	for _, tt := range []struct {
+		size int
+		kept bool
+	}{{maxBytes / 16, true}, {maxBytes/16 + 1, false}} {
+		c = newCache()
+		c.putAllowed(keyOf("big", params{}), &State{Expires: now.Add(time.Hour), size: tt.size}, now)
+		if st, _ := c.get(keyOf("big", params{}), now); (st != nil) != tt.kept {
+			t.Errorf("a state of %d bytes (the cache holds %d): kept %t; want %t", tt.size, maxBytes, st != nil, tt.kept)
+		}
+	}
+
+	// the same key again replaces its state and its bytes; a refusal of
+	// it forgets the state
+	c = newCache()
+	k := keyOf("again", params{})
+	c.putAllowed(k, &State{Expires: now.Add(time.Hour), size: 512}, now)
+	c.putAllowed(k, &State{Expires: now.Add(time.Hour), size: 100}, now)
+	if n, b, _ := c.sizes(); n != 1 || b != 100 {
+		t.Errorf("after a state replaced: %d states, %d bytes; want 1, 100", n, b)
+	}
+	c.putRefused(k, now.Add(time.Second), now)
+	if n, b, r := c.sizes(); n != 0 || b != 0 || r != 1 {
+		t.Errorf("after a refusal: %d states, %d bytes, %d refusals; want 0, 0, 1", n, b, r)
+	}
+
+	// past the bound, the expired states go, and only they
+	c = newCache()
+	for i := range maxEntries {
+		c.putAllowed(keyOf(fmt.Sprint(i), params{}), &State{Expires: now.Add(time.Duration(1+i%2) * time.Hour), size: 512}, now)
+	}
+	later := now.Add(time.Hour)
+	c.putAllowed(keyOf("new", params{}), &State{Expires: later.Add(time.Hour), size: 512}, later)
+	if n, _, _ := c.sizes(); n != maxEntries/2+1 {
+		t.Errorf("%d states after the expired half went; want %d", n, maxEntries/2+1)
+	}
+
+	c = newCache()
+	for i := range maxRefused {
+		c.putRefused(keyOf(fmt.Sprint(i), params{}), now.Add(time.Hour), now)
+	}
+	c.putRefused(keyOf("one more", params{}), now.Add(time.Hour), now)
+	if _, _, r := c.sizes(); r != maxRefused*7/8 {
+		t.Errorf("%d refusals after one past the bound; want %d (an eighth freed)", r, maxRefused*7/8)
 	}
 
 	c = newCache()
 	for i := range maxRefused {
 		c.putRefused(keyOf(fmt.Sprint(i), params{}), now.Add(time.Second), now)
 	}
-	later := now.Add(2 * time.Second)
+	later = now.Add(2 * time.Second)
 	c.putRefused(keyOf("new", params{}), later.Add(time.Second), later)
 	if _, _, r := c.sizes(); r != 1 {
 		t.Errorf("%d refusals after the expired ones went; want 1", r)
@@ -548,6 +591,11 @@ func TestLongSecret(t *testing.T) {
 	}
 	if q := srv.queries.Load(); q != 0 {
 		t.Errorf("%d queries; want 0", q)
+	}
+	longest := strings.Repeat("s", maxSecret) // the longest a server is asked about
+	srv.set(func(s *authServer) { s.grants[longest] = []grant{{".*", []string{".*"}, []string{"subscribe"}}} })
+	if _, err := read(a, "127.0.0.1:1", longest); err != nil || srv.queries.Load() != 1 {
+		t.Errorf("a secret of %d bytes: %v, %d queries; want it queried and allowed", maxSecret, err, srv.queries.Load())
 	}
 }
 
