@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,6 +111,8 @@ func TestAnswers(t *testing.T) {
 		{"500", 500, `{"message":"INTERNAL_ERROR"}`, ErrAuthUnavailable},
 		{"404", 404, `not found`, ErrAuthUnavailable},
 		{"too large", 200, `{"ttl":60,"identity":"` + strings.Repeat("x", maxAnswer) + `","authorizations":[]}`, ErrAuthUnavailable},
+		{"largest read", 200, padded(`{"ttl":60,"identity":"i","authorizations":[{"topic":"t","channels":["c"],"permissions":["publish"]}]}`, maxAnswer), nil},
+		{"a byte too large", 200, padded(`{"ttl":60,"identity":"i","authorizations":[{"topic":"t","channels":["c"],"permissions":["publish"]}]}`, maxAnswer+1), ErrAuthUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,6 +136,68 @@ func TestAnswers(t *testing.T) {
 				t.Error("401 without WWW-Authenticate")
 			}
 		})
+	}
+}
+
+// padded returns the JSON answer a, spaces after it, n bytes long.
+func padded(a string, n int) string { return a + strings.Repeat(" ", n-len(a)) }
+
+// TestSourceBudget: a source may have sourceBurst refusals reserved at
+// once, then one every sourceRefill; a refund gives one back, never past
+// the burst. Sources are IPv4 addresses and IPv6 /64s; past maxSources, new
+// ones share one budget, and those whose budget is full again are
+// forgotten to make room.
+func TestSourceBudget(t *testing.T) {
+	c := newCache()
+	now := time.Unix(1e9, 0)
+	src := sourceOf("192.0.2.1")
+	for i := range sourceBurst {
+		if !c.take(src, now) {
+			t.Fatalf("refusal %d of the burst not granted", i+1)
+		}
+	}
+	if c.take(src, now) || !c.overBudget(src, now) {
+		t.Fatal("a refusal past the burst was granted")
+	}
+	if c.overBudget(sourceOf("192.0.2.2"), now) || sourceOf("2001:db8::1") != sourceOf("2001:db8::2:3") || sourceOf("2001:db8::1") == sourceOf("2001:db8:0:1::1") {
+		t.Fatal("sources are not each IPv4 address and each IPv6 /64")
+	}
+	if c.take(src, now.Add(sourceRefill-time.Millisecond)) {
+		t.Fatal("granted before a refill")
+	}
+	now = now.Add(sourceRefill)
+	if c.overBudget(src, now) || !c.take(src, now) || c.take(src, now) {
+		t.Fatal("not granted exactly one after a refill")
+	}
+	if c.refund(src, now); !c.take(src, now) {
+		t.Fatal("a refund was not given back")
+	}
+	later := now.Add(100 * sourceRefill)
+	c.refund(src, later)
+	for i := range sourceBurst {
+		if !c.take(src, later) {
+			t.Fatalf("refusal %d of a full budget not granted", i+1)
+		}
+	}
+	if c.take(src, later) {
+		t.Fatal("a refund went past the burst")
+	}
+
+	c = newCache()
+	for i := range maxSources {
+		c.take(netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}), 32), now)
+	}
+	for i := range sourceBurst {
+		if !c.take(sourceOf(fmt.Sprintf("192.0.2.%d", i)), now) {
+			t.Fatalf("refusal %d of the shared budget not granted", i+1)
+		}
+	}
+	if c.take(sourceOf("198.51.100.1"), now) || !c.overBudget(sourceOf("198.51.100.2"), now) {
+		t.Fatal("the sources past maxSources do not share one budget")
+	}
+	// a refill later, each known source's budget is full again
+	if !c.take(sourceOf("198.51.100.1"), now.Add(sourceRefill)) || len(c.sources) != 1 {
+		t.Fatalf("%d sources; want the full ones forgotten and the new one's own", len(c.sources))
 	}
 }
 
