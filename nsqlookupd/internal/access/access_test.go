@@ -147,3 +147,34 @@ func TestReload(t *testing.T) {
 		t.Fatalf("got\n%s\nwant (an unchanged reload logs nothing)\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestValidate: each bad setting is refused with its flag named, also
+// after settings that are good (a good one never ends the checks early),
+// and a whole good configuration passes.
+func TestValidate(t *testing.T) {
+	good := Config{TCPAllow: []string{"10.0.0.0/8"}, AdminAllow: []string{"10.1.0.0/16"}, RequireClientCert: true,
+		ClientSANs: []string{"nsqadmin.example"}, HTTPS: true, RootCA: true}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("a good configuration: %v", err)
+	}
+	for _, tt := range []struct {
+		name   string
+		modify func(c *Config)
+		want   string
+	}{
+		{"bad --tcp-allow", func(c *Config) { c.TCPAllow = []string{"10.0.0.0/33"} }, "--tcp-allow"},
+		{"bad --http-admin-allow", func(c *Config) { c.AdminAllow = []string{"nowhere"} }, "--http-admin-allow"},
+		{"empty SAN", func(c *Config) { c.ClientSANs = []string{""} }, "--http-admin-client-allowed-san"},
+		{"SANs without the certificate rule", func(c *Config) { c.RequireClientCert = false }, "needs --http-admin-require-client-cert"},
+		{"no HTTPS, no CA", func(c *Config) { c.HTTPS, c.RootCA = false, false }, "needs --https-address and --tls-root-ca-file"},
+		{"no HTTPS", func(c *Config) { c.HTTPS = false }, "needs --https-address"},
+		{"no CA", func(c *Config) { c.RootCA = false }, "needs --tls-root-ca-file"},
+		{"certificates not verified", func(c *Config) { c.ClientAuthPolicy = "require" }, "not require"},
+	} {
+		c := good
+		tt.modify(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v; want an error naming %q", tt.name, err, tt.want)
+		}
+	}
+}
