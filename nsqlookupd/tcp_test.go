@@ -595,3 +595,36 @@ func TestReusedPeerID(t *testing.T) {
 		t.Fatalf("/lookup new after the stale connection ended: got %s; want [7250]", got)
 	}
 }
+
+// TestConnsGiveBack: once a burst of at least 64 live connections has
+// dropped to a quarter of its peak, the live set is copied into a new map
+// (a Go map never gives back what it grew to), and not before; a smaller
+// burst keeps its map.
+func TestConnsGiveBack(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		burst, shrunkAt int // the live count at which the map is new; -1: never
+	}{{64, 16}, {100, 25}, {63, -1}} {
+		p := newTCPServer(nil, 0)
+		conns := make([]net.Conn, tt.burst)
+		for i := range conns {
+			c, other := net.Pipe()
+			defer c.Close()
+			defer other.Close()
+			if conns[i] = c; !p.track(c) {
+				t.Fatal("a connection was refused before closeAll")
+			}
+		}
+		for i, c := range conns {
+			p.untrack(c)
+			live := tt.burst - i - 1
+			wantPeak := tt.burst
+			if live <= tt.shrunkAt {
+				wantPeak = tt.shrunkAt
+			}
+			if len(p.conns) != live || p.connsPeak != wantPeak {
+				t.Fatalf("burst %d, %d live: %d in the map, peak %d; want peak %d", tt.burst, live, len(p.conns), p.connsPeak, wantPeak)
+			}
+		}
+	}
+}
