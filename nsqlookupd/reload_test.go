@@ -4,8 +4,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -322,5 +324,53 @@ func TestReloadBurst(t *testing.T) {
 	p.mustOK("PING")
 	if got := lookupPorts(t, l, "t_keep"); len(got) != 1 || got[0] != 4150 {
 		t.Fatalf("/lookup?topic=t_keep: %v; want the producer that stayed connected", got)
+	}
+}
+
+// TestReloadAuthServers: with auth on, a reload to other auth servers puts
+// them in force at once (a cached secret is asked again, of the new
+// server); a reload that would turn auth off is restart-only, named in a
+// WARNING line, and auth stays on (docs/logging.md, Reload).
+func TestReloadAuthServers(t *testing.T) {
+	t.Parallel()
+	authServer := func(topic string) string {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			fmt.Fprintf(w, `{"ttl":3600,"authorizations":[{"topic":%q,"channels":[".*"],"permissions":["subscribe"]}]}`, topic)
+		}))
+		t.Cleanup(s.Close)
+		return strings.TrimPrefix(s.URL, "http://")
+	}
+	logs := newLogLines(t)
+	l := startLookupd(t, func(o *Options) {
+		o.AuthHTTPAddresses = []string{authServer("^a$")}
+		o.Logger = logs
+	})
+	p := connectProducer(t, l, 4250, 4251)
+	p.mustOK("REGISTER a c")
+	p.mustOK("REGISTER b c")
+	topics := func() string {
+		req, _ := http.NewRequest("GET", "http://"+l.RealHTTPAddr().String()+"/topics", nil)
+		req.Header.Set("Authorization", "Bearer s")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return fmt.Sprintf("%d %s", resp.StatusCode, body)
+	}
+	if got := topics(); got != `200 {"topics":["a"]}` {
+		t.Fatalf("before the reload: %s", got)
+	}
+	mustReload(t, l, func(o *Options) { o.AuthHTTPAddresses = []string{authServer("^b$")} })
+	if got := topics(); got != `200 {"topics":["b"]}` {
+		t.Fatalf("after a reload to another auth server: %s; want its grant", got)
+	}
+	mustReload(t, l, func(o *Options) { o.AuthHTTPAddresses = nil })
+	if got := topics(); got != `200 {"topics":["b"]}` {
+		t.Fatalf("after a reload without auth servers: %s; want auth still on", got)
+	}
+	if logs.find("RELOAD: --auth-http-address needs a restart") == "" {
+		t.Error("no WARNING line for turning auth off")
 	}
 }
