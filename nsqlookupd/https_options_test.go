@@ -149,18 +149,7 @@ func TestCertificateRenewal(t *testing.T) {
 
 	// Renewed the way certbot and Kubernetes do: new files renamed over
 	// the old ones (a new inode each).
-	second := f.ca.Issue(t, "nsqlookupd renewed")
-	dir := t.TempDir()
-	for _, file := range []struct {
-		path string
-		pem  []byte
-	}{{f.certFile, second.CertPEM}, {f.keyFile, second.KeyPEM}} {
-		tmp := filepath.Join(dir, filepath.Base(file.path))
-		test.WriteFile(t, tmp, file.pem)
-		if err := os.Rename(tmp, file.path); err != nil {
-			t.Fatal(err)
-		}
-	}
+	second := f.renew(t)
 	if got, want := serial(), second.Serial.String(); got != want {
 		t.Fatalf("serial after renaming a new pair into place: got %s; want %s", got, want)
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
@@ -26,6 +28,25 @@ func newTLSFiles(t *testing.T) *tlsFiles {
 	pair := ca.Issue(t, "nsqlookupd")
 	certFile, keyFile := pair.WriteFiles(t)
 	return &tlsFiles{ca: ca, pair: pair, certFile: certFile, keyFile: keyFile}
+}
+
+// renew issues a new pair and renames its files over f's, the way certbot
+// and Kubernetes renew them (a new inode each), and returns it.
+func (f *tlsFiles) renew(t *testing.T) test.Pair {
+	t.Helper()
+	next := f.ca.Issue(t, "nsqlookupd renewed")
+	dir := t.TempDir()
+	for _, file := range []struct {
+		path string
+		pem  []byte
+	}{{f.certFile, next.CertPEM}, {f.keyFile, next.KeyPEM}} {
+		tmp := filepath.Join(dir, filepath.Base(file.path))
+		test.WriteFile(t, tmp, file.pem)
+		if err := os.Rename(tmp, file.path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return next
 }
 
 // withHTTPS returns an options modifier that serves HTTPS on 127.0.0.1:0

@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -152,18 +150,7 @@ func TestReloadEachSetting(t *testing.T) {
 	expectRefused(t, l, "127.0.0.2", "  V1")
 
 	// the TLS files, read again at once: the next handshake gets the new pair
-	second := f.ca.Issue(t, "nsqlookupd renewed")
-	dir := t.TempDir()
-	for _, file := range []struct {
-		path string
-		pem  []byte
-	}{{f.certFile, second.CertPEM}, {f.keyFile, second.KeyPEM}} {
-		tmp := filepath.Join(dir, filepath.Base(file.path))
-		test.WriteFile(t, tmp, file.pem)
-		if err := os.Rename(tmp, file.path); err != nil {
-			t.Fatal(err)
-		}
-	}
+	second := f.renew(t)
 	before := logs.count("HTTPS: reloaded --tls-cert")
 	mustReload(t, l, func(*Options) {})
 	if got := logs.count("HTTPS: reloaded --tls-cert"); got != before+1 {

@@ -1,13 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"os/exec"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/lookupd/nsqlookupd/internal/test"
 )
@@ -106,19 +101,7 @@ func TestAccessBadConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			var stderr bytes.Buffer
-			cmd := daemonCmd(ctx, append([]string{"--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0"}, tt.args...)...)
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-				t.Fatalf("exit: got %v; want status 1 (stderr %q)", err, stderr.String())
-			}
-			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-			if len(lines) != 1 || !logLine.MatchString(lines[0]) || !strings.Contains(lines[0], tt.want) {
-				t.Fatalf("stderr: got %q; want one log line containing %q", stderr.String(), tt.want)
-			}
+			exitsFatal(t, tt.args, tt.want)
 		})
 	}
 }

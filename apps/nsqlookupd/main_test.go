@@ -432,19 +432,7 @@ func TestTLSBadConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			var stderr bytes.Buffer
-			cmd := daemonCmd(ctx, append([]string{"--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0"}, tt.args...)...)
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-				t.Fatalf("exit: got %v; want status 1 (stderr %q)", err, stderr.String())
-			}
-			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-			if len(lines) != 1 || !logLine.MatchString(lines[0]) || !strings.Contains(lines[0], tt.want) {
-				t.Fatalf("stderr: got %q; want one log line containing %q", stderr.String(), tt.want)
-			}
+			exitsFatal(t, tt.args, tt.want)
 		})
 	}
 }
@@ -526,5 +514,25 @@ func TestHTTPSRun(t *testing.T) {
 	}
 	if joined := strings.Join(rest, "\n"); !strings.Contains(joined, "INFO: HTTPS: closing "+addrs["HTTPS"]) {
 		t.Fatalf("got %q; want the HTTPS closing line", joined)
+	}
+}
+
+// exitsFatal runs the daemon with args on free loopback ports and fails t
+// unless it exits with status 1 after exactly one log line, containing
+// want.
+func exitsFatal(t *testing.T, args []string, want string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := daemonCmd(ctx, append([]string{"--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0"}, args...)...)
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit: got %v; want status 1 (stderr %q)", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) != 1 || !logLine.MatchString(lines[0]) || !strings.Contains(lines[0], want) {
+		t.Fatalf("stderr: got %q; want one log line containing %q", stderr.String(), want)
 	}
 }

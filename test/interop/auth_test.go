@@ -156,24 +156,7 @@ func startTenantConsumer(t *testing.T, topic, channel, secret string, got *messa
 	cfg := nsq.NewConfig()
 	cfg.LookupdPollInterval = 200 * time.Millisecond
 	cfg.AuthSecret = secret
-	c, err := nsq.NewConsumer(topic, channel, cfg)
-	if err != nil {
-		t.Fatalf("NewConsumer: %v", err)
-	}
-	logger := newTestLogger(t, "consumer "+topic+"/"+channel)
-	c.SetLogger(logger, nsq.LogLevelInfo)
-	c.AddHandler(nsq.HandlerFunc(func(m *nsq.Message) error {
-		got.add(m)
-		return nil
-	}))
-	t.Cleanup(func() {
-		defer logger.close()
-		stopConsumer(t, c)
-	})
-	if err := connect(c); err != nil {
-		t.Fatalf("connecting consumer %s/%s: %v", topic, channel, err)
-	}
-	return c
+	return startConsumerWith(t, cfg, topic, channel, got.add, connect)
 }
 
 // viaLookupd connects a consumer to the daemon d.

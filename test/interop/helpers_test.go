@@ -702,6 +702,12 @@ func startConsumer(t *testing.T, topic, channel string, handle func(*nsq.Message
 	cfg := nsq.NewConfig()
 	cfg.LookupdPollInterval = 200 * time.Millisecond
 	cfg.MaxInFlight = 16
+	return startConsumerWith(t, cfg, topic, channel, handle, connect)
+}
+
+// startConsumerWith is startConsumer with the consumer's configuration.
+func startConsumerWith(t *testing.T, cfg *nsq.Config, topic, channel string, handle func(*nsq.Message), connect func(*nsq.Consumer) error) *nsq.Consumer {
+	t.Helper()
 	c, err := nsq.NewConsumer(topic, channel, cfg)
 	if err != nil {
 		t.Fatalf("NewConsumer: %v", err)

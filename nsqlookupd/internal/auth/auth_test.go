@@ -320,8 +320,10 @@ func TestSingleFlight(t *testing.T) {
 	}
 	started.Wait()
 	// the query is under way, held by the server, while they all ask
-	for srv.queries.Load() == 0 {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); srv.queries.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no query reached the auth server in 10 s")
+		}
 	}
 	close(gate)
 	done.Wait()
